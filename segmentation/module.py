@@ -1,0 +1,159 @@
+"""SegmentationModule: network, loss, sliding-window validation, per-class Dice, optimizer and schedule."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Sequence
+
+import lightning.pytorch as pl
+import torch
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceCELoss
+from monai.metrics import DiceMetric
+
+from . import schedules
+from .networks import build_network
+
+ArchitectureName = Literal["unet", "segresnet", "dynunet", "swinunetr", "unetr"]
+OptimizerName = Literal["adamw", "adam", "sgd"]
+
+
+class SegmentationModule(pl.LightningModule):
+    """A 3D segmentation model trained on patches and validated on whole volumes.
+
+    Args:
+        architecture: MONAI network (see `segmentation.networks`).
+        in_channels: image channels (linked from the datamodule).
+        out_channels: output channels: classes incl. background, or regions when `multilabel` (linked).
+        class_names: names of the foreground classes or regions, for `val/dice/<name>` (linked).
+        multilabel: sigmoid outputs for overlapping regions (BraTS) instead of softmax classes (linked).
+        roi_size: patch size of training and of sliding-window validation (linked from data.patch_size).
+        lr: base learning rate.
+        optimizer: adamw, adam, or sgd (momentum 0.99, Nesterov, as nnU-Net).
+        weight_decay: optimizer weight decay.
+        scheduler: none, reduce_on_plateau, cosine, onecycle or polynomial.
+        plateau_*, cosine_*, onecycle_*, polynomial_*: schedule parameters (see `schedules.ScheduleOptions`).
+        sw_batch_size: patches per forward pass in sliding-window inference.
+        sw_overlap: overlap of sliding-window patches.
+        network_kwargs: overrides of the network constructor's defaults (e.g. `{channels: [8, 16, 32]}`).
+    """
+
+    def __init__(
+        self,
+        architecture: ArchitectureName = "unet",
+        in_channels: int = 1,
+        out_channels: int = 2,
+        class_names: Optional[Sequence[str]] = None,
+        multilabel: bool = False,
+        roi_size: Sequence[int] = (96, 96, 96),
+        lr: float = 1e-3,
+        optimizer: OptimizerName = "adamw",
+        weight_decay: float = 1e-5,
+        scheduler: schedules.ScheduleName = "none",
+        plateau_factor: float = 0.5,
+        plateau_patience: int = 10,
+        plateau_threshold: float = 1e-4,
+        plateau_cooldown: int = 0,
+        plateau_min_lr: float = 0.0,
+        cosine_eta_min_factor: float = 0.01,
+        onecycle_max_lr_factor: float = 10.0,
+        onecycle_pct_start: float = 0.3,
+        polynomial_power: float = 0.9,
+        sw_batch_size: int = 2,
+        sw_overlap: float = 0.25,
+        network_kwargs: Optional[dict] = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.class_names = list(class_names) if class_names else self._default_class_names()
+        self.net = build_network(architecture, in_channels, out_channels, roi_size, **(network_kwargs or {}))
+        self.loss = DiceCELoss(
+            to_onehot_y=not multilabel, softmax=not multilabel, sigmoid=multilabel, squared_pred=False
+        )
+        self.dice = DiceMetric(include_background=multilabel, reduction="none", ignore_empty=True)
+
+    def _default_class_names(self) -> list[str]:
+        first = 0 if self.hparams.multilabel else 1
+        return [f"class{i}" for i in range(first, self.hparams.out_channels)]
+
+    def schedule_options(self) -> schedules.ScheduleOptions:
+        """The schedule parameters of this model's hyper-parameters."""
+        names = schedules.ScheduleOptions.__dataclass_fields__
+        return schedules.ScheduleOptions(**{k: v for k, v in self.hparams.items() if k in names})
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of patches."""
+        return self.net(image)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """DiceCE loss on a batch of random patches."""
+        loss = self.loss(self(batch["image"]), batch["label"])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
+        return loss
+
+    def infer_volume(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits for whole volumes by MONAI sliding-window inference over `roi_size` patches."""
+        return sliding_window_inference(
+            image,
+            roi_size=tuple(self.hparams.roi_size),
+            sw_batch_size=self.hparams.sw_batch_size,
+            predictor=self.net,
+            overlap=self.hparams.sw_overlap,
+            mode="gaussian",
+        )
+
+    def discretise(self, logits: torch.Tensor) -> torch.Tensor:
+        """One-hot (softmax classes) or thresholded (sigmoid regions) predictions."""
+        if self.hparams.multilabel:
+            return (torch.sigmoid(logits) > 0.5).float()
+        labels = logits.argmax(dim=1, keepdim=True)
+        return torch.zeros_like(logits).scatter_(1, labels, 1.0)
+
+    def one_hot_target(self, label: torch.Tensor) -> torch.Tensor:
+        """The target in the layout of `discretise`'s output."""
+        if self.hparams.multilabel:
+            return label.float()
+        return torch.zeros(
+            (label.shape[0], self.hparams.out_channels, *label.shape[2:]), device=label.device
+        ).scatter_(1, label.long(), 1.0)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Whole-volume loss and per-class Dice of one validation case."""
+        logits = self.infer_volume(batch["image"])
+        self.log("val/loss", self.loss(logits, batch["label"]), on_epoch=True, batch_size=len(logits), sync_dist=True)
+        self.dice(self.discretise(logits), self.one_hot_target(batch["label"]))
+
+    def on_validation_epoch_end(self) -> None:
+        """Log mean and per-class Dice, then step the plateau schedule with this validation's Dice."""
+        per_case = self.dice.get_buffer()  # (cases, classes), NaN where a class is absent from both
+        self.dice.reset()
+        if self.trainer.world_size > 1:
+            per_case = self.all_gather(per_case).flatten(0, 1)
+        per_class = torch.nanmean(per_case.float(), dim=0)
+        mean_dice = torch.nanmean(per_class)
+        if self.trainer.sanity_checking:
+            return
+        self.log("val/dice", mean_dice, prog_bar=True)
+        for name, value in zip(self.class_names, per_class):
+            self.log(f"val/dice/{name}", value)
+        for config in self.trainer.lr_scheduler_configs:
+            schedules.step_after_validation(config.scheduler, float(mean_dice))
+
+    def configure_optimizers(self) -> dict:
+        """The optimizer and the schedule, planned over the trainer's `max_epochs`."""
+        optimizer = self._build_optimizer()
+        scheduler = schedules.build_schedule(
+            self.hparams.scheduler, optimizer, self.trainer.max_epochs, self.schedule_options()
+        )
+        return {"optimizer": optimizer, "lr_scheduler": schedules.lightning_scheduler_config(scheduler)}
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        params, lr, decay = self.parameters(), self.hparams.lr, self.hparams.weight_decay
+        if self.hparams.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=0.99, nesterov=True, weight_decay=decay)
+        if self.hparams.optimizer == "adam":
+            return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Lightning's epoch-end step; the plateau schedule is stepped after validation instead."""
+        schedules.step_at_epoch_end(scheduler)
