@@ -8,9 +8,14 @@ MONITOR = "val/dice"
 
 
 def every_epoch_checkpoint() -> ModelCheckpoint:
-    """`epoch=<E>.ckpt` after every epoch (E from 0), all kept, plus `last.ckpt`."""
+    """`epoch=<E>.ckpt` after every epoch (E from 0), all kept, plus `last.ckpt`.
+
+    Saved at the end of the training epoch, which Lightning reaches after that
+    epoch's validation, so epochs without validation get their file too.
+    """
     return ModelCheckpoint(
         filename="{epoch}",
+        save_on_train_epoch_end=True,
         save_top_k=-1,
         every_n_epochs=1,
         save_last=True,

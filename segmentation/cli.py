@@ -102,6 +102,15 @@ def synth_command(argv: list[str]) -> int:
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {"synth": synth_command}
 
 
+def user_error(exc: BaseException) -> Optional[SegError]:
+    """The SegError behind `exc`, if any (jsonargparse wraps errors raised while instantiating classes)."""
+    while exc is not None:
+        if isinstance(exc, SegError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of the `seg` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -113,7 +122,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             argv = ["--help"]
         # pass args only when they differ from sys.argv (LightningCLI warns otherwise)
         SegCLI(args=None if argv == sys.argv[1:] else argv)
-    except SegError as err:
+    except Exception as exc:
+        err = user_error(exc)
+        if err is None:
+            raise
         print(f"seg: error: {err}", file=sys.stderr)
         return 2
     return 0

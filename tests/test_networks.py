@@ -1,0 +1,47 @@
+"""Every architecture builds from MONAI and trains (forward + backward) on a small 3D patch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segmentation.errors import SegError
+from segmentation.networks import ARCHITECTURES, build_network, dynunet_plan
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_architecture_runs_forward_and_backward(architecture):
+    torch.manual_seed(0)
+    # SwinUNETR's bottleneck (1/32 of the patch) must keep more than one voxel for instance norm
+    roi = (64, 64, 64) if architecture == "swinunetr" else (32, 32, 32)
+    net = build_network(architecture, in_channels=2, out_channels=3, roi_size=roi)
+    image = torch.randn(1, 2, *roi)
+    logits = net(image)
+    assert logits.shape == (1, 3, *roi)
+    logits.float().mean().backward()
+    # MONAI's ViT blocks carry cross-attention norms that self-attention never uses
+    params = {n: p for n, p in net.named_parameters() if "cross_attn" not in n}
+    missing = [n for n, p in params.items() if p.grad is None or float(p.grad.abs().sum()) == 0]
+    assert not missing
+
+
+def test_overrides_replace_constructor_defaults():
+    net = build_network("unet", 1, 2, (16, 16, 16), channels=(4, 8, 16), strides=(2, 2), num_res_units=0)
+    assert sum(p.numel() for p in net.parameters()) < 20_000
+
+
+def test_dynunet_plan_follows_the_patch():
+    kernels, strides = dynunet_plan((128, 128, 32))
+    assert strides[0] == [1, 1, 1] and len(kernels) == len(strides)
+    # the short axis stops being halved once it reaches 4 voxels
+    assert [s[2] for s in strides] == [1, 2, 2, 2, 1, 1]
+
+
+def test_unknown_architecture_lists_the_valid_names():
+    with pytest.raises(SegError, match="valid names: unet, segresnet, dynunet, swinunetr, unetr"):
+        build_network("vnet9000", 1, 2, (32, 32, 32))
+
+
+def test_unsuitable_patch_size_names_the_option():
+    with pytest.raises(SegError, match="--data.patch_size"):
+        build_network("swinunetr", 1, 2, (48, 48, 48))
