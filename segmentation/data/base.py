@@ -1,0 +1,173 @@
+"""VolumeDataModule: the split, transforms, caching and loaders shared by every dataset layout.
+
+A dataset module says where its cases are (`list_cases`), what its channels
+and classes are called, and how its intensities are normalised; this base turns
+that into MONAI pipelines: reorient to RAS, optional resampling, normalisation,
+foreground/background-balanced random patches and flips for training, whole
+volumes for validation.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Literal, Optional, Sequence
+
+import lightning.pytorch as pl
+from monai import transforms as mt
+from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
+
+from ..errors import SegError
+
+CacheMode = Literal["none", "memory", "disk"]
+
+
+def split_cases(case_ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """A deterministic train/val split of `case_ids`: the same ids, fraction and seed give the same split."""
+    ids = sorted(case_ids)
+    random.Random(seed).shuffle(ids)
+    n_val = max(1, round(len(ids) * val_fraction)) if len(ids) > 1 else 0
+    return sorted(ids[n_val:]), sorted(ids[:n_val])
+
+
+class VolumeDataModule(pl.LightningDataModule):
+    """Base of the dataset modules; subclasses implement `list_cases` and the dataset facts.
+
+    Args:
+        root: folder of the dataset in its own layout.
+        patch_size: training patch (and sliding-window ROI) size in voxels.
+        batch_size: patches per training batch (`samples_per_volume` patches come from each volume).
+        samples_per_volume: random patches drawn from each loaded training volume.
+        pos_fraction: share of patches centred on foreground.
+        spacing: target voxel spacing in mm to resample to; None keeps each image's own.
+        val_fraction: share of cases held out for validation.
+        seed: seed of the split.
+        cache: none, memory (MONAI CacheDataset) or disk (MONAI PersistentDataset in `cache_dir`).
+        cache_dir: folder of the disk cache (default: `<root>/.seg_cache`).
+        num_workers: data-loader worker processes.
+    """
+
+    dataset_name = "volumes"
+
+    def __init__(
+        self,
+        root: str,
+        patch_size: Sequence[int] = (96, 96, 96),
+        batch_size: int = 2,
+        samples_per_volume: int = 2,
+        pos_fraction: float = 0.5,
+        spacing: Optional[Sequence[float]] = None,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        cache: CacheMode = "memory",
+        cache_dir: Optional[str] = None,
+        num_workers: int = 2,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.root = Path(root).expanduser()
+        self.patch_size = list(patch_size)
+        self.train_cases: list[dict] = []
+        self.val_cases: list[dict] = []
+
+    # --- what a dataset module provides -------------------------------------------------------
+    @property
+    def channel_names(self) -> list[str]:
+        """Names of the image channels, in the order the network sees them."""
+        raise NotImplementedError
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the foreground classes (or regions when `multilabel`)."""
+        raise NotImplementedError
+
+    multilabel = False
+
+    def list_cases(self) -> list[dict]:
+        """All labelled cases as dicts with `case` (id), `image` (path or list of paths) and `label`."""
+        raise NotImplementedError
+
+    def intensity_transform(self) -> mt.Transform:
+        """The intensity normalisation of this dataset's modality."""
+        raise NotImplementedError
+
+    # --- derived facts, linked into the model ---------------------------------------------------
+    @property
+    def num_channels(self) -> int:
+        """Input channels of the network."""
+        return len(self.channel_names)
+
+    @property
+    def num_classes(self) -> int:
+        """Output channels of the network: regions, or classes plus background."""
+        return len(self.class_names) + (0 if self.multilabel else 1)
+
+    # --- pipelines ---------------------------------------------------------------------------------
+    def preprocessing(self) -> list[mt.Transform]:
+        """Deterministic steps: load, channel first, RAS, resampling, normalisation."""
+        steps: list[mt.Transform] = [
+            mt.LoadImaged(keys=["image", "label"], ensure_channel_first=True, image_only=True),
+            mt.Orientationd(keys=["image", "label"], axcodes="RAS"),
+        ]
+        if self.hparams.spacing:
+            steps.append(
+                mt.Spacingd(keys=["image", "label"], pixdim=tuple(self.hparams.spacing), mode=("bilinear", "nearest"))
+            )
+        steps += [self.intensity_transform(), mt.EnsureTyped(keys=["image", "label"], track_meta=False)]
+        return steps
+
+    def augmentation(self) -> list[mt.Transform]:
+        """Random steps of training: balanced patches and flips."""
+        pos = self.hparams.pos_fraction
+        return [
+            mt.SpatialPadd(keys=["image", "label"], spatial_size=self.patch_size),
+            mt.RandCropByPosNegLabeld(
+                keys=["image", "label"],
+                label_key="label",
+                spatial_size=self.patch_size,
+                pos=pos,
+                neg=1.0 - pos,
+                num_samples=self.hparams.samples_per_volume,
+            ),
+            mt.RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=0),
+            mt.RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=1),
+            mt.RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=2),
+        ]
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        """Split the cases (deterministically) and build the datasets."""
+        cases = self.list_cases()
+        if not cases:
+            raise SegError(f"no labelled cases found in {self.root}; check --data.root")
+        by_id = {case["case"]: case for case in cases}
+        train_ids, val_ids = split_cases(list(by_id), self.hparams.val_fraction, self.hparams.seed)
+        self.train_cases = [by_id[i] for i in train_ids]
+        self.val_cases = [by_id[i] for i in val_ids]
+        preprocessing = self.preprocessing()
+        self.train_set = self._dataset(self.train_cases, mt.Compose(preprocessing + self.augmentation()))
+        self.val_set = self._dataset(self.val_cases, mt.Compose(preprocessing))
+
+    def _dataset(self, cases: list[dict], transform: mt.Compose) -> Dataset:
+        mode = self.hparams.cache
+        if mode == "memory":
+            return CacheDataset(cases, transform, cache_rate=1.0, num_workers=None, progress=False)
+        if mode == "disk":
+            cache_dir = Path(self.hparams.cache_dir or self.root / ".seg_cache")
+            return PersistentDataset(cases, transform, cache_dir=cache_dir)
+        return Dataset(cases, transform)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled batches of random patches."""
+        # samples_per_volume patches come from each volume, so fewer volumes make a batch
+        volumes_per_batch = max(1, self.hparams.batch_size // self.hparams.samples_per_volume)
+        return DataLoader(
+            self.train_set,
+            batch_size=volumes_per_batch,
+            shuffle=True,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        """Whole validation volumes, one at a time (their shapes differ)."""
+        return DataLoader(self.val_set, batch_size=1, num_workers=self.hparams.num_workers)
