@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from . import resume
 from .callbacks import with_default_logging
-from .checkpointing import with_default_checkpoints
+from .checkpointing import AtomicCheckpointIO, load_checkpoint, with_default_checkpoints
 from .data.base import VolumeDataModule
 from .errors import SegError
 from .module import SegmentationModule
@@ -37,6 +38,19 @@ def run_name(datamodule: Any, model: SegmentationModule) -> str:
     return f"{dataset}_{model.hparams.architecture}_{model.hparams.scheduler}"
 
 
+class SaveConfigBeside(SaveConfigCallback):
+    """Saves the run's config as `config.yaml`; a resumed run's as `config.resume<N>.yaml` beside it."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        """Pick the first free file name, then save as LightningCLI does."""
+        log_dir = Path(trainer.log_dir or ".")
+        number = 0
+        while (log_dir / self.config_filename).exists():
+            number += 1
+            self.config_filename = f"config.resume{number}.yaml"
+        super().setup(trainer, pl_module, stage)
+
+
 class SegCLI(LightningCLI):
     """LightningCLI with the model class fixed and the datamodule chosen by `class_path` in the config.
 
@@ -54,7 +68,15 @@ class SegCLI(LightningCLI):
             args=args,
             run=run,
             parser_kwargs={"parser_mode": "omegaconf"},
+            save_config_callback=SaveConfigBeside,
         )
+
+    def _parse_ckpt_path(self) -> None:
+        """Disabled: LightningCLI would put the checkpoint's hyper-parameters over explicit arguments.
+
+        seg restores a checkpoint's settings by composing its stored config first
+        (`resume.with_stored_config`), so that the user's arguments win.
+        """
 
     def add_arguments_to_parser(self, parser) -> None:
         """Link what the dataset knows into the model, so it is never typed twice."""
@@ -66,21 +88,59 @@ class SegCLI(LightningCLI):
             ("data.patch_size", "model.roi_size"),
         ):
             parser.link_arguments(source, target, apply_on="instantiate")
+        parser.add_argument(
+            "--keep_last_epochs",
+            type=Optional[int],
+            default=None,
+            help="keep only the newest N epoch=<E>.ckpt files (last.ckpt and best.ckpt are always kept); "
+            "default: keep all",
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The trainer with seg's default logger and callbacks where the config gives none."""
+        """The trainer with seg's defaults where the config gives none, resuming into the checkpoint's run."""
         config = self._get(self.config_init, "trainer", default={})
-        if config.get("logger") in (None, True):
-            root = Path(config.get("default_root_dir") or ".") / "lightning_logs"
-            kwargs["logger"] = TensorBoardLogger(
-                save_dir=str(root), name=run_name(self.datamodule, self.model), default_hp_metric=False
-            )
+        subcommand_config = self.config_init.get(self.subcommand, self.config_init)
         callbacks = config.get("callbacks") or []
-        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
+        run_root = Path(config.get("default_root_dir") or ".") / "lightning_logs"
+        run = run_root / run_name(self.datamodule, self.model)
+        version = None
+        if self.subcommand == "fit":
+            config_yaml = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
+            callbacks.append(resume.RunRecord(config_yaml))
+            ckpt = self._resolve_resume(subcommand_config, run, config_yaml, callbacks)
+            if ckpt is not None and ckpt.parent.name == "checkpoints":
+                run, version = ckpt.parent.parent.parent, ckpt.parent.parent.name
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = TensorBoardLogger(
+                save_dir=str(run.parent), name=run.name, version=version, default_hp_metric=False
+            )
         if config.get("enable_checkpointing", True) is not False:
-            callbacks = with_default_checkpoints(callbacks)
+            callbacks = with_default_checkpoints(callbacks, subcommand_config.get("keep_last_epochs"))
+        if not config.get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
         kwargs["callbacks"] = with_default_logging(callbacks)
         return super().instantiate_trainer(**kwargs)
+
+    def _resolve_resume(self, subcommand_config: dict, run: Path, config_yaml: str, callbacks: list) -> Optional[Path]:
+        """Turn `--ckpt_path` into a checked file; refuse incompatible models; add the resume summary."""
+        value = subcommand_config.get("ckpt_path")
+        if not value:
+            return None
+        ckpt = resume.resolve_checkpoint(str(value), run_root=run)
+        if ckpt is None:
+            print(f"--ckpt_path last: no checkpoint of {run} yet; starting a new run", flush=True)
+            subcommand_config["ckpt_path"] = None
+            return None
+        checkpoint = load_checkpoint(ckpt)
+        different = resume.incompatibilities(checkpoint.get("hyper_parameters", {}), dict(self.model.hparams))
+        if different:
+            raise SegError(f"checkpoint {ckpt} does not fit the configured model: " + "; ".join(different))
+        stored = (checkpoint.get(resume.SEG_KEY) or {}).get("config", "")
+        differences = resume.config_differences(stored, config_yaml) if stored else []
+        callbacks.append(resume.ResumeSummary(ckpt, checkpoint, differences))
+        subcommand_config["ckpt_path"] = str(ckpt)
+        return ckpt
 
 
 def synth_command(argv: list[str]) -> int:
@@ -120,8 +180,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not argv or argv[0] in ("-h", "--help"):
             print(OVERVIEW)
             argv = ["--help"]
+        given = argv
+        argv = resume.with_stored_config(argv)
         # pass args only when they differ from sys.argv (LightningCLI warns otherwise)
-        SegCLI(args=None if argv == sys.argv[1:] else argv)
+        SegCLI(args=None if argv == sys.argv[1:] and argv == given else argv)
     except Exception as exc:
         err = user_error(exc)
         if err is None:

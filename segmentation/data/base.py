@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Iterator, Literal, Optional, Sequence
 
 import lightning.pytorch as pl
+import numpy as np
+import torch
 from monai import transforms as mt
 from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
+from torch.utils.data import Sampler
 
 from ..errors import SegError
 
@@ -30,6 +33,55 @@ def split_cases(case_ids: Sequence[str], val_fraction: float, seed: int) -> tupl
     return sorted(ids[n_val:]), sorted(ids[:n_val])
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of every random stream of one training epoch."""
+    return (seed * 1_000_003 + epoch * 7919 + 12345) % 2**31
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Shuffles the training volumes in an order that is a function of (seed, epoch) alone.
+
+    Lightning calls `set_epoch` at the start of every epoch (also the first
+    epoch of a resumed run). That reseeds, from (seed, epoch): the shuffle, the
+    data loader's generator (the seeds of its worker processes, from which MONAI
+    seeds the random transforms there), the random transforms in this process,
+    and torch's, NumPy's and Python's global generators. A resumed run therefore
+    sees the same patches, flips and batches as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        generator: torch.Generator,
+        transform: Optional[mt.Compose] = None,
+        start_epoch: int = 0,
+    ):
+        self.size, self.seed, self.generator, self.transform = size, seed, generator, transform
+        # Lightning creates the first iterator (and forks its workers) before its first `set_epoch`,
+        # so the sampler must already be at the epoch a resumed run starts with.
+        self.set_epoch(start_epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed every random stream for `epoch`."""
+        self.epoch = epoch
+        seed = epoch_seed(self.seed, epoch)
+        self.generator.manual_seed(seed)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        if self.transform is not None:
+            self.transform.set_random_state(seed=seed)
+
+    def __iter__(self) -> Iterator[int]:
+        # a private generator: the order must not depend on how many draws the loader made before
+        order = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.size, generator=order).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
 class VolumeDataModule(pl.LightningDataModule):
     """Base of the dataset modules; subclasses implement `list_cases` and the dataset facts.
 
@@ -41,7 +93,7 @@ class VolumeDataModule(pl.LightningDataModule):
         pos_fraction: share of patches centred on foreground.
         spacing: target voxel spacing in mm to resample to; None keeps each image's own.
         val_fraction: share of cases held out for validation.
-        seed: seed of the split.
+        seed: seed of the split and of each epoch's shuffle and augmentation (`EpochSeededSampler`).
         cache: none, memory (MONAI CacheDataset) or disk (MONAI PersistentDataset in `cache_dir`).
         cache_dir: folder of the disk cache (default: `<root>/.seg_cache`).
         num_workers: data-loader worker processes.
@@ -69,6 +121,7 @@ class VolumeDataModule(pl.LightningDataModule):
         self.patch_size = list(patch_size)
         self.train_cases: list[dict] = []
         self.val_cases: list[dict] = []
+        self.restored_split: Optional[dict] = None
 
     # --- what a dataset module provides -------------------------------------------------------
     @property
@@ -141,11 +194,29 @@ class VolumeDataModule(pl.LightningDataModule):
             raise SegError(f"no labelled cases found in {self.root}; check --data.root")
         by_id = {case["case"]: case for case in cases}
         train_ids, val_ids = split_cases(list(by_id), self.hparams.val_fraction, self.hparams.seed)
+        if self.restored_split:
+            missing = sorted(set(self.restored_split["train"] + self.restored_split["val"]) - set(by_id))
+            if missing:
+                raise SegError(
+                    f"the checkpoint's data split names cases that are not in {self.root}: {', '.join(missing[:5])}"
+                )
+            train_ids, val_ids = self.restored_split["train"], self.restored_split["val"]
         self.train_cases = [by_id[i] for i in train_ids]
         self.val_cases = [by_id[i] for i in val_ids]
         preprocessing = self.preprocessing()
-        self.train_set = self._dataset(self.train_cases, mt.Compose(preprocessing + self.augmentation()))
+        self.train_transform = mt.Compose(preprocessing + self.augmentation())
+        self.train_set = self._dataset(self.train_cases, self.train_transform)
         self.val_set = self._dataset(self.val_cases, mt.Compose(preprocessing))
+
+    def state_dict(self) -> dict:
+        """The split, saved in every checkpoint so a resume trains and validates on the same cases."""
+        return {"train": [c["case"] for c in self.train_cases], "val": [c["case"] for c in self.val_cases]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take the checkpoint's split (re-building the datasets if `setup` already ran with another)."""
+        self.restored_split = {"train": list(state.get("train", [])), "val": list(state.get("val", []))}
+        if self.train_cases and self.restored_split != self.state_dict():
+            self.setup("fit")
 
     def _dataset(self, cases: list[dict], transform: mt.Compose) -> Dataset:
         mode = self.hparams.cache
@@ -160,13 +231,23 @@ class VolumeDataModule(pl.LightningDataModule):
         """Shuffled batches of random patches."""
         # samples_per_volume patches come from each volume, so fewer volumes make a batch
         volumes_per_batch = max(1, self.hparams.batch_size // self.hparams.samples_per_volume)
+        generator = torch.Generator()
+        sampler = EpochSeededSampler(
+            len(self.train_set), self.hparams.seed, generator, self.train_transform, self.first_epoch()
+        )
+        # workers are not persistent: each epoch's workers are seeded from that epoch's generator
         return DataLoader(
             self.train_set,
             batch_size=volumes_per_batch,
-            shuffle=True,
+            sampler=sampler,
+            generator=generator,
             num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
         )
+
+    def first_epoch(self) -> int:
+        """The epoch training (re)starts at: what Lightning will pass to the sampler's `set_epoch`."""
+        trainer = getattr(self, "trainer", None)
+        return trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
 
     def val_dataloader(self) -> DataLoader:
         """Whole validation volumes, one at a time (their shapes differ)."""
