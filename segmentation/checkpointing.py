@@ -7,7 +7,6 @@ filesystems the move is a copy, and a kill during the copy truncates the target.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from pathlib import Path
@@ -16,12 +15,12 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from .errors import SegError
 
 MONITOR = "val/dice"
 TEMP_MARK = ".tmp-"
-log = logging.getLogger("segmentation")
 
 
 def every_epoch_checkpoint(keep_last: Optional[int] = None) -> ModelCheckpoint:
@@ -107,7 +106,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             temporary.unlink(missing_ok=True)
         if first_in_dir:
-            log.info("checkpoint size: %.1f MB (%s)", path.stat().st_size / 1e6, path.parent)
+            rank_zero_info(f"checkpoint size: {path.stat().st_size / 1e6:.1f} MB each ({path.parent})")
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -144,7 +143,7 @@ def newest_good_checkpoint(directory: Path, exclude: Optional[Path] = None) -> O
         try:
             torch.load(path, map_location="cpu", mmap=True, weights_only=False)
         except Exception as err:
-            log.warning("skipping checkpoint %s: truncated or corrupt (%s)", path, type(err).__name__)
+            rank_zero_warn(f"skipping checkpoint {path}: truncated or corrupt ({type(err).__name__})")
             continue
         return path
     return None

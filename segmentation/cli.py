@@ -96,6 +96,20 @@ class SegCLI(LightningCLI):
             "default: keep all",
         )
 
+    def before_instantiate_classes(self) -> None:
+        """Refuse a checkpoint whose architecture differs before the model is even built."""
+        config = self.config.get(self.subcommand, self.config)
+        value = config.get("ckpt_path")
+        if not value or value == "last":
+            return
+        ckpt = resume.resolve_checkpoint(str(value), run_root=None)
+        saved = load_checkpoint(ckpt).get("hyper_parameters", {})
+        model = config.get("model")
+        configured = {key: model.get(key) for key in ("architecture", "network_kwargs")}
+        different = resume.incompatibilities(saved, configured, keys=tuple(configured))
+        if different:
+            raise SegError(f"checkpoint {ckpt} does not fit the configured model: " + "; ".join(different))
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer with seg's defaults where the config gives none, resuming into the checkpoint's run."""
         config = self._get(self.config_init, "trainer", default={})

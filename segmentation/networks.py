@@ -86,4 +86,7 @@ def build_network(
             f"patch size {list(roi_size)} does not suit {architecture}: every axis must be a multiple of "
             f"{multiple} (set --data.patch_size)"
         )
-    return ARCHITECTURES[architecture](in_channels, out_channels, roi_size, **overrides)
+    try:
+        return ARCHITECTURES[architecture](in_channels, out_channels, roi_size, **overrides)
+    except TypeError as err:
+        raise SegError(f"--model.network_kwargs {overrides} do not fit {architecture}: {err}") from None

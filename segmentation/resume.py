@@ -17,7 +17,6 @@ The schedule's own resume rules live in `schedules.py`.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Optional
 
@@ -32,7 +31,6 @@ SEG_KEY = "seg"
 RESUMABLE = ("fit", "validate", "test", "predict")
 # Hyper-parameters that decide the shapes of the weights (or what the outputs mean).
 MODEL_IDENTITY = ("architecture", "in_channels", "out_channels", "multilabel", "class_names", "network_kwargs")
-log = logging.getLogger("segmentation")
 
 
 class RunRecord(Callback):
@@ -102,11 +100,11 @@ def resolve_checkpoint(value: str, run_root: Optional[Path]) -> Optional[Path]:
     return path
 
 
-def incompatibilities(saved: dict, current: dict) -> list[str]:
-    """The model settings in which a checkpoint's hyper-parameters and the configured model differ."""
+def incompatibilities(saved: dict, current: dict, keys: tuple[str, ...] = MODEL_IDENTITY) -> list[str]:
+    """The model settings (`keys`) in which a checkpoint's hyper-parameters and the configured model differ."""
     return [
         f"{key}: checkpoint {saved.get(key)!r}, configured {current.get(key)!r}"
-        for key in MODEL_IDENTITY
+        for key in keys
         if _plain(saved.get(key)) != _plain(current.get(key))
     ]
 

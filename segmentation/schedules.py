@@ -196,7 +196,8 @@ def restore_schedule(scheduler: LRScheduler, saved: dict) -> str:
         apply_lrs(scheduler, start)
         return "; ".join(notes)
     scheduler.last_epoch = epoch
-    saved_horizon = saved.get("horizon", scheduler.horizon)
+    # `none` has no horizon to re-plan
+    saved_horizon = saved.get("horizon", scheduler.horizon) if scheduler.name in HORIZON_SCHEDULES else scheduler.horizon
     if saved_name == scheduler.name and not lr_changed and saved_horizon == scheduler.horizon:
         super(PhasedSchedule, scheduler).load_state_dict({**saved, "configured_lrs": scheduler.configured_lrs})
         return f"{scheduler.name} schedule restored as saved"

@@ -1,0 +1,168 @@
+"""Resume rules, each proven by real `seg fit` runs on tiny synthetic data.
+
+Run A: an uninterrupted 4-epoch run. Run B: the same settings stopped after
+2 epochs (max_steps), then resumed from `epoch=1.ckpt` with the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from segmentation.cli import main
+
+from .conftest import only_run_dir, run_seg, scalars, tiny_fit_args
+
+EPOCHS = 4
+STEPS_PER_EPOCH = 2  # 4 training cases, 2 per batch (tiny.yaml)
+SCHEDULES = ["none", "reduce_on_plateau", "cosine", "onecycle", "polynomial"]
+DETERMINISTIC = ["--trainer.deterministic=true", "--data.num_workers=1"]
+
+
+def fit(root: Path, logs: Path, *overrides: str) -> Path:
+    """A tiny in-process `seg fit` under `logs`; returns its run directory."""
+    assert main(tiny_fit_args(root, f"--trainer.default_root_dir={logs}", *DETERMINISTIC, *overrides)) == 0
+    return only_run_dir(logs / "lightning_logs")
+
+
+def resume(ckpt: Path, *overrides: str, capsys=None) -> str:
+    """`seg fit --ckpt_path CKPT [overrides]` in-process, no config; returns what it printed."""
+    assert main(["fit", f"--ckpt_path={ckpt}", *overrides]) == 0
+    return capsys.readouterr().out if capsys else ""
+
+
+def lrs(run: Path) -> list[float]:
+    events = scalars(run, "lr")
+    steps = [step for step, _ in events]
+    assert steps == sorted(set(steps)), f"duplicated or unordered LR events: {steps}"
+    return [value for _, value in events]
+
+
+def weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def schedule_state(ckpt: Path) -> dict:
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["lr_schedulers"][0]
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A copy of `run` (and its lightning_logs parents) under `dest`; returns the copied run directory."""
+    shutil.copytree(run.parents[1], dest / "lightning_logs")
+    return dest / run.relative_to(run.parents[2])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(demo_root, tmp_path_factory):
+    """Run A for each schedule, made once per module: {schedule: run directory}."""
+    cache: dict[str, Path] = {}
+
+    def get(schedule: str) -> Path:
+        if schedule not in cache:
+            logs = tmp_path_factory.mktemp(f"A_{schedule}")
+            extra = ["--model.plateau_patience=1"] if schedule == "reduce_on_plateau" else []
+            cache[schedule] = fit(demo_root, logs, f"--model.scheduler={schedule}",
+                                  f"--trainer.max_epochs={EPOCHS}", *extra)
+        return cache[schedule]
+
+    return get
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_exact_continuation(schedule, demo_root, tmp_path, uninterrupted, capsys):
+    run_a = uninterrupted(schedule)
+    extra = ["--model.plateau_patience=1"] if schedule == "reduce_on_plateau" else []
+    run_b = fit(demo_root, tmp_path, f"--model.scheduler={schedule}", f"--trainer.max_epochs={EPOCHS}",
+                f"--trainer.max_steps={2 * STEPS_PER_EPOCH}", *extra)
+    assert not (run_b / "checkpoints/epoch=2.ckpt").exists()
+    out = resume(run_b / "checkpoints/epoch=1.ckpt", "--trainer.max_steps=-1", capsys=capsys)
+    assert "Resuming from" in out and "epoch 1 done; continuing at epoch 2 of 4" in out
+    assert lrs(run_b) == lrs(run_a) and len(lrs(run_a)) == EPOCHS
+    final_a, final_b = weights(run_a / "checkpoints/last.ckpt"), weights(run_b / "checkpoints/last.ckpt")
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a), "weights differ from the uninterrupted run"
+    assert sorted(p.name for p in run_b.glob("config*.yaml")) == ["config.resume1.yaml", "config.yaml"]
+
+
+FLOOR = {"none": 1.0, "cosine": 0.01, "polynomial": 0.0, "onecycle": 10 / 25 / 1e4}
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_extending_the_horizon_replans_without_a_jump(schedule, tmp_path, uninterrupted, capsys):
+    run = copy_run(uninterrupted(schedule), tmp_path)
+    before = schedule_state(run / "checkpoints/epoch=3.ckpt")
+    saved = torch.load(run / "checkpoints/epoch=3.ckpt", weights_only=False)
+    held_lr, base_lr = saved["optimizer_states"][0]["param_groups"][0]["lr"], saved["hyper_parameters"]["lr"]
+    out = resume(run / "checkpoints/epoch=3.ckpt", "--trainer.max_epochs=8", capsys=capsys)
+    series = lrs(run)
+    assert len(series) == 8
+    assert series[4] == pytest.approx(held_lr), f"LR jumped at the resume boundary: {series}"
+    assert "max_epochs 4 -> 8" in out
+    if schedule == "reduce_on_plateau":
+        assert f"best {before['best']:.4g}, {before['num_bad_epochs']} bad epochs" in out
+    else:
+        assert all(b <= a * (1 + 1e-6) for a, b in zip(series[3:], series[4:])), f"LR rose again: {series}"
+        assert series[-1] == pytest.approx(base_lr * FLOOR[schedule], rel=1e-5, abs=1e-12)
+        if schedule != "none":
+            assert "re-planned from lr" in out
+
+
+def test_switching_none_to_plateau_keeps_the_optimizer_moments(tmp_path, uninterrupted, capsys):
+    run_a = uninterrupted("none")
+    run = copy_run(run_a, tmp_path)
+    for name in ("epoch=2.ckpt", "epoch=3.ckpt", "last.ckpt"):
+        (run / "checkpoints" / name).unlink()
+    out = resume(run / "checkpoints/epoch=1.ckpt", "--model.scheduler=reduce_on_plateau",
+                 "--trainer.max_epochs=3", capsys=capsys)
+    assert "schedule switched from none to reduce_on_plateau" in out
+    # plateau keeps the constant LR of `none` for these epochs, so with moments kept the weights are A's
+    a, b = weights(run_a / "checkpoints/epoch=2.ckpt"), weights(run / "checkpoints/epoch=2.ckpt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state = schedule_state(run / "checkpoints/epoch=2.ckpt")
+    assert state["name"] == "reduce_on_plateau" and state["num_bad_epochs"] == 0 and "phases" not in state
+
+
+def test_switching_cosine_to_plateau_starts_from_the_current_lr(tmp_path, uninterrupted, capsys):
+    run = copy_run(uninterrupted("cosine"), tmp_path)
+    cosine = lrs(run)
+    resume(run / "checkpoints/epoch=1.ckpt", "--model.scheduler=reduce_on_plateau", capsys=capsys)
+    state = schedule_state(run / "checkpoints/last.ckpt")
+    assert state["name"] == "reduce_on_plateau" and not {"phases", "horizon", "T_max"} & set(state)
+    resumed = [v for _, v in scalars(run, "lr")][-2:]  # the events of the resumed epochs 2 and 3
+    assert resumed == pytest.approx([cosine[2], cosine[2]])
+
+
+def test_new_lr_on_resume_takes_effect(tmp_path, uninterrupted, capsys):
+    run = copy_run(uninterrupted("cosine"), tmp_path)
+    out = resume(run / "checkpoints/epoch=1.ckpt", "--model.lr=0.02", capsys=capsys)
+    assert "lr re-based from 0.003 to 0.02 (--model.lr)" in out
+    resumed = [v for _, v in scalars(run, "lr")][-2:]
+    assert resumed == pytest.approx([0.02, 0.02 * 0.01])
+
+
+def test_checkpoint_only_resume_restores_data_settings_and_command_line_wins(demo_root, tmp_path):
+    result = run_seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=2", "--data.samples_per_volume=2"),
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = only_run_dir(tmp_path / "lightning_logs")
+    result = run_seg("fit", "--ckpt_path", str(run / "checkpoints/epoch=1.ckpt"), "--trainer.max_epochs=3",
+                     "--data.batch_size=4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert only_run_dir(tmp_path / "lightning_logs") == run  # same run directory, no new version
+    resumed = (run / "config.resume1.yaml").read_text()
+    assert "samples_per_volume: 2" in resumed and "batch_size: 4" in resumed and "- 16" in resumed
+    assert "config data.init_args.batch_size: 2 -> 4" in result.stdout
+    assert (run / "checkpoints/epoch=2.ckpt").is_file()
+
+
+def test_architecture_change_is_refused_before_any_step(demo_root, tmp_path, uninterrupted):
+    run = copy_run(uninterrupted("none"), tmp_path)
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    result = run_seg("fit", "--ckpt_path", str(run / "checkpoints/last.ckpt"), "--model.architecture=segresnet",
+                     "--trainer.max_epochs=6", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "architecture: checkpoint 'unet', configured 'segresnet'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
