@@ -4,7 +4,9 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 SEG := $(PYTHON) -m segmentation
 
-.PHONY: install demo test tensorboard clean
+.PHONY: install demo test tensorboard resume clean
+
+EPOCHS ?= 100
 
 install: .installed
 
@@ -18,6 +20,10 @@ demo: .installed  ## train on the synthetic demo task (written to data/demo on f
 
 test: .installed  ## the whole test suite
 	$(PYTHON) -m pytest -q
+
+resume: .installed  ## continue RUN (a run directory) from its newest good checkpoint to EPOCHS [SCHEDULER=...]
+	@test -n "$(RUN)" || { echo "usage: make resume RUN=lightning_logs/<run>/version_N EPOCHS=100 [SCHEDULER=reduce_on_plateau]"; exit 2; }
+	$(SEG) fit --ckpt_path "$(RUN)" --trainer.max_epochs $(EPOCHS) $(if $(SCHEDULER),--model.scheduler $(SCHEDULER))
 
 tensorboard: .installed  ## LR, loss and Dice curves of every run
 	$(PYTHON) -m tensorboard.main --logdir lightning_logs

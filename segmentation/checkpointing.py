@@ -7,6 +7,7 @@ filesystems the move is a copy, and a kill during the copy truncates the target.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -15,12 +16,14 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 
 from .errors import SegError
 
 MONITOR = "val/dice"
 TEMP_MARK = ".tmp-"
+# Lightning's logger is the one a user sees (warnings filters must not hide a skipped checkpoint)
+log = logging.getLogger("lightning.pytorch")
 
 
 def every_epoch_checkpoint(keep_last: Optional[int] = None) -> ModelCheckpoint:
@@ -143,7 +146,7 @@ def newest_good_checkpoint(directory: Path, exclude: Optional[Path] = None) -> O
         try:
             torch.load(path, map_location="cpu", mmap=True, weights_only=False)
         except Exception as err:
-            rank_zero_warn(f"skipping checkpoint {path}: truncated or corrupt ({type(err).__name__})")
+            log.warning(f"skipping checkpoint {path}: truncated or corrupt ({type(err).__name__})")
             continue
         return path
     return None

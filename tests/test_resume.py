@@ -7,6 +7,7 @@ Run A: an uninterrupted 4-epoch run. Run B: the same settings stopped after
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 
 from segmentation.cli import main
 
-from .conftest import only_run_dir, run_seg, scalars, tiny_fit_args
+from .conftest import REPO, only_run_dir, run_seg, scalars, tiny_fit_args
 
 EPOCHS = 4
 STEPS_PER_EPOCH = 2  # 4 training cases, 2 per batch (tiny.yaml)
@@ -81,6 +82,8 @@ def test_exact_continuation(schedule, demo_root, tmp_path, uninterrupted, capsys
     out = resume(run_b / "checkpoints/epoch=1.ckpt", "--trainer.max_steps=-1", capsys=capsys)
     assert "Resuming from" in out and "epoch 1 done; continuing at epoch 2 of 4" in out
     assert lrs(run_b) == lrs(run_a) and len(lrs(run_a)) == EPOCHS
+    for tag in ("val/dice", "train/loss"):  # one continuous curve: each epoch once, in order
+        assert [step for step, _ in scalars(run_b, tag)] == [step for step, _ in scalars(run_a, tag)]
     final_a, final_b = weights(run_a / "checkpoints/last.ckpt"), weights(run_b / "checkpoints/last.ckpt")
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a), "weights differ from the uninterrupted run"
     assert sorted(p.name for p in run_b.glob("config*.yaml")) == ["config.resume1.yaml", "config.yaml"]
@@ -166,3 +169,16 @@ def test_architecture_change_is_refused_before_any_step(demo_root, tmp_path, uni
     assert "architecture: checkpoint 'unet', configured 'segresnet'" in result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
+def test_make_resume_continues_a_run_directory_with_a_new_schedule(tmp_path, uninterrupted):
+    run = copy_run(uninterrupted("none"), tmp_path)
+    result = subprocess.run(
+        ["make", "-s", "-C", str(REPO), "-o", ".installed", "resume", f"RUN={run}", "EPOCHS=6",
+         "SCHEDULER=reduce_on_plateau"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "epoch 3 done; continuing at epoch 4 of 6" in result.stdout
+    assert "schedule switched from none to reduce_on_plateau" in result.stdout
+    assert {"epoch=4.ckpt", "epoch=5.ckpt"} <= {p.name for p in (run / "checkpoints").iterdir()}
