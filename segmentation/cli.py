@@ -106,9 +106,7 @@ class SegCLI(LightningCLI):
         saved = load_checkpoint(ckpt).get("hyper_parameters", {})
         model = config.get("model")
         configured = {key: model.get(key) for key in ("architecture", "network_kwargs")}
-        different = resume.incompatibilities(saved, configured, keys=tuple(configured))
-        if different:
-            raise SegError(f"checkpoint {ckpt} does not fit the configured model: " + "; ".join(different))
+        resume.refuse_incompatible(ckpt, saved, configured, keys=tuple(configured))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer with seg's defaults where the config gives none, resuming into the checkpoint's run."""
@@ -117,14 +115,19 @@ class SegCLI(LightningCLI):
         callbacks = config.get("callbacks") or []
         callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
         run_root = Path(config.get("default_root_dir") or ".") / "lightning_logs"
-        run = run_root / run_name(self.datamodule, self.model)
+        run = run_root / run_name(self.datamodule, self.model)  # the folder of this run's version_N directories
         version = None
         if self.subcommand == "fit":
             config_yaml = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
             callbacks.append(resume.RunRecord(config_yaml))
-            ckpt = self._resolve_resume(subcommand_config, run, config_yaml, callbacks)
-            if ckpt is not None and ckpt.parent.name == "checkpoints":
-                run, version = ckpt.parent.parent.parent, ckpt.parent.parent.name
+            ckpt, summary = resume.prepare_fit_resume(
+                subcommand_config.get("ckpt_path"), run, dict(self.model.hparams), config_yaml
+            )
+            subcommand_config["ckpt_path"] = str(ckpt) if ckpt else None
+            callbacks += [summary] if summary else []
+            resumed_run = resume.run_directory_of(ckpt) if ckpt else None
+            if resumed_run is not None:
+                run, version = resumed_run.parent, resumed_run.name
         if config.get("logger") in (None, True):
             kwargs["logger"] = TensorBoardLogger(
                 save_dir=str(run.parent), name=run.name, version=version, default_hp_metric=False
@@ -135,26 +138,6 @@ class SegCLI(LightningCLI):
             kwargs["plugins"] = [AtomicCheckpointIO()]
         kwargs["callbacks"] = with_default_logging(callbacks)
         return super().instantiate_trainer(**kwargs)
-
-    def _resolve_resume(self, subcommand_config: dict, run: Path, config_yaml: str, callbacks: list) -> Optional[Path]:
-        """Turn `--ckpt_path` into a checked file; refuse incompatible models; add the resume summary."""
-        value = subcommand_config.get("ckpt_path")
-        if not value:
-            return None
-        ckpt = resume.resolve_checkpoint(str(value), run_root=run)
-        if ckpt is None:
-            print(f"--ckpt_path last: no checkpoint of {run} yet; starting a new run", flush=True)
-            subcommand_config["ckpt_path"] = None
-            return None
-        checkpoint = load_checkpoint(ckpt)
-        different = resume.incompatibilities(checkpoint.get("hyper_parameters", {}), dict(self.model.hparams))
-        if different:
-            raise SegError(f"checkpoint {ckpt} does not fit the configured model: " + "; ".join(different))
-        stored = (checkpoint.get(resume.SEG_KEY) or {}).get("config", "")
-        differences = resume.config_differences(stored, config_yaml) if stored else []
-        callbacks.append(resume.ResumeSummary(ckpt, checkpoint, differences))
-        subcommand_config["ckpt_path"] = str(ckpt)
-        return ckpt
 
 
 def synth_command(argv: list[str]) -> int:

@@ -24,7 +24,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from . import schedules
-from .checkpointing import load_checkpoint, newest_good_checkpoint
+from .checkpointing import load_checkpoint, newest_good_checkpoint, remove_stale_temporaries
 from .errors import SegError
 
 SEG_KEY = "seg"
@@ -107,6 +107,40 @@ def incompatibilities(saved: dict, current: dict, keys: tuple[str, ...] = MODEL_
         for key in keys
         if _plain(saved.get(key)) != _plain(current.get(key))
     ]
+
+
+def refuse_incompatible(ckpt: Path, saved: dict, current: dict, keys: tuple[str, ...] = MODEL_IDENTITY) -> None:
+    """SegError naming `ckpt` and each difference when the configured model cannot take its weights."""
+    different = incompatibilities(saved, current, keys)
+    if different:
+        raise SegError(f"checkpoint {ckpt} does not fit the configured model: " + "; ".join(different))
+
+
+def prepare_fit_resume(
+    value: Optional[str], run: Path, model_hparams: dict, config_yaml: str
+) -> tuple[Optional[Path], Optional["ResumeSummary"]]:
+    """For `seg fit --ckpt_path VALUE`: the checked checkpoint file and the summary callback.
+
+    (None, None) when there is nothing to resume: no `--ckpt_path`, or `last`
+    with no checkpoint of `run` yet (said on the console; a new run starts).
+    """
+    if not value:
+        return None, None
+    ckpt = resolve_checkpoint(str(value), run_root=run)
+    if ckpt is None:
+        print(f"--ckpt_path last: no checkpoint of {run} yet; starting a new run", flush=True)
+        return None, None
+    remove_stale_temporaries(ckpt.parent)  # what a killed writer left behind
+    checkpoint = load_checkpoint(ckpt)
+    refuse_incompatible(ckpt, checkpoint.get("hyper_parameters", {}), model_hparams)
+    stored = (checkpoint.get(SEG_KEY) or {}).get("config", "")
+    differences = config_differences(stored, config_yaml) if stored else []
+    return ckpt, ResumeSummary(ckpt, checkpoint, differences)
+
+
+def run_directory_of(ckpt: Path) -> Optional[Path]:
+    """`<root>/<name>/version_N` of a checkpoint in its run's `checkpoints/` folder, else None."""
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
 
 
 def _plain(value: Any) -> Any:

@@ -129,6 +129,7 @@ def test_sigkill_at_random_moments_loses_at_most_the_epoch_in_progress(demo_root
         assert set(files) == set(range(newest + 1)), f"an epoch file is missing: {sorted(files)}"
         assert newest_good_checkpoint(checkpoints) in (files[newest], checkpoints / "last.ckpt")
     assert kills >= 2, "the runs ended before they could be killed"
+    (checkpoints / ".epoch=99.ckpt.tmp-1").write_bytes(b"what a killed writer leaves")
     final = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
     assert "Resuming from" in final.stdout
