@@ -144,15 +144,16 @@ def synth_command(argv: list[str]) -> int:
     """`seg synth KIND --out DIR`: write synthetic cases in a dataset's real layout."""
     from .data import synthetic
 
+    kinds = "; ".join(f"{name}: {text}" for name, text in synthetic.DESCRIPTIONS.items())
     parser = argparse.ArgumentParser(prog="seg synth", description="Write synthetic cases in a real layout.")
-    parser.add_argument("kind", choices=["demo"], help="demo: small MSD-layout CT task (organ + lesion)")
-    parser.add_argument("--out", required=True, help="folder to write the task into")
+    parser.add_argument("kind", choices=list(synthetic.WRITERS), help=kinds)
+    parser.add_argument("--out", required=True, help="folder to write the dataset into")
     parser.add_argument("--cases", type=int, default=12, help="number of cases (default 12)")
     parser.add_argument("--shape", type=int, nargs=3, default=[48, 48, 48], help="volume shape (default 48 48 48)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
-    out = synthetic.write_demo_task(args.out, cases=args.cases, shape=args.shape, seed=args.seed)
-    print(f"wrote {args.cases} synthetic cases to {out}")
+    out = synthetic.writer(args.kind)(Path(args.out), cases=args.cases, shape=tuple(args.shape), seed=args.seed)
+    print(f"wrote {args.cases} synthetic {args.kind} cases to {out}")
     return 0
 
 

@@ -144,6 +144,14 @@ class VolumeDataModule(pl.LightningDataModule):
         """The intensity normalisation of this dataset's modality."""
         raise NotImplementedError
 
+    def label_values(self) -> set[int]:
+        """The label values the dataset's label files may hold (checked up front)."""
+        raise NotImplementedError
+
+    def label_transform(self) -> Optional[mt.Transform]:
+        """Turns the label file's values into the training target (e.g. BraTS regions); None keeps them."""
+        return None
+
     # --- derived facts, linked into the model ---------------------------------------------------
     @property
     def num_channels(self) -> int:
@@ -166,7 +174,10 @@ class VolumeDataModule(pl.LightningDataModule):
             steps.append(
                 mt.Spacingd(keys=["image", "label"], pixdim=tuple(self.hparams.spacing), mode=("bilinear", "nearest"))
             )
-        steps += [self.intensity_transform(), mt.EnsureTyped(keys=["image", "label"], track_meta=False)]
+        steps.append(self.intensity_transform())
+        if self.label_transform() is not None:
+            steps.append(self.label_transform())
+        steps.append(mt.EnsureTyped(keys=["image", "label"], track_meta=False))
         return steps
 
     def augmentation(self) -> list[mt.Transform]:

@@ -76,6 +76,10 @@ class MSDDataModule(VolumeDataModule):
         labels = self.meta["labels"]
         return [labels[key].lower() for key in sorted(labels, key=int) if int(key) != 0]
 
+    def label_values(self) -> set[int]:
+        """The json's label values (0 = background included)."""
+        return {int(key) for key in self.meta["labels"]}
+
     def is_ct(self) -> bool:
         """Whether the task's images are CT (normalised by HU window)."""
         return any(name.upper() == "CT" for name in self.channel_names)

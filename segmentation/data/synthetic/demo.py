@@ -1,4 +1,4 @@
-"""Writers of synthetic cases in the datasets' real folder layouts (no dataset can be downloaded here).
+"""The synthetic demo task (what `configs/demo.yaml` trains on).
 
 `write_demo_task` writes a small MSD-layout CT task: an "organ" (label 1) with
 "lesions" (label 2) inside it, in a body of soft tissue surrounded by air, with
@@ -15,18 +15,7 @@ import nibabel as nib
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-
-def ellipsoid_mask(shape: Sequence[int], centre: Sequence[float], radii: Sequence[float]) -> np.ndarray:
-    """Boolean mask of an axis-aligned ellipsoid in voxel coordinates."""
-    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
-    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1.0
-
-
-def lps_affine(spacing: Sequence[float], shape: Sequence[int]) -> np.ndarray:
-    """A scanner-like affine: LPS axes (x and y flipped), the given spacing, centred on the origin."""
-    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
-    affine[:3, 3] = [spacing[0] * shape[0] / 2, spacing[1] * shape[1] / 2, -spacing[2] * shape[2] / 2]
-    return affine
+from .common import ellipsoid_mask, lps_affine
 
 
 def demo_case(rng: np.random.Generator, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

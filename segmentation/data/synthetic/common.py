@@ -1,0 +1,20 @@
+"""Shared pieces of the synthetic-data writers: shapes in voxel space and scanner-like affines."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def ellipsoid_mask(shape: Sequence[int], centre: Sequence[float], radii: Sequence[float]) -> np.ndarray:
+    """Boolean mask of an axis-aligned ellipsoid in voxel coordinates."""
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1.0
+
+
+def lps_affine(spacing: Sequence[float], shape: Sequence[int]) -> np.ndarray:
+    """A scanner-like affine: LPS axes (x and y flipped), the given spacing, centred on the origin."""
+    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+    affine[:3, 3] = [spacing[0] * shape[0] / 2, spacing[1] * shape[1] / 2, -spacing[2] * shape[2] / 2]
+    return affine
