@@ -152,6 +152,11 @@ class VolumeDataModule(pl.LightningDataModule):
         """Turns the label file's values into the training target (e.g. BraTS regions); None keeps them."""
         return None
 
+    def prediction_to_labels(self, prediction: torch.Tensor) -> torch.Tensor:
+        """A discretised prediction (C, X, Y, Z: one-hot classes incl. background, or thresholded regions
+        when `multilabel`) as a (1, X, Y, Z) label map in the dataset's own label values."""
+        return prediction.argmax(dim=0, keepdim=True)
+
     # --- derived facts, linked into the model ---------------------------------------------------
     @property
     def num_channels(self) -> int:
