@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -26,7 +27,8 @@ seg: train 3D medical segmentation networks (Lightning + MONAI).
 
   seg fit --config configs/demo.yaml          train (LightningCLI: --trainer.*, --model.*, --data.*)
   seg validate|test|predict --config ... --ckpt_path ...
-  seg synth demo --out DIR                    write a synthetic MSD-layout task
+  seg synth demo|msd|brats|brats2023|totalseg --out DIR   synthetic cases in a dataset's real layout
+  seg check-data --config X                   check every case of a dataset up front, with a summary
 
 `seg SUBCOMMAND --help` describes each one. LightningCLI's own help follows.
 """
@@ -157,7 +159,24 @@ def synth_command(argv: list[str]) -> int:
     return 0
 
 
-EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {"synth": synth_command}
+def check_data_command(argv: list[str]) -> int:
+    """`seg check-data --config X [--data.*]`: the up-front dataset check alone, with a summary."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: seg check-data --config CONFIG [--data.root DIR ...]\n\nReads every case of the configured "
+              "dataset and lists cases, shapes, spacings, label values and every problem (exit 1 if any).")
+        return 0
+    from .data.checks import check_dataset
+
+    datamodule = SegCLI(args=argv, run=False).datamodule
+    cases = datamodule.list_cases()
+    started = time.perf_counter()
+    report = check_dataset(cases, datamodule.label_values(), datamodule.cache_folder())
+    print(report.summary())
+    print(f"checked {len(cases)} cases in {time.perf_counter() - started:.1f} s ({datamodule.root})")
+    return 1 if report.problems else 0
+
+
+EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {"synth": synth_command, "check-data": check_data_command}
 
 
 def user_error(exc: BaseException) -> Optional[SegError]:

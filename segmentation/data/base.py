@@ -9,7 +9,10 @@ volumes for validation.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+import time
 from pathlib import Path
 from typing import Iterator, Literal, Optional, Sequence
 
@@ -18,19 +21,37 @@ import numpy as np
 import torch
 from monai import transforms as mt
 from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Sampler
 
 from ..errors import SegError
+from .checks import CheckReport, check_dataset
 
 CacheMode = Literal["none", "memory", "disk"]
 
 
-def split_cases(case_ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """A deterministic train/val split of `case_ids`: the same ids, fraction and seed give the same split."""
+def split_cases(
+    case_ids: Sequence[str], val_fraction: float, seed: int, fold: Optional[int] = None, num_folds: int = 5
+) -> tuple[list[str], list[str]]:
+    """A deterministic train/val split of `case_ids`: the same ids and settings give the same split.
+
+    With `fold`, the shuffled ids are dealt into `num_folds` folds and fold `fold` is
+    the validation set (5-fold cross-validation: folds 0..4 cover every case once).
+    """
     ids = sorted(case_ids)
     random.Random(seed).shuffle(ids)
+    if fold is not None:
+        if not 0 <= fold < num_folds:
+            raise SegError(f"--data.fold {fold} is not one of 0..{num_folds - 1} (--data.num_folds {num_folds})")
+        val = set(ids[fold::num_folds])
+        return sorted(set(ids) - val), sorted(val)
     n_val = max(1, round(len(ids) * val_fraction)) if len(ids) > 1 else 0
     return sorted(ids[n_val:]), sorted(ids[:n_val])
+
+
+# Settings that change what training sees but not what preprocessing produces (not part of the cache key).
+TRAINING_ONLY = {"batch_size", "samples_per_volume", "pos_fraction", "val_fraction", "fold", "num_folds",
+                 "seed", "cache", "cache_dir", "num_workers", "patch_size", "synthesize_if_missing", "name"}
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -82,6 +103,14 @@ class EpochSeededSampler(Sampler[int]):
         return self.size
 
 
+def measure_preprocessing(case: dict, preprocessing: mt.Compose) -> tuple[float, int]:
+    """Seconds to load and preprocess `case`, and the bytes of its image and label afterwards."""
+    started = time.perf_counter()
+    item = preprocessing(dict(case))
+    seconds = time.perf_counter() - started
+    return seconds, int(item["image"].element_size() * item["image"].numel() + item["label"].element_size() * item["label"].numel())
+
+
 class VolumeDataModule(pl.LightningDataModule):
     """Base of the dataset modules; subclasses implement `list_cases` and the dataset facts.
 
@@ -93,6 +122,8 @@ class VolumeDataModule(pl.LightningDataModule):
         pos_fraction: share of patches centred on foreground.
         spacing: target voxel spacing in mm to resample to; None keeps each image's own.
         val_fraction: share of cases held out for validation.
+        fold: with `num_folds`, the cross-validation fold held out (overrides `val_fraction`).
+        num_folds: number of cross-validation folds.
         seed: seed of the split and of each epoch's shuffle and augmentation (`EpochSeededSampler`).
         cache: none, memory (MONAI CacheDataset) or disk (MONAI PersistentDataset in `cache_dir`).
         cache_dir: folder of the disk cache (default: `<root>/.seg_cache`).
@@ -110,6 +141,8 @@ class VolumeDataModule(pl.LightningDataModule):
         pos_fraction: float = 0.5,
         spacing: Optional[Sequence[float]] = None,
         val_fraction: float = 0.2,
+        fold: Optional[int] = None,
+        num_folds: int = 5,
         seed: int = 0,
         cache: CacheMode = "memory",
         cache_dir: Optional[str] = None,
@@ -208,8 +241,9 @@ class VolumeDataModule(pl.LightningDataModule):
         cases = self.list_cases()
         if not cases:
             raise SegError(f"no labelled cases found in {self.root}; check --data.root")
+        self.check(cases)
         by_id = {case["case"]: case for case in cases}
-        train_ids, val_ids = split_cases(list(by_id), self.hparams.val_fraction, self.hparams.seed)
+        train_ids, val_ids = self.split(list(by_id))
         if self.restored_split:
             missing = sorted(set(self.restored_split["train"] + self.restored_split["val"]) - set(by_id))
             if missing:
@@ -224,6 +258,26 @@ class VolumeDataModule(pl.LightningDataModule):
         self.train_set = self._dataset(self.train_cases, self.train_transform)
         self.val_set = self._dataset(self.val_cases, mt.Compose(preprocessing))
 
+    def cache_folder(self) -> Path:
+        """Where this dataset's caches live (`cache_dir`, default `<root>/.seg_cache`)."""
+        return Path(self.hparams.cache_dir or self.root / ".seg_cache")
+
+    def check(self, cases: list[dict]) -> CheckReport:
+        """The up-front check of every case; SegError listing every problem, so training never starts."""
+        report = check_dataset(cases, self.label_values(), self.cache_folder(), workers=max(2, self.hparams.num_workers))
+        if report.problems:
+            listed = "\n".join(f"  {problem}" for problem in report.problems)
+            raise SegError(
+                f"the dataset check found {len(report.problems)} problem(s) in {self.root}; training was not "
+                f"started. Fix or remove these cases (seg check-data re-runs the check alone):\n{listed}"
+            )
+        return report
+
+    def split(self, case_ids: list[str]) -> tuple[list[str], list[str]]:
+        """Train and validation case ids; a dataset with an official split (e.g. a meta.csv) overrides this."""
+        h = self.hparams
+        return split_cases(case_ids, h.val_fraction, h.seed, h.fold, h.num_folds)
+
     def state_dict(self) -> dict:
         """The split, saved in every checkpoint so a resume trains and validates on the same cases."""
         return {"train": [c["case"] for c in self.train_cases], "val": [c["case"] for c in self.val_cases]}
@@ -234,14 +288,31 @@ class VolumeDataModule(pl.LightningDataModule):
         if self.train_cases and self.restored_split != self.state_dict():
             self.setup("fit")
 
+    def preprocessing_key(self) -> str:
+        """A short hash of every setting that shapes the preprocessed volumes (the disk cache's key)."""
+        settings = {k: v for k, v in self.hparams.items() if k not in TRAINING_ONLY}
+        text = json.dumps({"dataset": type(self).__name__, **settings}, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
     def _dataset(self, cases: list[dict], transform: mt.Compose) -> Dataset:
         mode = self.hparams.cache
+        if mode in ("memory", "disk") and cases:
+            self.announce_cache(cases, mode)
         if mode == "memory":
             return CacheDataset(cases, transform, cache_rate=1.0, num_workers=None, progress=False)
         if mode == "disk":
-            cache_dir = Path(self.hparams.cache_dir or self.root / ".seg_cache")
-            return PersistentDataset(cases, transform, cache_dir=cache_dir)
+            folder = self.cache_folder() / f"preprocessed_{self.preprocessing_key()}"
+            return PersistentDataset(cases, transform, cache_dir=folder)
         return Dataset(cases, transform)
+
+    def announce_cache(self, cases: list[dict], mode: str) -> None:
+        """Preprocess one case and print what caching all of them will take (before it starts)."""
+        seconds, nbytes = measure_preprocessing(cases[0], mt.Compose(self.preprocessing()))
+        where = "RAM" if mode == "memory" else f"disk ({self.cache_folder()})"
+        rank_zero_info(
+            f"caching {len(cases)} cases in {where}: about {nbytes * len(cases) / 1e9:.2f} GB "
+            f"({nbytes / 1e6:.1f} MB and {seconds:.2f} s to load and preprocess one case)"
+        )
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled batches of random patches."""

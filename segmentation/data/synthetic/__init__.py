@@ -11,14 +11,22 @@ from importlib import import_module
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .demo import write_demo_task
+from .msd import write_demo_task
 
 WRITERS: dict[str, str] = {
-    "demo": "segmentation.data.synthetic.demo:write_demo_task",
+    "brats": "segmentation.data.synthetic.brats:write_brats2021",
+    "brats2023": "segmentation.data.synthetic.brats:write_brats2023",
+    "demo": "segmentation.data.synthetic.msd:write_demo_task",
+    "msd": "segmentation.data.synthetic.msd:write_liver_task",
+    "totalseg": "segmentation.data.synthetic.totalseg:write_totalseg",
 }
 
 DESCRIPTIONS: dict[str, str] = {
+    "brats": "BraTS 2021 stand-in (case folders, 4 MRI modalities, labels 1 necrotic, 2 edema, 4 enhancing)",
+    "brats2023": "BraTS 2023+ GLI stand-in (BraTS-GLI-* folders, t1n/t1c/t2w/t2f, labels 1, 2, 3 enhancing)",
     "demo": "small MSD-layout CT task (organ + lesion), what configs/demo.yaml trains on",
+    "msd": "Task03_Liver stand-in (MSD layout, CT, liver + cancer, anisotropic voxels)",
+    "totalseg": "TotalSegmentator v2 stand-in (sNNNN/ct.nii.gz, 117 masks per case, meta.csv)",
 }
 
 

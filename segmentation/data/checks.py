@@ -1,0 +1,192 @@
+"""The up-front dataset check: every case's files, read once before the first training step.
+
+A broken case is reported by name before training starts, never as a crash in
+epoch 37. The check reads each image and label file completely (a truncated
+`.nii.gz` only fails when its data is read) and looks for: missing or unreadable
+files, image/label shapes and affines that disagree, label values outside the
+dataset's declared set, NaN or Inf voxels. All problems are listed together.
+
+Results are cached per file (by path, size and modification time) in the
+dataset's cache folder, so a second run checks only what changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import nibabel as nib
+import numpy as np
+
+CACHE_NAME = "check_cache.json"
+AFFINE_TOLERANCE = 1e-3  # mm; headers written by different tools round differently
+
+
+@dataclass
+class FileFacts:
+    """What the check learned from reading one NIfTI file (or why it could not)."""
+
+    shape: tuple[int, ...] = ()
+    affine: list[list[float]] = field(default_factory=list)
+    spacing: tuple[float, ...] = ()
+    finite: bool = True
+    values: list[float] = field(default_factory=list)  # distinct values, for label files only
+    error: str = ""
+
+
+def read_facts(path: Path, is_label: bool) -> FileFacts:
+    """Read `path` completely and describe it; an unreadable file gives `error`."""
+    if not path.is_file():
+        return FileFacts(error="missing")
+    try:
+        image = nib.load(str(path))
+        data = np.asanyarray(image.dataobj)
+    except Exception as err:  # nibabel raises many types for truncated or foreign files
+        return FileFacts(error=f"unreadable, truncated or not NIfTI ({type(err).__name__}: {str(err)[:80]})")
+    facts = FileFacts(
+        shape=tuple(int(n) for n in data.shape),
+        affine=np.round(image.affine, 4).tolist(),
+        spacing=tuple(round(float(z), 4) for z in image.header.get_zooms()[:3]),
+    )
+    if np.issubdtype(data.dtype, np.floating):
+        facts.finite = bool(np.isfinite(data).all())
+    if is_label and facts.finite:
+        facts.values = [float(v) for v in np.unique(data)]
+    return facts
+
+
+@dataclass
+class Problem:
+    """One thing wrong with one file of one case."""
+
+    case: str
+    file: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.case}: {self.file}: {self.message}"
+
+
+@dataclass
+class CheckReport:
+    """The outcome of checking a whole dataset."""
+
+    cases: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    shapes: Counter = field(default_factory=Counter)
+    spacings: Counter = field(default_factory=Counter)
+    label_voxels_cases: Counter = field(default_factory=Counter)  # label value -> number of cases holding it
+
+    def summary(self) -> str:
+        """A few lines for the console: cases, shapes, spacings, label values, problems."""
+        lines = [f"cases: {self.cases}"]
+        lines.append("shapes: " + ", ".join(f"{list(s)} x{n}" for s, n in self.shapes.most_common(5)))
+        lines.append("spacings (mm): " + ", ".join(f"{list(s)} x{n}" for s, n in self.spacings.most_common(5)))
+        labels = sorted(self.label_voxels_cases.items())
+        lines.append("label values (cases holding each): " + ", ".join(f"{v:g}: {n}" for v, n in labels))
+        lines.append(f"problems: {len(self.problems)}")
+        lines += [f"  {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+class FactCache:
+    """Per-file facts remembered across runs, keyed by path, size and modification time."""
+
+    def __init__(self, folder: Optional[Path]):
+        self.path = folder / CACHE_NAME if folder else None
+        self.entries: dict[str, Any] = {}
+        if self.path and self.path.is_file():
+            try:
+                self.entries = json.loads(self.path.read_text())
+            except (OSError, json.JSONDecodeError):
+                self.entries = {}
+
+    @staticmethod
+    def key(path: Path, is_label: bool) -> Optional[str]:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{int(is_label)}"
+
+    def facts(self, path: Path, is_label: bool) -> FileFacts:
+        """Cached facts of `path`, or read it (and remember good reads)."""
+        key = self.key(path, is_label)
+        if key and key in self.entries:
+            entry = self.entries[key]
+            return FileFacts(**{**entry, "shape": tuple(entry["shape"]), "spacing": tuple(entry["spacing"])})
+        facts = read_facts(path, is_label)
+        if key and not facts.error:
+            self.entries[key] = facts.__dict__
+        return facts
+
+    def save(self) -> None:
+        """Write the cache; a read-only dataset folder just goes without."""
+        if not self.path:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.entries))
+        except OSError:
+            pass
+
+
+def case_files(case: dict) -> Iterable[tuple[str, Path, bool]]:
+    """(role, path, is_label) of every file of a case: image channels, label, per-class masks."""
+    images = case["image"] if isinstance(case["image"], (list, tuple)) else [case["image"]]
+    for path in images:
+        yield "image", Path(path), False
+    if case.get("label"):
+        yield "label", Path(case["label"]), True
+    for name, path in (case.get("masks") or {}).items():
+        yield f"mask {name}", Path(path), True
+
+
+def check_case(case: dict, facts: dict[Path, FileFacts], label_values: set[int]) -> list[Problem]:
+    """Every problem of one case, given the facts of its files."""
+    problems: list[Problem] = []
+    reference: Optional[FileFacts] = None
+    for role, path, is_label in case_files(case):
+        fact = facts[path]
+        say = lambda message: problems.append(Problem(case["case"], str(path), message))  # noqa: E731
+        if fact.error:
+            say(f"{role} {fact.error}")
+            continue
+        if not fact.finite:
+            say(f"{role} holds NaN or Inf voxels")
+        if reference is None:
+            reference = fact
+        elif fact.shape[:3] != reference.shape[:3]:
+            say(f"{role} shape {list(fact.shape)} differs from the image's {list(reference.shape)}")
+        elif not np.allclose(fact.affine, reference.affine, atol=AFFINE_TOLERANCE):
+            say(f"{role} affine differs from the image's (not the same voxel grid)")
+        allowed = {0, 1} if role.startswith("mask") else label_values
+        bad = [v for v in fact.values if v != int(v) or int(v) not in allowed] if is_label else []
+        if bad:
+            say(f"{role} holds values {bad[:6]} outside the declared set {sorted(allowed)}")
+    return problems
+
+
+def check_dataset(cases: list[dict], label_values: set[int], cache_folder: Optional[Path], workers: int = 4) -> CheckReport:
+    """Check every file of every case (in parallel threads, cached per file) and summarise."""
+    cache = FactCache(cache_folder)
+    unique = {path: is_label for case in cases for _, path, is_label in case_files(case)}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        facts = dict(zip(unique, pool.map(lambda item: cache.facts(*item), unique.items())))
+    cache.save()
+    report = CheckReport(cases=len(cases))
+    for case in cases:
+        report.problems += check_case(case, facts, label_values)
+        files = list(case_files(case))
+        first = facts[files[0][1]]
+        if not first.error:
+            report.shapes[first.shape] += 1
+            report.spacings[first.spacing] += 1
+        for role, path, _ in files:
+            if role == "label":
+                report.label_voxels_cases.update(facts[path].values)
+    return report
