@@ -20,6 +20,7 @@ from .callbacks import with_default_logging
 from .checkpointing import AtomicCheckpointIO, load_checkpoint, with_default_checkpoints
 from .data.base import VolumeDataModule
 from .errors import SegError
+from .inference import PredictionWriter
 from .module import SegmentationModule
 
 OVERVIEW = """\
@@ -91,6 +92,12 @@ class SegCLI(LightningCLI):
         ):
             parser.link_arguments(source, target, apply_on="instantiate")
         parser.add_argument(
+            "--prediction_dir",
+            type=str,
+            default="predictions",
+            help="seg predict: folder for the label maps (<case>.nii.gz, in each input's geometry)",
+        )
+        parser.add_argument(
             "--keep_last_epochs",
             type=Optional[int],
             default=None,
@@ -138,6 +145,8 @@ class SegCLI(LightningCLI):
             callbacks = with_default_checkpoints(callbacks, subcommand_config.get("keep_last_epochs"))
         if not config.get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
+        if self.subcommand == "predict":
+            callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions"))
         kwargs["callbacks"] = with_default_logging(callbacks)
         return super().instantiate_trainer(**kwargs)
 

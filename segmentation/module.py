@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import lightning.pytorch as pl
@@ -11,6 +12,7 @@ from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 
 from . import schedules
+from .inference import CaseMetrics
 from .networks import build_network
 
 ArchitectureName = Literal["unet", "segresnet", "dynunet", "swinunetr", "unetr"]
@@ -137,6 +139,32 @@ class SegmentationModule(pl.LightningModule):
             self.log(f"val/dice/{name}", value)
         for config in self.trainer.lr_scheduler_configs:
             schedules.step_after_validation(config.scheduler, float(mean_dice))
+
+    def on_test_epoch_start(self) -> None:
+        """Start a fresh per-case table."""
+        self.case_metrics = CaseMetrics(self.class_names)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        """Dice and HD95 (mm) of each class of one held-out case."""
+        logits = self.infer_volume(batch["image"])
+        spacing = batch["image"].pixdim[0].tolist() if hasattr(batch["image"], "pixdim") else None
+        case = batch["case"][0] if "case" in batch else str(batch_idx)
+        self.case_metrics.add(case, self.discretise(logits), self.one_hot_target(batch["label"]), spacing,
+                              include_background=self.hparams.multilabel)
+
+    def on_test_epoch_end(self) -> None:
+        """Log the means, print the per-case table and save it as CSV in the run directory."""
+        for key, value in self.case_metrics.means().items():
+            self.log(f"test/{key}", value)
+        if self.trainer.is_global_zero and self.case_metrics.rows:
+            print(self.case_metrics.table(), flush=True)
+            if self.trainer.log_dir:
+                path = self.case_metrics.write_csv(Path(self.trainer.log_dir) / "test_metrics.csv")
+                print(f"per-case metrics: {path}", flush=True)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """The discretised whole-volume prediction (written by `inference.PredictionWriter`)."""
+        return self.discretise(self.infer_volume(batch["image"]))
 
     def configure_optimizers(self) -> dict:
         """The optimizer and the schedule, planned over the trainer's `max_epochs`."""

@@ -25,6 +25,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Sampler
 
 from ..errors import SegError
+from ..inference import first_image_path
 from .checks import CheckReport, check_dataset
 
 CacheMode = Literal["none", "memory", "disk"]
@@ -50,7 +51,7 @@ def split_cases(
 
 
 # Settings that change what training sees but not what preprocessing produces (not part of the cache key).
-TRAINING_ONLY = {"batch_size", "samples_per_volume", "pos_fraction", "val_fraction", "fold", "num_folds",
+TRAINING_ONLY = {"predict_images", "batch_size", "samples_per_volume", "pos_fraction", "val_fraction", "fold", "num_folds",
                  "seed", "cache", "cache_dir", "num_workers", "patch_size", "synthesize_if_missing", "name"}
 
 
@@ -128,6 +129,7 @@ class VolumeDataModule(pl.LightningDataModule):
         cache: none, memory (MONAI CacheDataset) or disk (MONAI PersistentDataset in `cache_dir`).
         cache_dir: folder of the disk cache (default: `<root>/.seg_cache`).
         num_workers: data-loader worker processes.
+        predict_images: image files for `seg predict` (default: every case of the dataset).
     """
 
     dataset_name = "volumes"
@@ -147,6 +149,7 @@ class VolumeDataModule(pl.LightningDataModule):
         cache: CacheMode = "memory",
         cache_dir: Optional[str] = None,
         num_workers: int = 2,
+        predict_images: Optional[list[str]] = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -202,21 +205,29 @@ class VolumeDataModule(pl.LightningDataModule):
         return len(self.class_names) + (0 if self.multilabel else 1)
 
     # --- pipelines ---------------------------------------------------------------------------------
-    def preprocessing(self) -> list[mt.Transform]:
-        """Deterministic steps: load, channel first, RAS, resampling, normalisation."""
+    def spatial_steps(self, keys: list[str]) -> list[mt.Transform]:
+        """Load, channel first, reorient to RAS and (optionally) resample `keys` (images linear, labels nearest)."""
+        modes = tuple("nearest" if key == "label" else "bilinear" for key in keys)
         steps: list[mt.Transform] = [
-            mt.LoadImaged(keys=["image", "label"], ensure_channel_first=True, image_only=True),
-            mt.Orientationd(keys=["image", "label"], axcodes="RAS"),
+            mt.LoadImaged(keys=keys, ensure_channel_first=True, image_only=True),
+            mt.Orientationd(keys=keys, axcodes="RAS"),
         ]
         if self.hparams.spacing:
-            steps.append(
-                mt.Spacingd(keys=["image", "label"], pixdim=tuple(self.hparams.spacing), mode=("bilinear", "nearest"))
-            )
+            steps.append(mt.Spacingd(keys=keys, pixdim=tuple(self.hparams.spacing), mode=modes))
+        return steps
+
+    def preprocessing(self, track_meta: bool = False) -> list[mt.Transform]:
+        """Deterministic steps for labelled cases: spatial steps, normalisation, label targets."""
+        steps = self.spatial_steps(["image", "label"])
         steps.append(self.intensity_transform())
         if self.label_transform() is not None:
             steps.append(self.label_transform())
-        steps.append(mt.EnsureTyped(keys=["image", "label"], track_meta=False))
+        steps.append(mt.EnsureTyped(keys=["image", "label"], track_meta=track_meta))
         return steps
+
+    def predict_transform(self) -> mt.Compose:
+        """Preprocessing of images alone, keeping the metadata `Invertd` needs to undo it."""
+        return mt.Compose([*self.spatial_steps(["image"]), self.intensity_transform(), mt.EnsureTyped(keys="image")])
 
     def augmentation(self) -> list[mt.Transform]:
         """Random steps of training: balanced patches and flips."""
@@ -254,6 +265,8 @@ class VolumeDataModule(pl.LightningDataModule):
         self.train_cases = [by_id[i] for i in train_ids]
         self.val_cases = [by_id[i] for i in val_ids]
         preprocessing = self.preprocessing()
+        if self.hparams.cache in ("memory", "disk"):
+            self.announce_cache(self.train_cases + self.val_cases, self.hparams.cache)
         self.train_transform = mt.Compose(preprocessing + self.augmentation())
         self.train_set = self._dataset(self.train_cases, self.train_transform)
         self.val_set = self._dataset(self.val_cases, mt.Compose(preprocessing))
@@ -296,8 +309,6 @@ class VolumeDataModule(pl.LightningDataModule):
 
     def _dataset(self, cases: list[dict], transform: mt.Compose) -> Dataset:
         mode = self.hparams.cache
-        if mode in ("memory", "disk") and cases:
-            self.announce_cache(cases, mode)
         if mode == "memory":
             return CacheDataset(cases, transform, cache_rate=1.0, num_workers=None, progress=False)
         if mode == "disk":
@@ -310,8 +321,8 @@ class VolumeDataModule(pl.LightningDataModule):
         seconds, nbytes = measure_preprocessing(cases[0], mt.Compose(self.preprocessing()))
         where = "RAM" if mode == "memory" else f"disk ({self.cache_folder()})"
         rank_zero_info(
-            f"caching {len(cases)} cases in {where}: about {nbytes * len(cases) / 1e9:.2f} GB "
-            f"({nbytes / 1e6:.1f} MB and {seconds:.2f} s to load and preprocess one case)"
+            f"caching {len(cases)} cases in {where}: about {nbytes * len(cases) / 2**20:,.1f} MiB "
+            f"({nbytes / 2**20:,.2f} MiB and {seconds:.2f} s to load and preprocess one case)"
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -339,3 +350,25 @@ class VolumeDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         """Whole validation volumes, one at a time (their shapes differ)."""
         return DataLoader(self.val_set, batch_size=1, num_workers=self.hparams.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        """The held-out (validation) cases, with metadata kept for HD95 in millimetres."""
+        dataset = Dataset(self.val_cases, mt.Compose(self.preprocessing(track_meta=True)))
+        return DataLoader(dataset, batch_size=1, num_workers=self.hparams.num_workers)
+
+    def predict_cases(self) -> list[dict]:
+        """Images to predict: `predict_images` if given, else every case of the dataset."""
+        if self.hparams.predict_images:
+            images = [Path(p).expanduser() for p in self.hparams.predict_images]
+            missing = [str(p) for p in images if not p.is_file()]
+            if missing:
+                raise SegError(f"--data.predict_images: no such file: {', '.join(missing)}")
+            return [{"case": p.name.split(".nii")[0], "image": str(p)} for p in images]
+        return [{"case": c["case"], "image": c["image"]} for c in self.list_cases()]
+
+    def predict_dataloader(self) -> DataLoader:
+        """Whole images with their metadata, one at a time; `source` is the file whose geometry outputs take."""
+        cases = [{**case, "source": str(first_image_path(case["image"]))} for case in self.predict_cases()]
+        # kept: MONAI inverts a transform only with the very instances that applied it
+        self.predict_pipeline = self.predict_transform()
+        return DataLoader(Dataset(cases, self.predict_pipeline), batch_size=1, num_workers=self.hparams.num_workers)

@@ -1,0 +1,119 @@
+"""The up-front dataset check: every broken case named before training starts, all problems at once."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from segmentation.data import MSDDataModule
+from segmentation.data.synthetic import write_demo_task
+from segmentation.errors import SegError
+
+from .conftest import DEMO_CONFIG, run_seg, tiny_fit_args
+
+
+@pytest.fixture()
+def task(tmp_path):
+    """A fresh 4-case demo task that a test may break."""
+    return write_demo_task(tmp_path / "task", cases=4, shape=(16, 16, 16))
+
+
+def problems_of(root) -> str:
+    datamodule = MSDDataModule(str(root), num_workers=0, cache="none")
+    with pytest.raises(SegError) as caught:
+        datamodule.setup("fit")
+    return str(caught.value)
+
+
+def rewrite(path, transform):
+    image = nib.load(str(path))
+    data = transform(np.asanyarray(image.dataobj).copy())
+    nib.save(nib.Nifti1Image(data, image.affine), str(path))
+
+
+def set_voxel(data: np.ndarray, value) -> np.ndarray:
+    data[8, 8, 8] = value
+    return data
+
+
+def test_every_broken_case_is_named_together(task):
+    (task / "imagesTr/demo_000.nii.gz").unlink()  # missing file
+    rewrite(task / "labelsTr/demo_001.nii.gz", lambda d: set_voxel(d, 5))  # label 5, as in BraTS 2021's gap
+    rewrite(task / "imagesTr/demo_002.nii.gz", lambda d: set_voxel(d.astype(np.float32), np.nan))
+    rewrite(task / "labelsTr/demo_003.nii.gz", lambda d: d[:, :, :12])  # shape mismatch
+    message = problems_of(task)
+    assert "found 4 problem(s)" in message and "training was not started" in message
+    assert "demo_000: " in message and "imagesTr/demo_000.nii.gz: image missing" in message
+    assert "demo_001: " in message and "values [5.0] outside the declared set [0, 1, 2]" in message
+    assert "demo_002: " in message and "NaN or Inf" in message
+    assert "demo_003: " in message and "shape [16, 16, 12] differs from the image's [16, 16, 16]" in message
+
+
+def test_truncated_gzip_is_reported_not_crashed_on(task):
+    path = task / "imagesTr/demo_002.nii.gz"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    message = problems_of(task)
+    assert "demo_002.nii.gz: image unreadable, truncated or not NIfTI" in message
+
+
+def test_label_on_another_voxel_grid_is_reported(task):
+    path = task / "labelsTr/demo_001.nii.gz"
+    image = nib.load(str(path))
+    shifted = image.affine.copy()
+    shifted[0, 3] += 5.0
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), shifted), str(path))
+    assert "label affine differs from the image's" in problems_of(task)
+
+
+def test_float_label_files_with_integer_values_are_accepted(task):
+    rewrite(task / "labelsTr/demo_000.nii.gz", lambda d: d.astype(np.float32))
+    datamodule = MSDDataModule(str(task), num_workers=0, cache="none")
+    datamodule.setup("fit")
+    assert len(datamodule.train_cases) + len(datamodule.val_cases) == 4
+
+
+def test_dataset_json_entry_escaping_the_root_is_refused(task):
+    meta = json.loads((task / "dataset.json").read_text())
+    meta["training"][0]["image"] = "../../etc/passwd"
+    (task / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(SegError, match="points outside the dataset root"):
+        MSDDataModule(str(task), num_workers=0).setup("fit")
+
+
+def test_empty_folder_is_refused_with_what_to_do(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SegError, match="dataset.json not found"):
+        MSDDataModule(str(tmp_path / "empty"))
+
+
+def test_seg_fit_on_a_broken_dataset_exits_before_training(task, tmp_path):
+    (task / "labelsTr/demo_003.nii.gz").unlink()
+    result = run_seg(*tiny_fit_args(task), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "demo_003" in result.stderr and "label missing" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("lightning_logs/*/version_*/checkpoints/*.ckpt"))
+
+
+def test_check_data_prints_a_summary_and_caches_per_file(task, tmp_path):
+    result = run_seg("check-data", "--config", str(DEMO_CONFIG), f"--data.root={task}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cases: 4" in result.stdout and "[16, 16, 16] x4" in result.stdout and "problems: 0" in result.stdout
+    assert (task / ".seg_cache/check_cache.json").is_file()
+    rewrite(task / "labelsTr/demo_000.nii.gz", lambda d: set_voxel(d, 7))
+    result = run_seg("check-data", "--config", str(DEMO_CONFIG), f"--data.root={task}", cwd=tmp_path)
+    assert result.returncode == 1 and "values [7.0] outside" in result.stdout  # the changed file was re-read
+
+
+def test_disk_cache_is_keyed_by_the_preprocessing_settings(task):
+    first = MSDDataModule(str(task), spacing=[1.5, 1.5, 2.0], cache="disk", num_workers=0)
+    first.setup("fit")
+    next(iter(first.train_dataloader()))
+    other = MSDDataModule(str(task), spacing=[3.0, 3.0, 3.0], cache="disk", num_workers=0)
+    same = MSDDataModule(str(task), spacing=[1.5, 1.5, 2.0], cache="disk", num_workers=0, batch_size=8)
+    assert other.preprocessing_key() != first.preprocessing_key() == same.preprocessing_key()
+    folders = list((task / ".seg_cache").glob("preprocessed_*"))
+    assert [f.name for f in folders] == [f"preprocessed_{first.preprocessing_key()}"] and list(folders[0].iterdir())
