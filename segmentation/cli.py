@@ -177,6 +177,7 @@ def check_data_command(argv: list[str]) -> int:
     from .data.checks import check_dataset
 
     datamodule = SegCLI(args=argv, run=False).datamodule
+    datamodule.prepare_data()  # e.g. TotalSegmentator merges its per-class masks here
     cases = datamodule.list_cases()
     started = time.perf_counter()
     report = check_dataset(cases, datamodule.label_values(), datamodule.cache_folder())
