@@ -182,3 +182,14 @@ def test_make_resume_continues_a_run_directory_with_a_new_schedule(tmp_path, uni
     assert "epoch 3 done; continuing at epoch 4 of 6" in result.stdout
     assert "schedule switched from none to reduce_on_plateau" in result.stdout
     assert {"epoch=4.ckpt", "epoch=5.ckpt"} <= {p.name for p in (run / "checkpoints").iterdir()}
+
+
+def test_resume_on_a_dataset_with_other_classes_is_refused(tmp_path, uninterrupted):
+    run = copy_run(uninterrupted("none"), tmp_path)
+    assert run_seg("synth", "msd", "--out", "liver", "--cases", "3", "--shape", "16", "16", "16",
+                   cwd=tmp_path).returncode == 0
+    result = run_seg("fit", "--ckpt_path", str(run / "checkpoints/last.ckpt"), f"--data.root={tmp_path / 'liver'}",
+                     "--trainer.max_epochs=6", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "class_names: checkpoint ['organ', 'lesion'], configured ['liver', 'cancer']" in result.stderr
+    assert not (run / "checkpoints/epoch=4.ckpt").exists()
