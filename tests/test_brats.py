@@ -195,3 +195,18 @@ def test_list_cases_refuses_a_root_removed_after_construction(tmp_path):
     shutil.rmtree(tmp_path / "brats")
     with pytest.raises(SegError, match="seg synth brats --out"):
         data.list_cases()
+
+
+def test_the_up_front_check_names_a_missing_modality_and_label_5(tmp_path):
+    root = write_brats2021(tmp_path / "brats", cases=3, shape=(16, 16, 16), seed=0)
+    (root / "BraTS2021_00001/BraTS2021_00001_t2.nii.gz").unlink()
+    seg = root / "BraTS2021_00002/BraTS2021_00002_seg.nii.gz"
+    image = nib.load(str(seg))
+    data = np.asanyarray(image.dataobj).copy()
+    data[8, 8, 8] = 5  # the gap in BraTS 2021's labels (1, 2, 4)
+    nib.save(nib.Nifti1Image(data, image.affine), str(seg))
+    with pytest.raises(SegError) as caught:
+        BraTSDataModule(str(root), num_workers=0, cache="none").setup("fit")
+    message = str(caught.value)
+    assert "BraTS2021_00001: " in message and "BraTS2021_00001_t2.nii.gz: image missing" in message
+    assert "BraTS2021_00002: " in message and "values [5.0] outside the declared set [0, 1, 2, 4]" in message

@@ -14,19 +14,18 @@ import json
 import random
 import time
 from pathlib import Path
-from typing import Iterator, Literal, Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from monai import transforms as mt
 from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
-from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import Sampler
 
 from ..errors import SegError
 from ..inference import first_image_path
 from .checks import CheckReport, check_dataset
+from .sampling import EpochSeededSampler
 
 CacheMode = Literal["none", "memory", "disk"]
 
@@ -53,55 +52,6 @@ def split_cases(
 # Settings that change what training sees but not what preprocessing produces (not part of the cache key).
 TRAINING_ONLY = {"predict_images", "batch_size", "samples_per_volume", "pos_fraction", "val_fraction", "fold", "num_folds",
                  "seed", "cache", "cache_dir", "num_workers", "patch_size", "synthesize_if_missing", "name"}
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of every random stream of one training epoch."""
-    return (seed * 1_000_003 + epoch * 7919 + 12345) % 2**31
-
-
-class EpochSeededSampler(Sampler[int]):
-    """Shuffles the training volumes in an order that is a function of (seed, epoch) alone.
-
-    Lightning calls `set_epoch` at the start of every epoch (also the first
-    epoch of a resumed run). That reseeds, from (seed, epoch): the shuffle, the
-    data loader's generator (the seeds of its worker processes, from which MONAI
-    seeds the random transforms there), the random transforms in this process,
-    and torch's, NumPy's and Python's global generators. A resumed run therefore
-    sees the same patches, flips and batches as an uninterrupted one.
-    """
-
-    def __init__(
-        self,
-        size: int,
-        seed: int,
-        generator: torch.Generator,
-        transform: Optional[mt.Compose] = None,
-        start_epoch: int = 0,
-    ):
-        self.size, self.seed, self.generator, self.transform = size, seed, generator, transform
-        # Lightning creates the first iterator (and forks its workers) before its first `set_epoch`,
-        # so the sampler must already be at the epoch a resumed run starts with.
-        self.set_epoch(start_epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Reseed every random stream for `epoch`."""
-        self.epoch = epoch
-        seed = epoch_seed(self.seed, epoch)
-        self.generator.manual_seed(seed)
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        random.seed(seed)
-        if self.transform is not None:
-            self.transform.set_random_state(seed=seed)
-
-    def __iter__(self) -> Iterator[int]:
-        # a private generator: the order must not depend on how many draws the loader made before
-        order = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return iter(torch.randperm(self.size, generator=order).tolist())
-
-    def __len__(self) -> int:
-        return self.size
 
 
 def measure_preprocessing(case: dict, preprocessing: mt.Compose) -> tuple[float, int]:
@@ -230,7 +180,7 @@ class VolumeDataModule(pl.LightningDataModule):
         return mt.Compose([*self.spatial_steps(["image"]), self.intensity_transform(), mt.EnsureTyped(keys="image")])
 
     def augmentation(self) -> list[mt.Transform]:
-        """Random steps of training: balanced patches and flips."""
+        """Random steps of training: balanced patches, flips, intensity scaling and shifts (±10%)."""
         pos = self.hparams.pos_fraction
         return [
             mt.SpatialPadd(keys=["image", "label"], spatial_size=self.patch_size),
@@ -245,6 +195,8 @@ class VolumeDataModule(pl.LightningDataModule):
             mt.RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=0),
             mt.RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=1),
             mt.RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=2),
+            mt.RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
+            mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
         ]
 
     def setup(self, stage: Optional[str] = None) -> None:
