@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 
@@ -40,3 +41,8 @@ class RunSummary(Callback):
         if best is not None and best.best_model_score is not None:
             lines.append(f"best {MONITOR}: {float(best.best_model_score):.4f} ({best.best_model_path})")
         print("\n".join(["", "seg run summary", *("  " + line for line in lines)]), flush=True)
+
+
+def optional_callbacks(early_stopping_patience: Optional[int], preview_every_n_epochs: int) -> list[Callback]:
+    """The callbacks that `--early_stopping_patience` and `--preview_every_n_epochs` turn on."""
+    return []

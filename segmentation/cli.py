@@ -16,7 +16,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from . import resume
-from .callbacks import with_default_logging
+from .callbacks import optional_callbacks, with_default_logging
 from .checkpointing import AtomicCheckpointIO, load_checkpoint, with_default_checkpoints
 from .data.base import VolumeDataModule
 from .errors import SegError
@@ -30,6 +30,7 @@ seg: train 3D medical segmentation networks (Lightning + MONAI).
   seg validate|test|predict --config ... --ckpt_path ...
   seg synth demo|msd|brats|brats2023|totalseg --out DIR   synthetic cases in a dataset's real layout
   seg check-data --config X                   check every case of a dataset up front, with a summary
+  seg report RUN_DIR [RUN_DIR ...] --out DIR  Dice and LR curves (PNG) and a table comparing runs
 
 `seg SUBCOMMAND --help` describes each one. LightningCLI's own help follows.
 """
@@ -98,6 +99,19 @@ class SegCLI(LightningCLI):
             help="seg predict: folder for the label maps (<case>.nii.gz, in each input's geometry)",
         )
         parser.add_argument(
+            "--early_stopping_patience",
+            type=Optional[int],
+            default=None,
+            help="stop after N validations without a better val/dice (default: off); survives a resume",
+        )
+        parser.add_argument(
+            "--preview_every_n_epochs",
+            type=int,
+            default=10,
+            help="log one validation case's middle slices (image, truth, prediction) to TensorBoard "
+            "every N epochs; 0 turns it off",
+        )
+        parser.add_argument(
             "--keep_last_epochs",
             type=Optional[int],
             default=None,
@@ -147,6 +161,10 @@ class SegCLI(LightningCLI):
             kwargs["plugins"] = [AtomicCheckpointIO()]
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions"))
+        if self.subcommand == "fit":
+            callbacks += optional_callbacks(
+                subcommand_config.get("early_stopping_patience"), subcommand_config.get("preview_every_n_epochs") or 0
+            )
         kwargs["callbacks"] = with_default_logging(callbacks)
         return super().instantiate_trainer(**kwargs)
 
@@ -186,7 +204,18 @@ def check_data_command(argv: list[str]) -> int:
     return 1 if report.problems else 0
 
 
-EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {"synth": synth_command, "check-data": check_data_command}
+def report_command(argv: list[str]) -> int:
+    """`seg report RUN_DIR [RUN_DIR ...] --out DIR`: compare runs from their TensorBoard events."""
+    from .report import main as report_main
+
+    return report_main(argv)
+
+
+EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "synth": synth_command,
+    "check-data": check_data_command,
+    "report": report_command,
+}
 
 
 def user_error(exc: BaseException) -> Optional[SegError]:
