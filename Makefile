@@ -3,27 +3,54 @@ PYTHON ?= python3
 # torch is installed first, only when missing: PyPI's build for this machine (CUDA on a GPU box).
 TORCH ?= torch==2.13.0
 SEG := $(PYTHON) -m segmentation
+# the repository, so that `make -f path/to/Makefile ...` works from any folder (runs and data land there)
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
-.PHONY: install demo test tensorboard resume clean
+.PHONY: install demo test tensorboard resume batch1 batch2 batch3 batch-smoke static-vs-dynamic clean
 
-EPOCHS ?= 100
+GPUS ?= 1
+# batches: ARCHS, EPOCHS (50), SCHEDULER (reduce_on_plateau), DATA (the dataset's folder), GPUS
+BATCH = $(SEG) batch --archs $(or $(ARCHS),unet segresnet) --epochs $(or $(EPOCHS),50) \
+	--schedulers $(or $(SCHEDULER),reduce_on_plateau) --gpus $(GPUS)
+SMOKE = data/smoke
 
 install: .installed
 
 .installed: pyproject.toml
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH)"
-	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install -e "$(ROOT)[dev]"
 	touch .installed
 
 demo: .installed  ## train on the synthetic demo task (written to data/demo on first use)
-	$(SEG) fit --config configs/demo.yaml
+	$(SEG) fit --config $(ROOT)/configs/demo.yaml
 
 test: .installed  ## the whole test suite
 	$(PYTHON) -m pytest -q
 
 resume: .installed  ## continue RUN (a run directory) from its newest good checkpoint to EPOCHS [SCHEDULER=...]
 	@test -n "$(RUN)" || { echo "usage: make resume RUN=lightning_logs/<run>/version_N EPOCHS=100 [SCHEDULER=reduce_on_plateau]"; exit 2; }
-	$(SEG) fit --ckpt_path "$(RUN)" --trainer.max_epochs $(EPOCHS) $(if $(SCHEDULER),--model.scheduler $(SCHEDULER))
+	$(SEG) fit --ckpt_path "$(RUN)" --trainer.max_epochs $(or $(EPOCHS),100) $(if $(SCHEDULER),--model.scheduler $(SCHEDULER))
+
+batch1: .installed  ## BraTS: each of ARCHS for EPOCHS with SCHEDULER, a checkpoint every epoch
+	$(BATCH) --name batch1 --config $(ROOT)/configs/brats.yaml --data $(or $(DATA),data/brats)
+
+batch2: .installed  ## MSD Task03 Liver
+	$(BATCH) --name batch2 --config $(ROOT)/configs/msd_liver.yaml --data $(or $(DATA),data/Task03_Liver)
+
+batch3: .installed  ## TotalSegmentator
+	$(BATCH) --name batch3 --config $(ROOT)/configs/totalseg.yaml --data $(or $(DATA),data/totalseg)
+
+batch-smoke: .installed  ## the three batches on synthetic data, tiny networks, 2 epochs
+	test -f $(SMOKE)/brats/BraTS2021_00000/BraTS2021_00000_seg.nii.gz || $(SEG) synth brats --out $(SMOKE)/brats --cases 4 --shape 32 32 32
+	test -f $(SMOKE)/liver/dataset.json || $(SEG) synth msd --out $(SMOKE)/liver --cases 4 --shape 32 32 32
+	test -f $(SMOKE)/totalseg/meta.csv || $(SEG) synth totalseg --out $(SMOKE)/totalseg --cases 4 --shape 32 32 32
+	$(SEG) batch --smoke --epochs 2 --name smoke1 --config $(ROOT)/configs/brats.yaml --data $(SMOKE)/brats
+	$(SEG) batch --smoke --epochs 2 --name smoke2 --config $(ROOT)/configs/msd_liver.yaml --data $(SMOKE)/liver
+	$(SEG) batch --smoke --epochs 2 --name smoke3 --config $(ROOT)/configs/totalseg.yaml --data $(SMOKE)/totalseg -- "--data.classes=[liver, spleen]"
+
+static-vs-dynamic: .installed  ## CONFIG trained with none and reduce_on_plateau (same seed), then compared
+	$(SEG) batch --name static_vs_dynamic --config $(or $(CONFIG),$(ROOT)/configs/demo.yaml) --archs $(or $(ARCHS),unet) \
+		--schedulers none reduce_on_plateau $(EXTRA_SCHEDULERS) --epochs $(or $(EPOCHS),20) --report $(or $(OUT),reports/static_vs_dynamic)
 
 tensorboard: .installed  ## LR, loss and Dice curves of every run
 	$(PYTHON) -m tensorboard.main --logdir lightning_logs

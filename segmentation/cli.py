@@ -31,6 +31,8 @@ seg: train 3D medical segmentation networks (Lightning + MONAI).
   seg synth demo|msd|brats|brats2023|totalseg --out DIR   synthetic cases in a dataset's real layout
   seg check-data --config X                   check every case of a dataset up front, with a summary
   seg report RUN_DIR [RUN_DIR ...] --out DIR  Dice and LR curves (PNG) and a table comparing runs
+  seg estimate --config X                     seconds per epoch and the whole run's time, measured here
+  seg batch --config X --archs unet segresnet several runs in a row: plan, runs, summary (make batch1..3)
 
 `seg SUBCOMMAND --help` describes each one. LightningCLI's own help follows.
 """
@@ -211,10 +213,26 @@ def report_command(argv: list[str]) -> int:
     return report_main(argv)
 
 
+def estimate_command(argv: list[str]) -> int:
+    """`seg estimate --config X`: seconds per epoch and the whole run's time, measured here."""
+    from .estimate import estimate_command as run_estimate
+
+    return run_estimate(argv)
+
+
+def batch_command(argv: list[str]) -> int:
+    """`seg batch --config X ...`: several runs in a row, with a plan first and a summary last."""
+    from .batch import main as batch_main
+
+    return batch_main(argv)
+
+
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "synth": synth_command,
     "check-data": check_data_command,
     "report": report_command,
+    "estimate": estimate_command,
+    "batch": batch_command,
 }
 
 

@@ -214,6 +214,9 @@ class VolumeDataModule(pl.LightningDataModule):
                     f"the checkpoint's data split names cases that are not in {self.root}: {', '.join(missing[:5])}"
                 )
             train_ids, val_ids = self.restored_split["train"], self.restored_split["val"]
+        if getattr(self, "built_split", None) == (list(train_ids), list(val_ids)):
+            return  # already built for this split (Lightning calls setup again after `seg estimate` did)
+        self.built_split = (list(train_ids), list(val_ids))
         self.train_cases = [by_id[i] for i in train_ids]
         self.val_cases = [by_id[i] for i in val_ids]
         preprocessing = self.preprocessing()

@@ -1,0 +1,154 @@
+"""Time estimates measured on the user's hardware and data, not guessed.
+
+`seg estimate --config X [overrides]` builds the configured model and data,
+prepares the data (caching time reported on its own), then runs real training
+steps and one validation pass with Lightning on the configured accelerator:
+a few warm-up steps (cuDNN autotuning, allocator, worker start) are not timed,
+the next steps are. Seconds per epoch = seconds per step x steps per epoch +
+seconds per validation case x validation cases (scaled by how often validation
+runs); the projection is that times `max_epochs`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from lightning.pytorch import Callback, Trainer
+
+WARMUP_STEPS = 2
+TIMED_STEPS = 5
+
+
+@dataclass
+class Estimate:
+    """The measured figures and the projection made from them."""
+
+    preparation_seconds: float
+    seconds_per_step: float
+    steps_per_epoch: int
+    timed_steps: int
+    seconds_per_validation_case: float
+    validation_cases: int
+    validation_every_n_epochs: int
+    max_epochs: int
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        """Training steps plus (amortised) validation of one epoch."""
+        validation = self.seconds_per_validation_case * self.validation_cases / self.validation_every_n_epochs
+        return self.seconds_per_step * self.steps_per_epoch + validation
+
+    @property
+    def projected_seconds(self) -> float:
+        """The whole run: every epoch, plus preparing (caching) the data once."""
+        return self.seconds_per_epoch * self.max_epochs + self.preparation_seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        """All figures, measured and derived (for `--json`)."""
+        return {**asdict(self), "seconds_per_epoch": self.seconds_per_epoch, "projected_seconds": self.projected_seconds}
+
+    def text(self) -> str:
+        """The estimate with the figures it was based on, for the console."""
+        return "\n".join([
+            f"data preparation (caching, checks): {self.preparation_seconds:.1f} s, once",
+            f"training: {self.seconds_per_step:.3f} s per step (mean of {self.timed_steps} steps after "
+            f"{WARMUP_STEPS} warm-up steps) x {self.steps_per_epoch} steps per epoch",
+            f"validation: {self.seconds_per_validation_case:.2f} s per case x {self.validation_cases} cases, "
+            f"every {self.validation_every_n_epochs} epoch(s)",
+            f"estimate: {self.seconds_per_epoch:.1f} s per epoch; {self.max_epochs} epochs: "
+            f"{format_duration(self.projected_seconds)}",
+        ])
+
+
+def format_duration(seconds: float) -> str:
+    """`1h 02m 05s`-style text."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+class StepTimer(Callback):
+    """Wall time of each training step and of each validation case."""
+
+    def __init__(self) -> None:
+        self.step_seconds: list[float] = []
+        self.validation_seconds: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        _synchronise(pl_module)
+        self.step_seconds.append(time.perf_counter() - self._started)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._started = time.perf_counter()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        _synchronise(pl_module)
+        self.validation_seconds.append(time.perf_counter() - self._started)
+
+
+def _synchronise(pl_module) -> None:
+    if pl_module.device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(pl_module.device)
+
+
+def measure(model, datamodule, trainer_config: dict, validation_cases: int = 2) -> Estimate:
+    """Run warm-up + timed training steps and a short validation with the configured trainer settings."""
+    started = time.perf_counter()
+    datamodule.setup("fit")
+    preparation = time.perf_counter() - started
+    steps_per_epoch = len(datamodule.train_dataloader())
+    timer = StepTimer()
+    keep = {k: trainer_config[k] for k in ("accelerator", "precision", "benchmark") if trainer_config.get(k) is not None}
+    trainer = Trainer(
+        **keep,
+        devices=1,
+        max_epochs=1,
+        limit_train_batches=min(steps_per_epoch, WARMUP_STEPS + TIMED_STEPS),
+        limit_val_batches=min(validation_cases, len(datamodule.val_cases)),
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(model, datamodule=datamodule)
+    timed = timer.step_seconds[WARMUP_STEPS:] or timer.step_seconds
+    return Estimate(
+        preparation_seconds=preparation,
+        seconds_per_step=sum(timed) / len(timed),
+        steps_per_epoch=steps_per_epoch,
+        timed_steps=len(timed),
+        seconds_per_validation_case=sum(timer.validation_seconds) / max(1, len(timer.validation_seconds)),
+        validation_cases=len(datamodule.val_cases),
+        validation_every_n_epochs=int(trainer_config.get("check_val_every_n_epoch") or 1),
+        max_epochs=int(trainer_config.get("max_epochs") or 1000),
+    )
+
+
+def estimate_command(argv: list[str]) -> int:
+    """`seg estimate --config X [overrides] [--json]`: measure and print the projected training time."""
+    from .cli import SegCLI
+
+    as_json = "--json" in argv
+    argv = [arg for arg in argv if arg != "--json"]
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: seg estimate --config CONFIG [--trainer.max_epochs N ...] [--json]\n\nRuns "
+              f"{WARMUP_STEPS} warm-up and {TIMED_STEPS} timed training steps and a short validation on this "
+              "machine, then prints seconds per epoch and the projected time of the whole run.")
+        return 0
+    cli = SegCLI(args=argv, run=False)
+    trainer_config = dict(cli.config_init.get("trainer") or {})
+    result = measure(cli.model, cli.datamodule, trainer_config)
+    print(json.dumps(result.as_dict()) if as_json else result.text(), flush=True)
+    return 0 if math.isfinite(result.seconds_per_epoch) else 1
