@@ -52,6 +52,11 @@ static-vs-dynamic: .installed  ## CONFIG trained with none and reduce_on_plateau
 	$(SEG) batch --name static_vs_dynamic --config $(or $(CONFIG),$(ROOT)/configs/demo.yaml) --archs $(or $(ARCHS),unet) \
 		--schedulers none reduce_on_plateau $(EXTRA_SCHEDULERS) --epochs $(or $(EPOCHS),20) --report $(or $(OUT),reports/static_vs_dynamic)
 
+.PHONY: compare
+compare: .installed  ## val Dice and LR curves (PNG) and a table of RUNS (run directories) into OUT
+	@test -n "$(RUNS)" || { echo "usage: make compare RUNS=\"lightning_logs/<run>/version_N ...\" [OUT=reports/compare]"; exit 2; }
+	$(SEG) report $(RUNS) --out $(or $(OUT),reports/compare)
+
 tensorboard: .installed  ## LR, loss and Dice curves of every run
 	$(PYTHON) -m tensorboard.main --logdir lightning_logs
 

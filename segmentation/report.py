@@ -179,15 +179,14 @@ def load_run(path: Path) -> RunCurves:
         dice={epoch: value for epoch, (_, value) in dice.items()},
         lr={epoch: value for epoch, (_, value) in lr.items()},
     )
-    if EPOCH_SECONDS in scalars:
-        timed = per_epoch(scalars[EPOCH_SECONDS], epoch_series)
-        curves.epoch_seconds = {epoch: value for epoch, (_, value) in timed.items()}
-    else:
-        ends = per_epoch(epoch_series, epoch_series) if epoch_series else dice
-        curves.epoch_seconds = derived_epoch_seconds(
+    logged = {epoch: value for epoch, (_, value) in per_epoch(scalars.get(EPOCH_SECONDS, []), epoch_series).items()}
+    ends = per_epoch(epoch_series, epoch_series) if epoch_series else dice
+    if set(ends) - set(logged):  # an older run (or its part before a resume) without the tag
+        derived = derived_epoch_seconds(
             {epoch: wall for epoch, (wall, _) in ends.items()}, {epoch: wall for epoch, (wall, _) in lr.items()}
         )
-        curves.times_derived = True
+        logged, curves.times_derived = {**derived, **logged}, True
+    curves.epoch_seconds = logged
     return curves
 
 
@@ -230,8 +229,9 @@ def markdown_table(runs: list[RunCurves]) -> str:
     lines += ["| " + " | ".join(table_row(run)) + " |" for run in runs]
     notes = ["Epochs are counted from 0, as in the checkpoint names (`epoch=<E>.ckpt`)."]
     if any(run.times_derived for run in runs):
-        notes.append(f"{DERIVED_MARK} no `{EPOCH_SECONDS}` logged: epoch times derived from the event wall times "
-                     f"(from the epoch's `{LR}` event, or the previous epoch's end, to its last `{EPOCH}` event).")
+        notes.append(f"{DERIVED_MARK} `{EPOCH_SECONDS}` not logged (for some epochs): their times are derived from "
+                     f"the event wall times (from the epoch's `{LR}` event, or else the previous epoch's end, to its "
+                     f"last `{EPOCH}` event).")
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
@@ -249,7 +249,8 @@ def plot_runs(runs: list[RunCurves], title: str, path: Path) -> None:
         (line,) = dice_axes.plot(dice_epochs, [run.dice[e] for e in dice_epochs], marker="o", markersize=3,
                                  label=run.name)
         lr_epochs = [e for e in sorted(run.lr) if run.lr[e] > 0]  # a log axis cannot show LR 0
-        lr_axes.plot(lr_epochs, [run.lr[e] for e in lr_epochs], marker="o", markersize=3, color=line.get_color())
+        lr_axes.plot(lr_epochs, [run.lr[e] for e in lr_epochs], marker="o", markersize=3, color=line.get_color(),
+                     drawstyle="steps-post")  # an epoch's LR holds for the whole epoch
     dice_axes.set_ylabel("validation Dice (val/dice)")
     dice_axes.grid(True, alpha=0.3)
     dice_axes.legend(loc="best", fontsize="small")

@@ -1,0 +1,216 @@
+"""`seg report` on real runs: two short demo runs (constant LR and plateau), a resumed run, bad input.
+
+Every expected value is read back from the runs' own TensorBoard event files.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+import matplotlib.image
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.summary.writer.record_writer import RecordWriter
+
+from segmentation.cli import main as seg_main
+from segmentation.errors import SegError
+from segmentation.report import COLUMNS, DERIVED_MARK, EPOCH_SECONDS, load_run, main, markdown_table
+
+from .conftest import REPO, only_run_dir, run_seg, scalars, tiny_fit_args
+
+EPOCHS = 3
+# patience 0 and a relative threshold no Dice can beat after the first epoch: the LR must be cut at least once
+PLATEAU = ["--model.scheduler=reduce_on_plateau", "--model.plateau_patience=0", "--model.plateau_threshold=10"]
+
+
+def train(root: Path, cwd: Path, *overrides: str) -> Path:
+    """A tiny `seg fit` subprocess in `cwd`; returns its run directory."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    result = run_seg(*tiny_fit_args(root, *overrides), cwd=cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return only_run_dir(cwd / "lightning_logs")
+
+
+def table_rows(text: str) -> dict[str, dict[str, str]]:
+    """The report table's rows by run name: {run: {column: cell}}."""
+    lines = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| ---")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header == COLUMNS
+    rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[1:]]
+    return {row["run"]: row for row in rows}
+
+
+def expected_reductions(lrs: list[float]) -> int:
+    return sum(1 for a, b in zip(lrs, lrs[1:]) if a - b > 1e-9 * a)
+
+
+@pytest.fixture(scope="module")
+def compared(demo_root, tmp_path_factory):
+    """Two 3-epoch runs (none, reduce_on_plateau) and `seg report` on both: (runs, report folder, process)."""
+    base = tmp_path_factory.mktemp("report")
+    runs = {
+        "none": train(demo_root, base / "none", "--model.scheduler=none", f"--trainer.max_epochs={EPOCHS}"),
+        "plateau": train(demo_root, base / "plateau", *PLATEAU, f"--trainer.max_epochs={EPOCHS}"),
+    }
+    out = base / "out"
+    result = run_seg("report", str(runs["none"]), str(runs["plateau"]), "--out", str(out), "--title", "tiny",
+                     cwd=base)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return runs, out, result
+
+
+def name_of(run: Path) -> str:
+    return f"{run.parent.name}/{run.name}"
+
+
+def test_png_is_a_readable_figure(compared):
+    _, out, _ = compared
+    image = matplotlib.image.imread(out / "report.png")
+    assert image.shape[:2] == (800, 1000)  # 10 x 8 inches at 100 dpi
+    assert len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) > 20, "the figure looks blank"
+
+
+def test_table_matches_the_event_files(compared):
+    runs, out, result = compared
+    markdown = (out / "report.md").read_text()
+    rows = table_rows(markdown)
+    assert set(rows) == {name_of(run) for run in runs.values()}
+    for run in runs.values():
+        row = rows[name_of(run)]
+        dice = [value for _, value in scalars(run, "val/dice")]
+        assert len(dice) == EPOCHS and row["epochs"] == str(EPOCHS)
+        assert float(row["best val Dice"]) == pytest.approx(max(dice), abs=5e-5)
+        assert int(row["best epoch"]) == dice.index(max(dice))
+        assert float(row["final LR"]) == pytest.approx(scalars(run, "lr")[-1][1], rel=1e-3)
+    assert rows[name_of(runs["none"])]["schedule"].startswith("none")
+    assert "reduce_on_plateau" in rows[name_of(runs["plateau"])]["schedule"]
+    assert "patience=0" in rows[name_of(runs["plateau"])]["schedule"]
+    assert table_rows(result.stdout) == rows  # the same table on stdout
+    assert "seg report " in markdown and "--title tiny" in markdown and "![" in markdown
+
+
+def test_lr_reductions_counted_from_the_logged_lr(compared):
+    runs, out, _ = compared
+    rows = table_rows((out / "report.md").read_text())
+    plateau_lrs = [value for _, value in scalars(runs["plateau"], "lr")]
+    assert expected_reductions(plateau_lrs) >= 1, f"the plateau run never cut its LR: {plateau_lrs}"
+    assert int(rows[name_of(runs["plateau"])]["LR reductions"]) == expected_reductions(plateau_lrs)
+    assert int(rows[name_of(runs["none"])]["LR reductions"]) == 0
+    assert expected_reductions([value for _, value in scalars(runs["none"], "lr")]) == 0
+
+
+def test_epoch_times_are_the_logged_ones(compared):
+    runs, out, _ = compared
+    markdown = (out / "report.md").read_text()
+    rows = table_rows(markdown)
+    for run in runs.values():
+        row = rows[name_of(run)]
+        logged = [value for _, value in scalars(run, EPOCH_SECONDS)]
+        assert len(logged) == EPOCHS, "the runs should log time/epoch_seconds (segmentation.callbacks.EpochTimer)"
+        assert not row["total time (s)"].endswith(DERIVED_MARK)
+        assert float(row["total time (s)"]) == pytest.approx(sum(logged), abs=0.05)
+        assert float(row["mean epoch time (s)"]) == pytest.approx(sum(logged) / EPOCHS, abs=0.005)
+    assert "derived from the event wall times" not in markdown
+
+
+def without_tag(run: Path, dest: Path, tag: str, only: Optional[Path] = None) -> Path:
+    """A copy of `run` whose event files (or just `only`) lack `tag`, the other records byte for byte:
+    a run from before that tag was logged."""
+    copy = dest / run.parent.name / run.name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    for path in run.glob("events.out.tfevents.*"):
+        if only is not None and path != only:
+            continue
+        with open(copy / path.name, "wb") as handle:
+            writer = RecordWriter(handle)
+            for record in RawEventFileLoader(str(path)).Load():
+                if not any(value.tag == tag for value in Event.FromString(record).summary.value):
+                    writer.write(record)
+            writer.flush()
+    return copy
+
+
+def test_epoch_times_of_an_older_run_are_derived_from_wall_times(compared, tmp_path):
+    runs, _, _ = compared
+    older = without_tag(runs["plateau"], tmp_path, EPOCH_SECONDS)
+    assert scalars(older, EPOCH_SECONDS) == [] and scalars(older, "val/dice") == scalars(runs["plateau"], "val/dice")
+    derived, logged = load_run(older), load_run(runs["plateau"])
+    assert derived.times_derived and not logged.times_derived
+    assert sorted(derived.epoch_seconds) == sorted(logged.epoch_seconds) == list(range(EPOCHS))
+    for epoch, seconds in logged.epoch_seconds.items():  # both run from epoch start to train-epoch end; the
+        # `lr` event is written a few ms before EpochTimer starts its clock (tens of ms on a loaded machine)
+        assert derived.epoch_seconds[epoch] == pytest.approx(seconds, rel=0.1, abs=0.1), (epoch, derived, logged)
+    table = markdown_table([derived])
+    assert table_rows(table)[name_of(older)]["total time (s)"].endswith(DERIVED_MARK)
+    assert "derived from the event wall times" in table
+
+
+def test_resumed_run_is_one_run_without_duplicated_epochs(demo_root, tmp_path, capsys):
+    # in-process `seg fit` (as in test_resume.py): three subprocesses would pay the imports three times
+    fit = tiny_fit_args(demo_root, f"--trainer.default_root_dir={tmp_path}", "--model.scheduler=none")
+    assert seg_main([*fit, "--trainer.max_epochs=4", "--trainer.max_steps=4"]) == 0
+    run = only_run_dir(tmp_path / "lightning_logs")
+    assert not (run / "checkpoints/epoch=2.ckpt").exists()
+    assert seg_main(["fit", "--ckpt_path", str(run / "checkpoints/epoch=1.ckpt"), "--trainer.max_steps=-1"]) == 0
+    assert len(list(run.glob("events.out.tfevents.*"))) == 2
+    capsys.readouterr()
+    assert seg_main(["report", str(run.parent), "--out", str(tmp_path / "out")]) == 0  # the parent: newest version
+    rows = table_rows((tmp_path / "out/report.md").read_text())
+    assert list(rows) == [name_of(run)] and rows[name_of(run)]["epochs"] == "4"
+    assert table_rows(capsys.readouterr().out) == rows
+    curves = load_run(run)
+    assert sorted(curves.dice) == sorted(curves.lr) == [0, 1, 2, 3]
+    assert [curves.dice[e] for e in range(4)] == pytest.approx([v for _, v in scalars(run, "val/dice")])
+
+    # resuming from an older checkpoint rewrites epoch 3: one run, 4 epochs, epoch 3 from the newest file
+    assert seg_main(["fit", "--ckpt_path", str(run / "checkpoints/epoch=2.ckpt")]) == 0
+    files = sorted(run.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
+    assert len(files) == 3
+    newest = EventAccumulator(str(files[-1]))
+    newest.Reload()
+    curves = load_run(run)
+    assert curves.epochs == 4 and sorted(curves.dice) == [0, 1, 2, 3]
+    assert curves.dice[3] == pytest.approx(newest.Scalars("val/dice")[-1].value)
+
+    # an older run resumed after time/epoch_seconds was added: the missing epochs' times are derived
+    mixed = load_run(without_tag(run, tmp_path / "mixed", EPOCH_SECONDS, only=files[0]))
+    assert mixed.times_derived and sorted(mixed.epoch_seconds) == [0, 1, 2, 3]
+    assert mixed.epoch_seconds[3] == curves.epoch_seconds[3]  # logged by the newest file, kept as logged
+
+
+def test_missing_run_dir_exits_2_naming_it(tmp_path, capsys):
+    missing = tmp_path / "lightning_logs" / "no_such_run"
+    assert seg_main(["report", str(missing), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "does not exist" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_dir_without_events_is_refused(tmp_path):
+    empty = tmp_path / "demo_unet_none" / "version_0"
+    empty.mkdir(parents=True)
+    with pytest.raises(SegError, match="version_0 has no TensorBoard event files"):
+        main([str(empty.parent), "--out", str(tmp_path / "out")])
+
+
+def make_compare(*variables: str, dry_run: bool = False) -> subprocess.CompletedProcess:
+    """`make compare VARIABLES` in the repository (without re-installing)."""
+    command = ["make", "-s", "-C", str(REPO), "-o", ".installed", *(["-n"] if dry_run else []), "compare", *variables]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_make_compare_runs_seg_report(compared):
+    # a dry run: the real report is checked above, and each `seg` start costs ~7 s of imports
+    runs, _, _ = compared
+    result = make_compare(f"RUNS={runs['none']} {runs['plateau']}", dry_run=True)
+    assert result.returncode == 0, result.stderr
+    assert f"-m segmentation report {runs['none']} {runs['plateau']} --out reports/compare" in result.stdout
+    assert "--out elsewhere" in make_compare("RUNS=a", "OUT=elsewhere", dry_run=True).stdout
+    result = make_compare()
+    assert result.returncode != 0 and "usage: make compare RUNS=" in result.stdout
