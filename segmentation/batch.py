@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .estimate import format_duration
+from .callbacks import format_duration
 
 # Small per-architecture networks for --smoke (the dataset configs size them for a GPU).
 SMOKE_NETWORKS = {

@@ -19,6 +19,8 @@ from typing import Any
 
 from lightning.pytorch import Callback, Trainer
 
+from .callbacks import format_duration
+
 WARMUP_STEPS = 2
 TIMED_STEPS = 5
 
@@ -62,14 +64,6 @@ class Estimate:
             f"estimate: {self.seconds_per_epoch:.1f} s per epoch; {self.max_epochs} epochs: "
             f"{format_duration(self.projected_seconds)}",
         ])
-
-
-def format_duration(seconds: float) -> str:
-    """`1h 02m 05s`-style text."""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
 class StepTimer(Callback):
