@@ -112,10 +112,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             rank_zero_info(f"checkpoint size: {path.stat().st_size / 1e6:.1f} MB each ({path.parent})")
 
 
+_LOADED: dict[tuple, dict] = {}
+
+
 def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint on the CPU (memory-mapped); SegError naming the file when it is unreadable."""
+    """Load a checkpoint on the CPU (memory-mapped); SegError naming the file when it is unreadable.
+
+    A resume consults the same file several times (stored config, compatibility,
+    summary): it is read once per process while its size and modification time stay.
+    """
     try:
-        return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+        stat = Path(path).stat()
+        key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _LOADED:
+            _LOADED[key] = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+        return _LOADED[key]
     except FileNotFoundError:
         raise SegError(f"checkpoint {path} does not exist (--ckpt_path)") from None
     except Exception as err:  # a truncated zip, garbage bytes, a pickle error: all mean "not usable"
