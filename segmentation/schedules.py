@@ -229,12 +229,22 @@ def plan_for(name: str, epochs: int, options: ScheduleOptions) -> list[Phase]:
     if name == "polynomial":
         return [Phase(0, epochs, 1.0, 0.0, f"poly:{options.polynomial_power}")]
     if name == "onecycle":
-        peak = options.onecycle_max_lr_factor
-        initial = peak / options.onecycle_div_factor
-        final = initial / options.onecycle_final_div_factor
+        initial, peak, final = onecycle_factors(options)
         warmup_end = float(options.onecycle_pct_start * epochs) - 1
         return [Phase(0, warmup_end, initial, peak, "cos"), Phase(warmup_end, epochs - 1, peak, final, "cos")]
-    raise SegError(f"unknown scheduler {name!r} (--model.scheduler); valid names: {', '.join(SCHEDULES)}")
+    raise unknown_schedule(name)
+
+
+def onecycle_factors(options: ScheduleOptions) -> tuple[float, float, float]:
+    """OneCycle's initial, peak and final LR as factors of the base LR (torch's div factors)."""
+    peak = options.onecycle_max_lr_factor
+    initial = peak / options.onecycle_div_factor
+    return initial, peak, initial / options.onecycle_final_div_factor
+
+
+def unknown_schedule(name: str) -> SegError:
+    """The error for a schedule name seg does not know, listing the valid ones."""
+    return SegError(f"unknown scheduler {name!r} (--model.scheduler); valid names: {', '.join(SCHEDULES)}")
 
 
 def build_schedule(
@@ -242,7 +252,7 @@ def build_schedule(
 ) -> LRScheduler:
     """The scheduler for schedule `name`, planned over `max_epochs` (the trainer's, the single horizon)."""
     if name not in SCHEDULES:
-        raise SegError(f"unknown scheduler {name!r} (--model.scheduler); valid names: {', '.join(SCHEDULES)}")
+        raise unknown_schedule(name)
     if name == "reduce_on_plateau":
         return PlateauSchedule(optimizer, options)
     if name in HORIZON_SCHEDULES and (max_epochs is None or max_epochs < 1):
@@ -258,8 +268,7 @@ def floor_and_curve(name: str, options: ScheduleOptions) -> tuple[float, str]:
     if name == "polynomial":
         return 0.0, f"poly:{options.polynomial_power}"
     if name == "onecycle":
-        peak = options.onecycle_max_lr_factor
-        return peak / options.onecycle_div_factor / options.onecycle_final_div_factor, "cos"
+        return onecycle_factors(options)[2], "cos"
     return 1.0, "cos"
 
 

@@ -30,6 +30,18 @@ from .sampling import EpochSeededSampler
 CacheMode = Literal["none", "memory", "disk"]
 
 
+def synth_hint(root: Path, kind: str) -> str:
+    """How to get a synthetic stand-in of dataset `kind` at `root`, for error messages."""
+    return f"write synthetic cases there with: seg synth {kind} --out {root}"
+
+
+def missing_root(root: Path, expected: str, kind: str) -> SegError:
+    """The error for a `--data.root` that does not exist: what belongs there, and the synthetic stand-in."""
+    return SegError(
+        f"data root {root} does not exist (--data.root). Point it at {expected}, or {synth_hint(root, kind)}"
+    )
+
+
 def split_cases(
     case_ids: Sequence[str], val_fraction: float, seed: int, fold: Optional[int] = None, num_folds: int = 5
 ) -> tuple[list[str], list[str]]:

@@ -27,7 +27,7 @@ from monai import transforms as mt
 from monai.config import KeysCollection, NdarrayOrTensor
 
 from ..errors import SegError
-from .base import VolumeDataModule
+from .base import VolumeDataModule, missing_root, synth_hint
 
 REGIONS = ("tc", "wt", "et")
 NECROTIC, EDEMA = 1, 2
@@ -114,16 +114,15 @@ def expected_names() -> str:
 
 def detect_layout(root: Path) -> BraTSLayout:
     """The layout of the case folders under `root`; a SegError if there are none, or of both layouts."""
-    synth_hint = (
-        f"point --data.root at the folder holding the case folders ({expected_names()}), "
-        f"or write synthetic cases there with: seg synth brats --out {root}"
-    )
+    expected = f"the folder holding the BraTS case folders ({expected_names()})"
     if not root.is_dir():
-        raise SegError(f"BraTS data root {root} does not exist; {synth_hint}")
+        raise missing_root(root, expected, "brats")
     found = [layout for layout in LAYOUTS if case_folders(root, layout)]
     if not found:
         if not any(root.iterdir()):
-            raise SegError(f"BraTS data root {root} is empty; {synth_hint}")
+            raise SegError(
+                f"BraTS data root {root} is empty; point --data.root at {expected}, or {synth_hint(root, 'brats')}"
+            )
         nested = [d for d in sorted(root.iterdir()) if d.is_dir() and any(case_folders(d, l) for l in LAYOUTS)]
         hint = f"; {nested[0]} holds such folders: point --data.root there" if nested else ""
         raise SegError(

@@ -15,17 +15,14 @@ from typing import Optional, Sequence
 from monai import transforms as mt
 
 from ..errors import SegError
-from .base import VolumeDataModule
+from .base import VolumeDataModule, missing_root
 
 
 def read_dataset_json(root: Path) -> dict:
     """The parsed `dataset.json` of an MSD task folder, with a clear error when it is missing or broken."""
     path = root / "dataset.json"
     if not root.exists():
-        raise SegError(
-            f"data root {root} does not exist (--data.root). Point it at the MSD task folder "
-            f"(the one with dataset.json), or write a synthetic task there with: seg synth demo --out {root}"
-        )
+        raise missing_root(root, "the MSD task folder (the one with dataset.json)", "demo")
     if not path.is_file():
         raise SegError(f"{path} not found: an MSD task folder has a dataset.json beside imagesTr/ and labelsTr/")
     try:

@@ -31,7 +31,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from monai import transforms as mt
 
 from ..errors import SegError
-from .base import VolumeDataModule
+from .base import VolumeDataModule, missing_root, synth_hint
 from .totalseg_classes import CLASSES, CLASSES_V1, CLASSES_V2, GROUPS, group_classes
 
 __all__ = [
@@ -47,12 +47,10 @@ MERGE_FORMAT = 1  # bump when the merge itself changes, so older caches are not 
 
 def find_case_ids(root: Path) -> list[str]:
     """The ids (folder names) of the cases under `root`, sorted; a SegError when there are none."""
-    hint = f"write synthetic cases there with: seg synth totalseg --out {root}"
+    hint = synth_hint(root, "totalseg")
     if not root.is_dir():
-        raise SegError(
-            f"data root {root} does not exist (--data.root). Point it at the TotalSegmentator folder "
-            f"(s0000/{IMAGE_NAME}, s0000/{MASK_FOLDER}/, {META_NAME}), or {hint}"
-        )
+        raise missing_root(root, f"the TotalSegmentator folder (s0000/{IMAGE_NAME}, s0000/{MASK_FOLDER}/, {META_NAME})",
+                           "totalseg")
     ids = sorted(p.name for p in root.iterdir() if (p / IMAGE_NAME).is_file())
     if not ids:
         raise SegError(f"data root {root} has no TotalSegmentator cases (<case>/{IMAGE_NAME}); {hint}")
