@@ -1,8 +1,6 @@
-"""Dataset modules: one LightningDataModule per dataset folder layout."""
+"""The data layer: one LightningDataModule per dataset layout (`msd`, `brats`, `totalseg`) on a shared
+`base`, with the torch-free layout facts in `layouts/` and the synthetic writers in `synthetic/`.
 
-from .base import VolumeDataModule
-from .brats import BraTSDataModule
-from .msd import MSDDataModule
-from .totalseg import TotalSegmentatorDataModule
-
-__all__ = ["VolumeDataModule", "MSDDataModule", "BraTSDataModule", "TotalSegmentatorDataModule"]
+Nothing is imported here, so `seg synth` loads no torch: configs name the modules in full
+(`segmentation.data.msd.MSDDataModule`).
+"""

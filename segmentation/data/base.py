@@ -9,69 +9,21 @@ volumes for validation.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import random
-import time
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Optional, Sequence
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from monai import transforms as mt
-from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
+from monai.data import DataLoader, Dataset
 
-from ..errors import SegError
-from ..inference import first_image_path
+from ..core.constants import CACHE_FOLDER_NAME
+from ..core.errors import SegError
+from .caching import CacheMode, announce_cache, cached_dataset, preprocessing_key
 from .checks import CheckReport, check_dataset
+from .geometry import first_image_path
 from .sampling import EpochSeededSampler
-
-CacheMode = Literal["none", "memory", "disk"]
-
-
-def synth_hint(root: Path, kind: str) -> str:
-    """How to get a synthetic stand-in of dataset `kind` at `root`, for error messages."""
-    return f"write synthetic cases there with: seg synth {kind} --out {root}"
-
-
-def missing_root(root: Path, expected: str, kind: str) -> SegError:
-    """The error for a `--data.root` that does not exist: what belongs there, and the synthetic stand-in."""
-    return SegError(
-        f"data root {root} does not exist (--data.root). Point it at {expected}, or {synth_hint(root, kind)}"
-    )
-
-
-def split_cases(
-    case_ids: Sequence[str], val_fraction: float, seed: int, fold: Optional[int] = None, num_folds: int = 5
-) -> tuple[list[str], list[str]]:
-    """A deterministic train/val split of `case_ids`: the same ids and settings give the same split.
-
-    With `fold`, the shuffled ids are dealt into `num_folds` folds and fold `fold` is
-    the validation set (5-fold cross-validation: folds 0..4 cover every case once).
-    """
-    ids = sorted(case_ids)
-    random.Random(seed).shuffle(ids)
-    if fold is not None:
-        if not 0 <= fold < num_folds:
-            raise SegError(f"--data.fold {fold} is not one of 0..{num_folds - 1} (--data.num_folds {num_folds})")
-        val = set(ids[fold::num_folds])
-        return sorted(set(ids) - val), sorted(val)
-    n_val = max(1, round(len(ids) * val_fraction)) if len(ids) > 1 else 0
-    return sorted(ids[n_val:]), sorted(ids[:n_val])
-
-
-# Settings that change what training sees but not what preprocessing produces (not part of the cache key).
-TRAINING_ONLY = {"predict_images", "batch_size", "samples_per_volume", "pos_fraction", "val_fraction", "fold", "num_folds",
-                 "seed", "cache", "cache_dir", "num_workers", "patch_size", "synthesize_if_missing", "name"}
-
-
-def measure_preprocessing(case: dict, preprocessing: mt.Compose) -> tuple[float, int]:
-    """Seconds to load and preprocess `case`, and the bytes of its image and label afterwards."""
-    started = time.perf_counter()
-    item = preprocessing(dict(case))
-    seconds = time.perf_counter() - started
-    return seconds, int(item["image"].element_size() * item["image"].numel() + item["label"].element_size() * item["label"].numel())
+from .split import split_cases
 
 
 class VolumeDataModule(pl.LightningDataModule):
@@ -233,14 +185,15 @@ class VolumeDataModule(pl.LightningDataModule):
         self.val_cases = [by_id[i] for i in val_ids]
         preprocessing = self.preprocessing()
         if self.hparams.cache in ("memory", "disk"):
-            self.announce_cache(self.train_cases + self.val_cases, self.hparams.cache)
+            announce_cache(self.train_cases + self.val_cases, mt.Compose(preprocessing), self.hparams.cache,
+                           self.cache_folder())
         self.train_transform = mt.Compose(preprocessing + self.augmentation())
         self.train_set = self._dataset(self.train_cases, self.train_transform)
         self.val_set = self._dataset(self.val_cases, mt.Compose(preprocessing))
 
     def cache_folder(self) -> Path:
         """Where this dataset's caches live (`cache_dir`, default `<root>/.seg_cache`)."""
-        return Path(self.hparams.cache_dir or self.root / ".seg_cache")
+        return Path(self.hparams.cache_dir or self.root / CACHE_FOLDER_NAME)
 
     def check(self, cases: list[dict]) -> CheckReport:
         """The up-front check of every case; SegError listing every problem, so training never starts."""
@@ -270,27 +223,11 @@ class VolumeDataModule(pl.LightningDataModule):
 
     def preprocessing_key(self) -> str:
         """A short hash of every setting that shapes the preprocessed volumes (the disk cache's key)."""
-        settings = {k: v for k, v in self.hparams.items() if k not in TRAINING_ONLY}
-        text = json.dumps({"dataset": type(self).__name__, **settings}, sort_keys=True, default=str)
-        return hashlib.sha1(text.encode()).hexdigest()[:12]
+        return preprocessing_key(type(self).__name__, self.hparams)
 
     def _dataset(self, cases: list[dict], transform: mt.Compose) -> Dataset:
-        mode = self.hparams.cache
-        if mode == "memory":
-            return CacheDataset(cases, transform, cache_rate=1.0, num_workers=None, progress=False)
-        if mode == "disk":
-            folder = self.cache_folder() / f"preprocessed_{self.preprocessing_key()}"
-            return PersistentDataset(cases, transform, cache_dir=folder)
-        return Dataset(cases, transform)
-
-    def announce_cache(self, cases: list[dict], mode: str) -> None:
-        """Preprocess one case and print what caching all of them will take (before it starts)."""
-        seconds, nbytes = measure_preprocessing(cases[0], mt.Compose(self.preprocessing()))
-        where = "RAM" if mode == "memory" else f"disk ({self.cache_folder()})"
-        rank_zero_info(
-            f"caching {len(cases)} cases in {where}: about {nbytes * len(cases) / 2**20:,.1f} MiB "
-            f"({nbytes / 2**20:,.2f} MiB and {seconds:.2f} s to load and preprocess one case)"
-        )
+        folder = self.cache_folder() / f"preprocessed_{self.preprocessing_key()}"
+        return cached_dataset(cases, transform, self.hparams.cache, folder)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled batches of random patches."""

@@ -1,39 +1,57 @@
 """Writers of synthetic cases in the datasets' real folder layouts (no dataset can be downloaded here).
 
-Each writer is `write(out, *, cases, shape, seed) -> Path` (keywords), registered by name for
-`seg synth NAME --out DIR`. The registry holds import paths so a writer's
-module (and what it needs) loads only when used.
+A writer is `write(out, *, cases, shape, seed) -> Path` (keywords) in a module of this
+package, registered where it is defined with `@register("name", "description")`;
+`seg synth NAME --out DIR` finds it by name. Adding a dataset's writer means adding a
+module here: the modules are discovered, not listed.
 """
 
 from __future__ import annotations
 
+import pkgutil
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .msd import write_demo_task
-
-WRITERS: dict[str, str] = {
-    "brats": "segmentation.data.synthetic.brats:write_brats2021",
-    "brats2023": "segmentation.data.synthetic.brats:write_brats2023",
-    "demo": "segmentation.data.synthetic.msd:write_demo_task",
-    "msd": "segmentation.data.synthetic.msd:write_liver_task",
-    "totalseg": "segmentation.data.synthetic.totalseg:write_totalseg",
-}
-
-DESCRIPTIONS: dict[str, str] = {
-    "brats": "BraTS 2021 stand-in (case folders, 4 MRI modalities, labels 1 necrotic, 2 edema, 4 enhancing)",
-    "brats2023": "BraTS 2023+ GLI stand-in (BraTS-GLI-* folders, t1n/t1c/t2w/t2f, labels 1, 2, 3 enhancing)",
-    "demo": "small MSD-layout CT task (organ + lesion), what configs/demo.yaml trains on",
-    "msd": "Task03_Liver stand-in (MSD layout, CT, liver + cancer, anisotropic voxels)",
-    "totalseg": "TotalSegmentator v2 stand-in (sNNNN/ct.nii.gz, 117 masks per case, meta.csv)",
-}
+Writer = Callable[..., Path]
 
 
-def writer(name: str) -> Callable[[Path, int, Sequence[int], int], Path]:
+@dataclass(frozen=True)
+class RegisteredWriter:
+    """A writer and the one line `seg synth --help` says about it."""
+
+    write: Writer
+    description: str
+
+
+_REGISTRY: dict[str, RegisteredWriter] = {}
+
+
+def register(name: str, description: str) -> Callable[[Writer], Writer]:
+    """Decorator: make the writer `seg synth NAME` (a name registered twice is a programming error)."""
+
+    def decorate(write: Writer) -> Writer:
+        if name in _REGISTRY and _REGISTRY[name].write is not write:
+            raise ValueError(f"synthetic writer {name!r} is registered twice")
+        _REGISTRY[name] = RegisteredWriter(write, description)
+        return write
+
+    return decorate
+
+
+def writers() -> dict[str, RegisteredWriter]:
+    """Every registered writer by name (importing each writer module of this package once)."""
+    for module in pkgutil.iter_modules(__path__):
+        import_module(f"{__name__}.{module.name}")
+    return dict(sorted(_REGISTRY.items()))
+
+
+def writer(name: str) -> Writer:
     """The writer registered as `name`."""
-    module, function = WRITERS[name].split(":")
-    return getattr(import_module(module), function)
+    return writers()[name].write
 
 
-__all__ = ["WRITERS", "DESCRIPTIONS", "writer", "write_demo_task"]
+def write(name: str, out: Path | str, *, cases: int, shape: Sequence[int], seed: int) -> Path:
+    """Write `cases` synthetic cases of kind `name` into `out`."""
+    return writer(name)(Path(out), cases=cases, shape=tuple(shape), seed=seed)

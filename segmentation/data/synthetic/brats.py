@@ -1,4 +1,4 @@
-"""Synthetic BraTS cases in the real 2021 and 2023+ layouts (file naming from `segmentation.data.brats`).
+"""Synthetic BraTS cases in the real 2021 and 2023+ layouts (file naming from `data.layouts.brats`).
 
 Each case is a skull-stripped "brain" (grey matter around white matter, two CSF ventricles)
 with a glioma-like tumour: edema around a tumour core whose rim enhances around a
@@ -13,12 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import nibabel as nib
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
-from ..brats import BRATS2021, BRATS2023, EDEMA, NECROTIC, BraTSLayout
-from .common import ellipsoid_mask, lps_affine
+from ..layouts.brats import BRATS2021, BRATS2023, EDEMA, NECROTIC, BraTSLayout
+from . import register
+from .common import ellipsoid_mask, lps_affine, save_nifti, smooth
 
 # tissue -> mean intensity in T1, T1-contrast, T2, FLAIR (arbitrary scanner units)
 CONTRAST = {
@@ -74,14 +73,14 @@ def tissue_masks(healthy: dict[str, np.ndarray], label: np.ndarray, enhancing: i
 def modality_volumes(rng: np.random.Generator, brain: np.ndarray, tissues: dict[str, np.ndarray]) -> list[np.ndarray]:
     """The four int16 volumes T1, T1-contrast, T2, FLAIR: zero outside the brain, at least 1 inside."""
     shape = brain.shape
-    bias = 1.0 + 0.12 * normalised(gaussian_filter(rng.normal(size=shape), sigma=min(shape) / 5))
+    bias = 1.0 + 0.12 * normalised(smooth(rng.normal(size=shape), sigma=min(shape) / 5))
     volumes = []
     for channel in range(4):
         image = np.zeros(shape)
         for name, mask in tissues.items():
             image[mask] = CONTRAST[name][channel]
-        image = gaussian_filter(image, 0.6) * bias * rng.uniform(0.8, 1.25)
-        image += gaussian_filter(rng.normal(0, 25, shape), 0.5)
+        image = smooth(image, 0.6) * bias * rng.uniform(0.8, 1.25)
+        image += smooth(rng.normal(0, 25, shape), 0.5)
         image = np.where(brain, np.clip(image, 1, 32767), 0)
         volumes.append(image.astype(np.int16))
     return volumes
@@ -105,11 +104,12 @@ def write_brats(out: Path | str, layout: BraTSLayout, *, cases: int, shape: Sequ
         case_dir = out / layout.case_id(index)
         case_dir.mkdir(parents=True, exist_ok=True)
         for path, volume in zip(layout.image_files(case_dir), volumes):
-            nib.save(nib.Nifti1Image(volume, affine), path)
-        nib.save(nib.Nifti1Image(label, affine), layout.label_file(case_dir))
+            save_nifti(volume, affine, path)
+        save_nifti(label, affine, layout.label_file(case_dir))
     return out
 
 
+@register("brats", "BraTS 2021 stand-in (case folders, 4 MRI modalities, labels 1 necrotic, 2 edema, 4 enhancing)")
 def write_brats2021(
     out: Path | str, *, cases: int = 12, shape: Sequence[int] = (48, 48, 48), seed: int = 0
 ) -> Path:
@@ -117,6 +117,7 @@ def write_brats2021(
     return write_brats(out, BRATS2021, cases=cases, shape=shape, seed=seed)
 
 
+@register("brats2023", "BraTS 2023+ GLI stand-in (BraTS-GLI-* folders, t1n/t1c/t2w/t2f, labels 1, 2, 3 enhancing)")
 def write_brats2023(
     out: Path | str, *, cases: int = 12, shape: Sequence[int] = (48, 48, 48), seed: int = 0
 ) -> Path:

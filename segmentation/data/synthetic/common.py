@@ -1,7 +1,12 @@
-"""Shared pieces of the synthetic-data writers: shapes in voxel space and scanner-like affines."""
+"""Shared pieces of the synthetic-data writers: shapes in voxel space, scanner-like affines, smoothing, saving.
+
+SciPy and nibabel are imported on first use, not with the writer modules: `seg synth --help`
+imports every writer module (to list them) and should answer at once.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -18,3 +23,17 @@ def lps_affine(spacing: Sequence[float], shape: Sequence[int]) -> np.ndarray:
     affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
     affine[:3, 3] = [spacing[0] * shape[0] / 2, spacing[1] * shape[1] / 2, -spacing[2] * shape[2] / 2]
     return affine
+
+
+def smooth(volume: np.ndarray, sigma: float) -> np.ndarray:
+    """`volume` blurred by a Gaussian of `sigma` voxels (partial-volume effect, smooth noise and bias fields)."""
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(volume, sigma)
+
+
+def save_nifti(data: np.ndarray, affine: np.ndarray, path: Path | str) -> None:
+    """Write `data` as a NIfTI file at `path` with `affine` (the dtype is kept)."""
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(data, affine), str(path))

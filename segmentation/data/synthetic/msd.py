@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import nibabel as nib
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
-from .common import ellipsoid_mask, lps_affine
+from ..layouts.msd import DATASET_JSON, IMAGES_FOLDER, LABELS_FOLDER, training_entry
+from . import register
+from .common import ellipsoid_mask, lps_affine, save_nifti, smooth
 
 
 @dataclass(frozen=True)
@@ -54,24 +54,24 @@ def ct_case(
         label[ellipsoid_mask(shape, centre, [radius] * 3) & organ] = 2
     hu = np.full(shape, -1000.0)
     hu[body], hu[label == 1], hu[label == 2] = tissue_hu
-    hu = gaussian_filter(hu, 0.7) + gaussian_filter(rng.normal(0, 40, shape), 0.8) * 2.0
+    hu = smooth(hu, 0.7) + smooth(rng.normal(0, 40, shape), 0.8) * 2.0
     return np.clip(hu, -1024, 3071).astype(np.int16), label
 
 
 def write_msd_task(out: Path | str, spec: TaskSpec, *, cases: int, shape: Sequence[int], seed: int) -> Path:
     """Write `cases` synthetic cases of task `spec` into `out` (dataset.json, imagesTr/, labelsTr/)."""
     out = Path(out)
-    (out / "imagesTr").mkdir(parents=True, exist_ok=True)
-    (out / "labelsTr").mkdir(parents=True, exist_ok=True)
+    (out / IMAGES_FOLDER).mkdir(parents=True, exist_ok=True)
+    (out / LABELS_FOLDER).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     affine = lps_affine(spec.spacing, shape)
     training = []
     for index in range(cases):
         image, label = ct_case(rng, shape, spec.tissue_hu)
         name = spec.file_pattern.format(index)
-        nib.save(nib.Nifti1Image(image, affine), out / "imagesTr" / name)
-        nib.save(nib.Nifti1Image(label, affine), out / "labelsTr" / name)
-        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+        save_nifti(image, affine, out / IMAGES_FOLDER / name)
+        save_nifti(label, affine, out / LABELS_FOLDER / name)
+        training.append(training_entry(name))
     meta = {
         "name": spec.name,
         "description": spec.description,
@@ -83,15 +83,17 @@ def write_msd_task(out: Path | str, spec: TaskSpec, *, cases: int, shape: Sequen
         "training": training,
         "test": [],
     }
-    (out / "dataset.json").write_text(json.dumps(meta, indent=2))
+    (out / DATASET_JSON).write_text(json.dumps(meta, indent=2))
     return out
 
 
+@register("demo", "small MSD-layout CT task (organ + lesion), what configs/demo.yaml trains on")
 def write_demo_task(out: Path | str, *, cases: int = 12, shape: Sequence[int] = (48, 48, 48), seed: int = 0) -> Path:
     """The demo task that `configs/demo.yaml` trains on."""
     return write_msd_task(out, DEMO, cases=cases, shape=shape, seed=seed)
 
 
+@register("msd", "Task03_Liver stand-in (MSD layout, CT, liver + cancer, anisotropic voxels)")
 def write_liver_task(out: Path | str, *, cases: int = 8, shape: Sequence[int] = (64, 64, 32), seed: int = 0) -> Path:
     """A Task03_Liver stand-in: liver_<i>.nii.gz, liver + cancer labels, 0.8 x 0.8 x 2.5 mm voxels."""
     return write_msd_task(out, LIVER, cases=cases, shape=shape, seed=seed)

@@ -13,12 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import nibabel as nib
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
-from ..totalseg import CLASSES_V2
-from .common import ellipsoid_mask, lps_affine
+from ..layouts.totalseg import CLASSES_V2, IMAGE_NAME, MASK_FOLDER, META_NAME
+from . import register
+from .common import ellipsoid_mask, lps_affine, save_nifti, smooth
 
 SPACING = (1.5, 1.5, 3.0)
 
@@ -51,7 +50,7 @@ def synthetic_case(rng: np.random.Generator, shape: Sequence[int]) -> tuple[np.n
         label[blob] = value  # a later organ wins where blobs touch: masks never overlap, as in the real data
         hu[blob] = density
     # partial-volume blur kept small: the vertebrae are only a few voxels across at 32^3
-    hu = gaussian_filter(hu, 0.5) + gaussian_filter(rng.normal(0, 30, shape), 0.8) * 2.0
+    hu = smooth(hu, 0.5) + smooth(rng.normal(0, 30, shape), 0.8) * 2.0
     masks = {name: (label == value).astype(np.uint8) for value, name in enumerate(ORGANS, start=1)}
     return np.clip(hu, -1024, 3071).astype(np.int16), masks
 
@@ -67,13 +66,14 @@ def split_of(index: int, cases: int) -> str:
 
 def write_case(folder: Path, image: np.ndarray, masks: dict[str, np.ndarray], affine: np.ndarray) -> None:
     """Write `ct.nii.gz` and one uint8 mask per v2 class (all-zero for the classes not in `masks`)."""
-    (folder / "segmentations").mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(image, affine), folder / "ct.nii.gz")
+    (folder / MASK_FOLDER).mkdir(parents=True, exist_ok=True)
+    save_nifti(image, affine, folder / IMAGE_NAME)
     empty = np.zeros(image.shape, dtype=np.uint8)
     for name in CLASSES_V2:
-        nib.save(nib.Nifti1Image(masks.get(name, empty), affine), folder / "segmentations" / f"{name}.nii.gz")
+        save_nifti(masks.get(name, empty), affine, folder / MASK_FOLDER / f"{name}.nii.gz")
 
 
+@register("totalseg", "TotalSegmentator v2 stand-in (sNNNN/ct.nii.gz, 117 masks per case, meta.csv)")
 def write_totalseg(
     out: Path | str,
     *,
@@ -93,5 +93,5 @@ def write_totalseg(
         write_case(out / case, image, masks, affine)
         rows.append(f"{case};{split_of(index, cases)}")
     # meta.csv last: its presence marks a complete dataset
-    (out / "meta.csv").write_text("\n".join(rows) + "\n")
+    (out / META_NAME).write_text("\n".join(rows) + "\n")
     return out

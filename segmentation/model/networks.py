@@ -1,13 +1,19 @@
-"""Architecture names -> MONAI networks with defaults that train on 3D patches."""
+"""Architecture names -> MONAI networks with defaults that train on 3D patches, and what each needs.
+
+Every architecture is one `Architecture` entry in `ARCHITECTURES`: its constructor with
+seg's defaults, the multiple every patch axis must be, and a tiny configuration for
+smoke runs (`seg batch --smoke`). Adding an architecture means adding an entry here.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Sequence
 
 from monai.networks.nets import UNETR, DynUNet, SegResNet, SwinUNETR, UNet
 from torch import nn
 
-from .errors import SegError
+from ..core.errors import SegError
 
 
 def _unet(in_channels: int, out_channels: int, roi_size: Sequence[int], **kwargs: Any) -> nn.Module:
@@ -56,37 +62,53 @@ def _unetr(in_channels: int, out_channels: int, roi_size: Sequence[int], **kwarg
     return UNETR(in_channels=in_channels, out_channels=out_channels, img_size=tuple(roi_size), **{**defaults, **kwargs})
 
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
-    "unet": _unet,
-    "segresnet": _segresnet,
-    "dynunet": _dynunet,
-    "swinunetr": _swinunetr,
-    "unetr": _unetr,
-}
+@dataclass(frozen=True)
+class Architecture:
+    """One architecture: how to build it, what patches it takes, and its tiny smoke-run size.
 
-# Each axis of a patch must be a multiple of this for the architecture to run.
-PATCH_MULTIPLE = {"unet": 16, "segresnet": 8, "dynunet": 1, "swinunetr": 32, "unetr": 16}
+    Args:
+        build: `(in_channels, out_channels, roi_size, **overrides) -> nn.Module` with seg's defaults.
+        patch_multiple: every patch axis must be a multiple of this for the network to run.
+        smoke_kwargs: `--model.network_kwargs` of a tiny network for smoke runs.
+    """
+
+    build: Callable[..., nn.Module]
+    patch_multiple: int
+    smoke_kwargs: dict = field(default_factory=dict)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "unet": Architecture(_unet, 16, {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}),
+    "segresnet": Architecture(_segresnet, 8, {"init_filters": 4, "blocks_down": [1, 1, 1], "blocks_up": [1, 1]}),
+    "dynunet": Architecture(_dynunet, 1, {"filters": [4, 8, 16, 32]}),
+    "swinunetr": Architecture(_swinunetr, 32, {"feature_size": 12}),
+    "unetr": Architecture(_unetr, 16, {"hidden_size": 96, "mlp_dim": 192, "num_heads": 4, "feature_size": 8}),
+}
+ArchitectureName = Literal[tuple(ARCHITECTURES)]  # type: ignore[valid-type]  # the CLI's choices, from the registry
+
+
+def architecture(name: str) -> Architecture:
+    """The registered architecture `name`; a SegError listing the valid names for an unknown one."""
+    if name not in ARCHITECTURES:
+        raise SegError(f"unknown architecture {name!r} (--model.architecture); valid names: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
 
 
 def build_network(
-    architecture: str,
+    name: str,
     in_channels: int,
     out_channels: int,
     roi_size: Sequence[int],
     **overrides: Any,
 ) -> nn.Module:
-    """Build the MONAI network called `architecture`; `overrides` replace its constructor defaults."""
-    if architecture not in ARCHITECTURES:
+    """Build the MONAI network called `name`; `overrides` replace its constructor defaults."""
+    chosen = architecture(name)
+    if any(size % chosen.patch_multiple for size in roi_size):
         raise SegError(
-            f"unknown architecture {architecture!r} (--model.architecture); valid names: {', '.join(ARCHITECTURES)}"
-        )
-    multiple = PATCH_MULTIPLE[architecture]
-    if any(size % multiple for size in roi_size):
-        raise SegError(
-            f"patch size {list(roi_size)} does not suit {architecture}: every axis must be a multiple of "
-            f"{multiple} (set --data.patch_size)"
+            f"patch size {list(roi_size)} does not suit {name}: every axis must be a multiple of "
+            f"{chosen.patch_multiple} (set --data.patch_size)"
         )
     try:
-        return ARCHITECTURES[architecture](in_channels, out_channels, roi_size, **overrides)
+        return chosen.build(in_channels, out_channels, roi_size, **overrides)
     except TypeError as err:
-        raise SegError(f"--model.network_kwargs {overrides} do not fit {architecture}: {err}") from None
+        raise SegError(f"--model.network_kwargs {overrides} do not fit {name}: {err}") from None

@@ -1,76 +1,31 @@
-"""What a resume restores, re-bases and reports.
+"""What a resume checks and reports (the stored config is put first on the command line by `app.argv`).
 
-Every checkpoint carries, under the key `seg`, the composed config of its run
-and the run directory (`RunRecord`). `seg fit --ckpt_path X` then:
+`seg fit --ckpt_path X`:
 
-1. puts that stored config first on the command line (`with_stored_config`),
-   so a checkpoint alone restores the model, data and trainer settings, while a
-   `--config` or `--section.key` given by the user still wins;
-2. resolves `last` or a run directory to the newest checkpoint that loads
+1. resolves `last` or a run directory to the newest checkpoint that loads
    (`resolve_checkpoint`), refusing a corrupt file by name;
-3. refuses a model that cannot take the checkpoint's weights (`incompatibilities`);
-4. continues in the same run directory and prints one paragraph saying what was
+2. refuses a model that cannot take the checkpoint's weights (`incompatibilities`);
+3. continues in the same run directory and prints one paragraph saying what was
    restored and what changed (`ResumeSummary`).
 
-The schedule's own resume rules live in `schedules.py`.
+The schedule's own resume rules live in `schedules.restore`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-import yaml
 from lightning.pytorch.callbacks import Callback
 
-from . import schedules
+from ..core.errors import SegError
+from ..schedules.schedulers import resume_note
 from .checkpointing import load_checkpoint, newest_good_checkpoint, remove_stale_temporaries
-from .errors import SegError
+from .config_diff import config_differences, plain
+from .records import record_of, stored_config
 
-SEG_KEY = "seg"
-RESUMABLE = ("fit", "validate", "test", "predict")
 # Hyper-parameters that decide the shapes of the weights (or what the outputs mean).
 MODEL_IDENTITY = ("architecture", "in_channels", "out_channels", "multilabel", "class_names", "network_kwargs")
-
-
-class RunRecord(Callback):
-    """Stores in every checkpoint the run's composed config (YAML) and its run directory."""
-
-    def __init__(self, config_yaml: str):
-        self.config_yaml = config_yaml
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        """Add the `seg` entry to the checkpoint being written."""
-        checkpoint[SEG_KEY] = {"config": self.config_yaml, "log_dir": trainer.log_dir, "max_epochs": trainer.max_epochs}
-
-
-def ckpt_argument(argv: list[str]) -> tuple[Optional[int], Optional[str]]:
-    """Position and value of `--ckpt_path` in `argv` (either `--ckpt_path X` or `--ckpt_path=X`)."""
-    for index, arg in enumerate(argv):
-        if arg == "--ckpt_path" and index + 1 < len(argv):
-            return index, argv[index + 1]
-        if arg.startswith("--ckpt_path="):
-            return index, arg.split("=", 1)[1]
-    return None, None
-
-
-def with_stored_config(argv: list[str]) -> list[str]:
-    """`argv` with the checkpoint's stored config inserted right after the subcommand.
-
-    Only when `--ckpt_path` names a file or a run directory (not `last`, which
-    needs the run's config to find the run). Later `--config` files and
-    arguments override the stored values, as LightningCLI composes left to right.
-    """
-    if not argv or argv[0] not in RESUMABLE:
-        return argv
-    _, value = ckpt_argument(argv)
-    if value is None or value == "last":
-        return argv
-    path = resolve_checkpoint(value, run_root=None)
-    stored = (load_checkpoint(path).get(SEG_KEY) or {}).get("config") if path else None
-    if not stored:
-        return argv
-    return [argv[0], "--config", stored, *argv[1:]]
 
 
 def resolve_checkpoint(value: str, run_root: Optional[Path]) -> Optional[Path]:
@@ -105,7 +60,7 @@ def incompatibilities(saved: dict, current: dict, keys: tuple[str, ...] = MODEL_
     return [
         f"{key}: checkpoint {saved.get(key)!r}, configured {current.get(key)!r}"
         for key in keys
-        if _plain(saved.get(key)) != _plain(current.get(key))
+        if plain(saved.get(key)) != plain(current.get(key))
     ]
 
 
@@ -133,7 +88,7 @@ def prepare_fit_resume(
     remove_stale_temporaries(ckpt.parent)  # what a killed writer left behind
     checkpoint = load_checkpoint(ckpt)
     refuse_incompatible(ckpt, checkpoint.get("hyper_parameters", {}), model_hparams)
-    stored = (checkpoint.get(SEG_KEY) or {}).get("config", "")
+    stored = stored_config(checkpoint)
     differences = config_differences(stored, config_yaml) if stored else []
     return ckpt, ResumeSummary(ckpt, checkpoint, differences)
 
@@ -143,46 +98,19 @@ def run_directory_of(ckpt: Path) -> Optional[Path]:
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        flat: dict[str, Any] = {}
-        for key, value in tree.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: tree}
-
-
-def config_differences(stored_yaml: str, effective_yaml: str) -> list[str]:
-    """`key: old -> new` for each setting the resumed run changed (the checkpoint path itself excluded)."""
-    old, new = _flatten(yaml.safe_load(stored_yaml) or {}), _flatten(yaml.safe_load(effective_yaml) or {})
-    return [
-        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
-        for key in sorted(set(old) | set(new))
-        if key != "ckpt_path" and _plain(old.get(key)) != _plain(new.get(key))
-    ]
-
-
 class ResumeSummary(Callback):
     """Prints one paragraph when a resumed fit starts: checkpoint, epoch, restored, changed."""
 
     def __init__(self, ckpt_path: Path, checkpoint: dict, differences: list[str]):
         self.ckpt_path = ckpt_path
         self.epoch = int(checkpoint.get("epoch", -1))
-        self.saved_max_epochs = (checkpoint.get(SEG_KEY) or {}).get("max_epochs")
+        self.saved_max_epochs = record_of(checkpoint).get("max_epochs")
         self.differences = differences
         self.text = ""
 
     def on_train_start(self, trainer, pl_module) -> None:
         """Compose and print the paragraph (schedules have been restored by now)."""
-        notes = [schedules.resume_note(c.scheduler) for c in trainer.lr_scheduler_configs]
+        notes = [resume_note(c.scheduler) for c in trainer.lr_scheduler_configs]
         changed = [note for note in notes if note and "restored as saved" not in note]
         if self.saved_max_epochs not in (None, trainer.max_epochs):
             changed.insert(0, f"max_epochs {self.saved_max_epochs} -> {trainer.max_epochs}")

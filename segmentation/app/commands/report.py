@@ -15,17 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .errors import SegError
+from ...core.constants import EPOCH_SECONDS_TAG, EPOCH_TAG, LR_TAG, MONITOR
+from ...core.errors import SegError
+from ...schedules.plans import PLANS
 
 EVENTS_GLOB = "events.out.tfevents.*"
-DICE, LR, EPOCH, EPOCH_SECONDS = "val/dice", "lr", "epoch", "time/epoch_seconds"
+DICE, LR, EPOCH, EPOCH_SECONDS = MONITOR, LR_TAG, EPOCH_TAG, EPOCH_SECONDS_TAG
 REDUCTION_TOLERANCE = 1e-9  # relative: an LR lower than the previous epoch's by more than this is a reduction
-SCHEDULE_PARAMETERS = {
-    "reduce_on_plateau": ("plateau_patience", "plateau_factor"),
-    "cosine": ("cosine_eta_min_factor",),
-    "onecycle": ("onecycle_max_lr_factor", "onecycle_pct_start"),
-    "polynomial": ("polynomial_power",),
-}
 COLUMNS = ["run", "schedule", "epochs", "best val Dice", "best epoch", "final LR", "LR reductions",
            "mean epoch time (s)", "total time (s)"]
 DERIVED_MARK = "†"
@@ -154,12 +150,13 @@ def schedule_of(run_dir: Path) -> str:
 
 
 def describe_schedule(model: dict) -> str:
-    """`name (lr=..., key parameters)` from a config's `model` section."""
+    """`name (lr=..., key parameters)` from a config's `model` section (older runs: flat schedule keys)."""
     name = model["scheduler"]
+    options = {**model, **(model.get("schedule") or {})}
     parameters = [f"lr={model['lr']:g}"] if isinstance(model.get("lr"), (int, float)) else []
-    for key in SCHEDULE_PARAMETERS.get(name, ()):
-        if key in model:
-            parameters.append(f"{key.split('_', 1)[1]}={model[key]:g}")
+    for key in (PLANS[name].key_options if name in PLANS else ()):
+        if key in options:
+            parameters.append(f"{key.split('_', 1)[1]}={options[key]:g}")
     return f"{name} ({', '.join(parameters)})" if parameters else name
 
 

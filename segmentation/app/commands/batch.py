@@ -10,26 +10,18 @@ summary: run, status, best val/dice and its epoch, wall time, best checkpoint.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .callbacks import format_duration
-
-# Small per-architecture networks for --smoke (the dataset configs size them for a GPU).
-SMOKE_NETWORKS = {
-    "unet": "{channels: [4, 8, 16], strides: [2, 2], num_res_units: 0}",
-    "segresnet": "{init_filters: 4, blocks_down: [1, 1, 1], blocks_up: [1, 1]}",
-    "dynunet": "{filters: [4, 8, 16, 32]}",
-    "swinunetr": "{feature_size: 12}",
-    "unetr": "{hidden_size: 96, mlp_dim: 192, num_heads: 4, feature_size: 8}",
-}
-SMOKE_FRAGMENT = Path(__file__).resolve().parents[1] / "configs" / "fragments" / "smoke.yaml"
+from ...core.errors import user_error
+from ...core.formatting import format_duration
+from .report import read_run
 
 
 @dataclass
@@ -65,7 +57,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data", help="data.root (default: the config's)")
     parser.add_argument("--gpus", type=int, default=1, help="devices per run; > 1 uses DDP")
     parser.add_argument("--name", default="batch", help="name of the batch (its logs go to lightning_logs/batches/NAME)")
-    parser.add_argument("--smoke", action="store_true", help="tiny networks and patches, for trying the pipeline")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny networks (each architecture's smoke size), for trying the pipeline; "
+                        "compose with --config configs/fragments/smoke.yaml for tiny patches and 2 epochs")
     parser.add_argument("--report", help="afterwards, write `seg report` of the runs into this folder")
     parser.add_argument("--no-estimate", action="store_true", help="skip the measured estimate in the plan")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more `seg fit` arguments for every run")
@@ -79,7 +73,7 @@ def plan_runs(args: argparse.Namespace) -> list[Run]:
         for architecture in args.archs:
             fit = [f"--config={c}" for c in args.config]
             if args.smoke:
-                fit += [f"--config={SMOKE_FRAGMENT}", f"--model.network_kwargs={SMOKE_NETWORKS[architecture]}"]
+                fit.append(f"--model.network_kwargs={json.dumps(smoke_network(architecture))}")
             fit += [f"--model.architecture={architecture}", f"--model.scheduler={scheduler}",
                     f"--trainer.max_epochs={args.epochs}", f"--trainer.devices={args.gpus}"]
             if args.gpus > 1:
@@ -91,15 +85,21 @@ def plan_runs(args: argparse.Namespace) -> list[Run]:
     return runs
 
 
+def smoke_network(architecture: str) -> dict:
+    """The tiny `--model.network_kwargs` of `architecture` (empty for a name seg does not know: the run says so)."""
+    from ...model.networks import ARCHITECTURES
+
+    known = ARCHITECTURES.get(architecture)
+    return dict(known.smoke_kwargs) if known else {}
+
+
 def measured_estimate(run: Run) -> Optional[float]:
     """Projected seconds of `run`, measured as `seg estimate` does (None, with a note, if that failed)."""
-    from .cli import SegCLI, user_error
-    from .estimate import measure
+    from ...training.estimate import measure
+    from ..lightning_cli import build_cli
 
     try:
-        with warnings.catch_warnings():  # LightningCLI warns that args differ from sys.argv: intended here
-            warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter")
-            cli = SegCLI(args=run.fit_args, run=False)
+        cli = build_cli(run.fit_args)
         return measure(cli.model, cli.datamodule, dict(cli.config_init.get("trainer") or {})).projected_seconds
     except (Exception, SystemExit) as err:  # the run itself will report the problem in full
         cause = user_error(err) if isinstance(err, Exception) else None
@@ -140,8 +140,6 @@ def execute(run: Run, log_folder: Path) -> None:
 
 def best_dice(run_dir: Path) -> Optional[tuple[float, int]]:
     """The best val/dice of a run and its epoch, from its TensorBoard events."""
-    from .report import read_run
-
     series = read_run(run_dir)
     return series.best_dice() if series is not None else None
 

@@ -1,41 +1,24 @@
-"""The `seg` command: LightningCLI for fit/validate/test/predict, plus small extra subcommands.
-
-`seg synth ...` is dispatched here before LightningCLI sees the arguments.
-"""
+"""SegCLI: LightningCLI for `seg fit|validate|test|predict`, with seg's run directories and default callbacks."""
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
+import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from . import resume
-from .callbacks import optional_callbacks, with_default_logging
-from .checkpointing import AtomicCheckpointIO, load_checkpoint, with_default_checkpoints
-from .data.base import VolumeDataModule
-from .errors import SegError
-from .inference import PredictionWriter
-from .module import SegmentationModule
-
-OVERVIEW = """\
-seg: train 3D medical segmentation networks (Lightning + MONAI).
-
-  seg fit --config configs/demo.yaml          train (LightningCLI: --trainer.*, --model.*, --data.*)
-  seg validate|test|predict --config ... --ckpt_path ...
-  seg synth demo|msd|brats|brats2023|totalseg --out DIR   synthetic cases in a dataset's real layout
-  seg check-data --config X                   check every case of a dataset up front, with a summary
-  seg report RUN_DIR [RUN_DIR ...] --out DIR  Dice and LR curves (PNG) and a table comparing runs
-  seg estimate --config X                     seconds per epoch and the whole run's time, measured here
-  seg batch --config X --archs unet segresnet several runs in a row: plan, runs, summary (make batch1..3)
-
-`seg SUBCOMMAND --help` describes each one. LightningCLI's own help follows.
-"""
+from ..data.base import VolumeDataModule
+from ..model.module import SegmentationModule
+from ..training import resume
+from ..training.checkpointing import AtomicCheckpointIO, load_checkpoint
+from ..training.defaults import optional_callbacks, with_default_checkpoints, with_default_logging
+from ..training.prediction import PredictionWriter
+from ..training.records import RunRecord
+from .argv import with_stored_config
 
 
 def run_name(datamodule: Any, model: SegmentationModule) -> str:
@@ -81,7 +64,7 @@ class SegCLI(LightningCLI):
         """Disabled: LightningCLI would put the checkpoint's hyper-parameters over explicit arguments.
 
         seg restores a checkpoint's settings by composing its stored config first
-        (`resume.with_stored_config`), so that the user's arguments win.
+        (`app.argv.with_stored_config`), so that the user's arguments win.
         """
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -144,7 +127,7 @@ class SegCLI(LightningCLI):
         version = None
         if self.subcommand == "fit":
             config_yaml = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
-            callbacks.append(resume.RunRecord(config_yaml))
+            callbacks.append(RunRecord(config_yaml))
             ckpt, summary = resume.prepare_fit_resume(
                 subcommand_config.get("ckpt_path"), run, dict(self.model.hparams), config_yaml
             )
@@ -171,101 +154,17 @@ class SegCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def synth_command(argv: list[str]) -> int:
-    """`seg synth KIND --out DIR`: write synthetic cases in a dataset's real layout."""
-    from .data import synthetic
-
-    kinds = "; ".join(f"{name}: {text}" for name, text in synthetic.DESCRIPTIONS.items())
-    parser = argparse.ArgumentParser(prog="seg synth", description="Write synthetic cases in a real layout.")
-    parser.add_argument("kind", choices=list(synthetic.WRITERS), help=kinds)
-    parser.add_argument("--out", required=True, help="folder to write the dataset into")
-    parser.add_argument("--cases", type=int, default=12, help="number of cases (default 12)")
-    parser.add_argument("--shape", type=int, nargs=3, default=[48, 48, 48], help="volume shape (default 48 48 48)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    args = parser.parse_args(argv)
-    out = synthetic.writer(args.kind)(Path(args.out), cases=args.cases, shape=tuple(args.shape), seed=args.seed)
-    print(f"wrote {args.cases} synthetic {args.kind} cases to {out}")
+def run_lightning_cli(argv: list[str]) -> int:
+    """`seg fit|validate|test|predict ...`: LightningCLI, after a checkpoint's stored config is put first."""
+    given = argv
+    argv = with_stored_config(argv)
+    # pass args only when they differ from sys.argv (LightningCLI warns otherwise)
+    SegCLI(args=None if argv == sys.argv[1:] and argv == given else argv)
     return 0
 
 
-def check_data_command(argv: list[str]) -> int:
-    """`seg check-data --config X [--data.*]`: the up-front dataset check alone, with a summary."""
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: seg check-data --config CONFIG [--data.root DIR ...]\n\nReads every case of the configured "
-              "dataset and lists cases, shapes, spacings, label values and every problem (exit 1 if any).")
-        return 0
-    from .data.checks import check_dataset
-
-    datamodule = SegCLI(args=argv, run=False).datamodule
-    datamodule.prepare_data()  # e.g. TotalSegmentator merges its per-class masks here
-    cases = datamodule.list_cases()
-    started = time.perf_counter()
-    report = check_dataset(cases, datamodule.label_values(), datamodule.cache_folder())
-    print(report.summary())
-    print(f"checked {len(cases)} cases in {time.perf_counter() - started:.1f} s ({datamodule.root})")
-    return 1 if report.problems else 0
-
-
-def report_command(argv: list[str]) -> int:
-    """`seg report RUN_DIR [RUN_DIR ...] --out DIR`: compare runs from their TensorBoard events."""
-    from .report import main as report_main
-
-    return report_main(argv)
-
-
-def estimate_command(argv: list[str]) -> int:
-    """`seg estimate --config X`: seconds per epoch and the whole run's time, measured here."""
-    from .estimate import estimate_command as run_estimate
-
-    return run_estimate(argv)
-
-
-def batch_command(argv: list[str]) -> int:
-    """`seg batch --config X ...`: several runs in a row, with a plan first and a summary last."""
-    from .batch import main as batch_main
-
-    return batch_main(argv)
-
-
-EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "synth": synth_command,
-    "check-data": check_data_command,
-    "report": report_command,
-    "estimate": estimate_command,
-    "batch": batch_command,
-}
-
-
-def user_error(exc: BaseException) -> Optional[SegError]:
-    """The SegError behind `exc`, if any (jsonargparse wraps errors raised while instantiating classes)."""
-    while exc is not None:
-        if isinstance(exc, SegError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point of the `seg` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if argv and argv[0] in EXTRA_COMMANDS:
-            return EXTRA_COMMANDS[argv[0]](argv[1:])
-        if not argv or argv[0] in ("-h", "--help"):
-            print(OVERVIEW)
-            argv = ["--help"]
-        given = argv
-        argv = resume.with_stored_config(argv)
-        # pass args only when they differ from sys.argv (LightningCLI warns otherwise)
-        SegCLI(args=None if argv == sys.argv[1:] and argv == given else argv)
-    except Exception as exc:
-        err = user_error(exc)
-        if err is None:
-            raise
-        print(f"seg: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def build_cli(argv: list[str]) -> SegCLI:
+    """The configured model and datamodule (and their config) without running anything, for the helper commands."""
+    with warnings.catch_warnings():  # LightningCLI warns that args differ from sys.argv: intended here
+        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter")
+        return SegCLI(args=argv, run=False)

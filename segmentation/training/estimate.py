@@ -1,7 +1,7 @@
 """Time estimates measured on the user's hardware and data, not guessed.
 
-`seg estimate --config X [overrides]` builds the configured model and data,
-prepares the data (caching time reported on its own), then runs real training
+`seg estimate --config X [overrides]` (`app.commands.estimate`) builds the configured
+model and data, prepares the data (caching time reported on its own), then runs real training
 steps and one validation pass with Lightning on the configured accelerator:
 a few warm-up steps (cuDNN autotuning, allocator, worker start) are not timed,
 the next steps are. Seconds per epoch = seconds per step x steps per epoch +
@@ -11,15 +11,13 @@ runs); the projection is that times `max_epochs`.
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from lightning.pytorch import Callback, Trainer
 
-from .callbacks import format_duration
+from ..core.formatting import format_duration
 
 WARMUP_STEPS = 2
 TIMED_STEPS = 5
@@ -128,21 +126,3 @@ def measure(model, datamodule, trainer_config: dict, validation_cases: int = 2) 
         validation_every_n_epochs=int(trainer_config.get("check_val_every_n_epoch") or 1),
         max_epochs=int(trainer_config.get("max_epochs") or 1000),
     )
-
-
-def estimate_command(argv: list[str]) -> int:
-    """`seg estimate --config X [overrides] [--json]`: measure and print the projected training time."""
-    from .cli import SegCLI
-
-    as_json = "--json" in argv
-    argv = [arg for arg in argv if arg != "--json"]
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: seg estimate --config CONFIG [--trainer.max_epochs N ...] [--json]\n\nRuns "
-              f"{WARMUP_STEPS} warm-up and {TIMED_STEPS} timed training steps and a short validation on this "
-              "machine, then prints seconds per epoch and the projected time of the whole run.")
-        return 0
-    cli = SegCLI(args=argv, run=False)
-    trainer_config = dict(cli.config_init.get("trainer") or {})
-    result = measure(cli.model, cli.datamodule, trainer_config)
-    print(json.dumps(result.as_dict()) if as_json else result.text(), flush=True)
-    return 0 if math.isfinite(result.seconds_per_epoch) else 1

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Literal, Optional, Sequence, Union
 
 import lightning.pytorch as pl
 import torch
@@ -11,11 +12,13 @@ from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 
-from . import schedules
-from .inference import CaseMetrics
-from .networks import build_network
+from ..core.constants import MONITOR
+from ..core.errors import SegError
+from ..schedules.plans import ScheduleName, ScheduleOptions
+from ..schedules.schedulers import build_schedule, lightning_scheduler_config, step_after_validation, step_at_epoch_end
+from .metrics import CaseMetrics
+from .networks import ArchitectureName, build_network
 
-ArchitectureName = Literal["unet", "segresnet", "dynunet", "swinunetr", "unetr"]
 OptimizerName = Literal["adamw", "adam", "sgd"]
 
 
@@ -23,7 +26,7 @@ class SegmentationModule(pl.LightningModule):
     """A 3D segmentation model trained on patches and validated on whole volumes.
 
     Args:
-        architecture: MONAI network (see `segmentation.networks`).
+        architecture: MONAI network by name (`model.networks.ARCHITECTURES`).
         in_channels: image channels (linked from the datamodule).
         out_channels: output channels: classes incl. background, or regions when `multilabel` (linked).
         class_names: names of the foreground classes or regions, for `val/dice/<name>` (linked).
@@ -32,8 +35,9 @@ class SegmentationModule(pl.LightningModule):
         lr: base learning rate.
         optimizer: adamw, adam, or sgd (momentum 0.99, Nesterov, as nnU-Net).
         weight_decay: optimizer weight decay.
-        scheduler: none, reduce_on_plateau, cosine, onecycle or polynomial.
-        plateau_*, cosine_*, onecycle_*, polynomial_*: schedule parameters (see `schedules.ScheduleOptions`).
+        scheduler: none, reduce_on_plateau, cosine, onecycle or polynomial (`schedules.plans.PLANS`).
+        schedule: the schedules' parameters (`--model.schedule.plateau_patience` ...; see
+            `schedules.plans.ScheduleOptions`), kept as a plain dict in the hyper-parameters.
         sw_batch_size: patches per forward pass in sliding-window inference.
         sw_overlap: overlap of sliding-window patches.
         network_kwargs: overrides of the network constructor's defaults (e.g. `{channels: [8, 16, 32]}`).
@@ -50,20 +54,14 @@ class SegmentationModule(pl.LightningModule):
         lr: float = 1e-3,
         optimizer: OptimizerName = "adamw",
         weight_decay: float = 1e-5,
-        scheduler: schedules.ScheduleName = "none",
-        plateau_factor: float = 0.5,
-        plateau_patience: int = 10,
-        plateau_threshold: float = 1e-4,
-        plateau_cooldown: int = 0,
-        plateau_min_lr: float = 0.0,
-        cosine_eta_min_factor: float = 0.01,
-        onecycle_max_lr_factor: float = 10.0,
-        onecycle_pct_start: float = 0.3,
-        polynomial_power: float = 0.9,
+        scheduler: ScheduleName = "none",
+        schedule: ScheduleOptions = ScheduleOptions(),
         sw_batch_size: int = 2,
         sw_overlap: float = 0.25,
         network_kwargs: Optional[dict] = None,
     ):
+        # saved as a plain dict (in checkpoints and hparams.yaml: no pickled class); checked against the fields
+        schedule = asdict(as_schedule_options(schedule))
         super().__init__()
         self.save_hyperparameters()
         self.class_names = list(class_names) if class_names else self._default_class_names()
@@ -77,10 +75,9 @@ class SegmentationModule(pl.LightningModule):
         first = 0 if self.hparams.multilabel else 1
         return [f"class{i}" for i in range(first, self.hparams.out_channels)]
 
-    def schedule_options(self) -> schedules.ScheduleOptions:
+    def schedule_options(self) -> ScheduleOptions:
         """The schedule parameters of this model's hyper-parameters."""
-        names = schedules.ScheduleOptions.__dataclass_fields__
-        return schedules.ScheduleOptions(**{k: v for k, v in self.hparams.items() if k in names})
+        return ScheduleOptions(**self.hparams.schedule)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of patches."""
@@ -134,11 +131,11 @@ class SegmentationModule(pl.LightningModule):
         mean_dice = torch.nanmean(per_class)
         if self.trainer.sanity_checking:
             return
-        self.log("val/dice", mean_dice, prog_bar=True)
+        self.log(MONITOR, mean_dice, prog_bar=True)
         for name, value in zip(self.class_names, per_class):
-            self.log(f"val/dice/{name}", value)
+            self.log(f"{MONITOR}/{name}", value)
         for config in self.trainer.lr_scheduler_configs:
-            schedules.step_after_validation(config.scheduler, float(mean_dice))
+            step_after_validation(config.scheduler, float(mean_dice))
 
     def on_test_epoch_start(self) -> None:
         """Start a fresh per-case table."""
@@ -163,16 +160,14 @@ class SegmentationModule(pl.LightningModule):
                 print(f"per-case metrics: {path}", flush=True)
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """The discretised whole-volume prediction (written by `inference.PredictionWriter`)."""
+        """The discretised whole-volume prediction (written by `training.prediction.PredictionWriter`)."""
         return self.discretise(self.infer_volume(batch["image"]))
 
     def configure_optimizers(self) -> dict:
         """The optimizer and the schedule, planned over the trainer's `max_epochs`."""
         optimizer = self._build_optimizer()
-        scheduler = schedules.build_schedule(
-            self.hparams.scheduler, optimizer, self.trainer.max_epochs, self.schedule_options()
-        )
-        return {"optimizer": optimizer, "lr_scheduler": schedules.lightning_scheduler_config(scheduler)}
+        scheduler = build_schedule(self.hparams.scheduler, optimizer, self.trainer.max_epochs, self.schedule_options())
+        return {"optimizer": optimizer, "lr_scheduler": lightning_scheduler_config(scheduler)}
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         params, lr, decay = self.parameters(), self.hparams.lr, self.hparams.weight_decay
@@ -184,4 +179,17 @@ class SegmentationModule(pl.LightningModule):
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
         """Lightning's epoch-end step; the plateau schedule is stepped after validation instead."""
-        schedules.step_at_epoch_end(scheduler)
+        step_at_epoch_end(scheduler)
+
+
+def as_schedule_options(schedule: Union[ScheduleOptions, dict, None]) -> ScheduleOptions:
+    """`schedule` as ScheduleOptions: given as such (the CLI), as a dict (a checkpoint's hparams), or the defaults."""
+    if schedule is None:
+        return ScheduleOptions()
+    if isinstance(schedule, ScheduleOptions):
+        return schedule
+    unknown = sorted(set(schedule) - set(ScheduleOptions.__dataclass_fields__))
+    if unknown:
+        raise SegError(f"--model.schedule: unknown option(s) {', '.join(unknown)}; valid: "
+                       f"{', '.join(ScheduleOptions.__dataclass_fields__)}")
+    return ScheduleOptions(**schedule)

@@ -1,4 +1,4 @@
-"""Checkpoints: the default callbacks (every epoch, last, best), atomic writes, and finding a good one.
+"""Checkpoint files: atomic writes, loading with a clear error, and finding the newest good one.
 
 Lightning's own writer saves to a temporary file in $TMPDIR and moves it: across
 filesystems the move is a copy, and a kill during the copy truncates the target.
@@ -14,52 +14,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from .errors import SegError
+from ..core.errors import SegError
+from ..core.faults import fault_point
 
-MONITOR = "val/dice"
 TEMP_MARK = ".tmp-"
 # Lightning's logger is the one a user sees (warnings filters must not hide a skipped checkpoint)
 log = logging.getLogger("lightning.pytorch")
-
-
-def every_epoch_checkpoint(keep_last: Optional[int] = None) -> ModelCheckpoint:
-    """`epoch=<E>.ckpt` after every epoch (E from 0) plus `last.ckpt`; all kept, or the newest `keep_last`.
-
-    Saved at the end of the training epoch, which Lightning reaches after that
-    epoch's validation, so epochs without validation get their file too.
-    """
-    keep = dict(monitor="epoch", mode="max", save_top_k=keep_last) if keep_last else dict(save_top_k=-1)
-    return ModelCheckpoint(
-        filename="{epoch}",
-        save_on_train_epoch_end=True,
-        every_n_epochs=1,
-        save_last=True,
-        enable_version_counter=False,
-        **keep,
-    )
-
-
-def best_checkpoint() -> ModelCheckpoint:
-    """`best.ckpt`: the epoch with the highest validation Dice."""
-    return ModelCheckpoint(
-        filename="best",
-        monitor=MONITOR,
-        mode="max",
-        save_top_k=1,
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
-    )
-
-
-def with_default_checkpoints(callbacks: list[Callback], keep_last: Optional[int] = None) -> list[Callback]:
-    """`callbacks` plus the default checkpoints, unless the user configured a ModelCheckpoint."""
-    if any(isinstance(callback, ModelCheckpoint) for callback in callbacks):
-        return list(callbacks)
-    return [*callbacks, every_epoch_checkpoint(keep_last), best_checkpoint()]
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -104,6 +67,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
+            fault_point("checkpoint-before-rename")
             os.replace(temporary, path)
             _fsync_directory(path.parent)
         finally:

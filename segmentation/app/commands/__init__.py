@@ -1,0 +1,1 @@
+"""One module per `seg` subcommand other than LightningCLI's; each has `main(argv) -> int`."""

@@ -1,0 +1,71 @@
+"""The `seg` console script: dispatches to a subcommand module, or to LightningCLI for fit/validate/test/predict.
+
+Only what a subcommand needs is imported: `seg --help`, `seg synth` and `seg report` load
+neither Lightning nor MONAI (see `COMMANDS`).
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+from typing import Optional
+
+from ..core.errors import user_error
+
+# name -> (module with `main(argv) -> int`, one line for `seg --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("segmentation.app.commands.synth", "synthetic cases in a dataset's real layout (seg synth --help: the kinds)"),
+    "check-data": ("segmentation.app.commands.check_data", "check every case of a dataset up front, with a summary"),
+    "report": ("segmentation.app.commands.report", "Dice and LR curves (PNG) and a table comparing runs"),
+    "estimate": ("segmentation.app.commands.estimate", "seconds per epoch and the whole run's time, measured here"),
+    "batch": ("segmentation.app.commands.batch", "several runs in a row: plan, runs, summary (make batch1..3)"),
+}
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def overview() -> str:
+    """What `seg --help` prints."""
+    lines = [
+        "seg: train 3D medical segmentation networks (Lightning + MONAI).",
+        "",
+        "  seg fit --config configs/demo.yaml      train (LightningCLI: --trainer.*, --model.*, --data.*)",
+        "  seg fit --ckpt_path RUN_OR_CKPT [--trainer.max_epochs N]   resume or extend a run",
+        "  seg validate|test|predict --ckpt_path CKPT [--config ...]",
+        *(f"  seg {name:<36}{summary}" for name, (_, summary) in COMMANDS.items()),
+        "",
+        "`seg SUBCOMMAND --help` describes each one; `seg fit --help` lists every LightningCLI option.",
+    ]
+    return "\n".join(lines)
+
+
+def dispatch(argv: list[str]) -> int:
+    """Run the subcommand named by `argv[0]` with the rest of `argv`."""
+    if argv and argv[0] in COMMANDS:
+        return import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    if not argv or argv[0] in ("-h", "--help"):
+        print(overview())
+        return 0
+    if argv[0] not in LIGHTNING_COMMANDS and not argv[0].startswith("-"):
+        print(f"seg: error: unknown subcommand {argv[0]!r}; one of "
+              f"{', '.join([*LIGHTNING_COMMANDS, *COMMANDS])} (seg --help)", file=sys.stderr)
+        return 2
+    from .lightning_cli import run_lightning_cli
+
+    return run_lightning_cli(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of the `seg` console script: a SegError is one line on stderr and exit status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return dispatch(argv)
+    except Exception as exc:
+        err = user_error(exc)
+        if err is None:
+            raise
+        print(f"seg: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The bottom layer: errors and shared constants. Imports nothing of seg and no third-party package."""

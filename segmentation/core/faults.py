@@ -1,0 +1,45 @@
+"""Deterministic fault injection: kill this process at a named point, for the crash-safety tests.
+
+`SEG_KILL_AT=<point>:<n>` in the environment makes the n-th arrival (1-based) at
+`fault_point("<point>")` send SIGKILL to this very process — no cleanup, no
+`finally`, exactly what a power cut, the OOM killer or a preempted node does.
+Without the variable a fault point costs one dictionary lookup.
+
+Points (where they sit and what a kill there leaves behind):
+
+* `checkpoint-before-rename`: a checkpoint's temporary file is written and fsynced,
+  the rename onto its final name has not happened (`training.checkpointing`).
+* `between-epochs`: an epoch's checkpoints are all written, the next epoch has not
+  started (`training.faults.KillBetweenEpochs`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+ENVIRONMENT_VARIABLE = "SEG_KILL_AT"
+POINTS = ("checkpoint-before-rename", "between-epochs")
+_arrivals: Counter = Counter()
+
+
+def planned_kill() -> tuple[str, int] | None:
+    """(point, n) from `SEG_KILL_AT`, or None when no kill is planned."""
+    value = os.environ.get(ENVIRONMENT_VARIABLE)
+    if not value:
+        return None
+    point, _, count = value.partition(":")
+    if point not in POINTS or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"{ENVIRONMENT_VARIABLE}={value!r}: expected <point>:<n>, point one of {', '.join(POINTS)}")
+    return point, int(count)
+
+
+def fault_point(point: str) -> None:
+    """Arrive at `point`; SIGKILL this process if `SEG_KILL_AT` names this arrival."""
+    plan = planned_kill()
+    if plan is None or plan[0] != point:
+        return
+    _arrivals[point] += 1
+    if _arrivals[point] == plan[1]:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,71 @@
+"""The Medical Segmentation Decathlon layout: `dataset.json`, `imagesTr/`, `labelsTr/`.
+
+`dataset.json` names the channels (`modality`), the labels (`labels`) and the training
+cases (`training`: image and label paths relative to the task folder).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ...core.errors import SegError
+from .common import missing_root
+
+DATASET_JSON = "dataset.json"
+IMAGES_FOLDER, LABELS_FOLDER = "imagesTr", "labelsTr"
+
+
+def read_dataset_json(root: Path, kind: str = "demo") -> dict:
+    """The parsed `dataset.json` of an MSD task folder, with a clear error when it is missing or broken.
+
+    `kind` is the `seg synth` name suggested when the folder does not exist.
+    """
+    path = root / DATASET_JSON
+    if not root.exists():
+        raise missing_root(root, f"the MSD task folder (the one with {DATASET_JSON})", kind)
+    if not path.is_file():
+        raise SegError(f"{path} not found: an MSD task folder has a {DATASET_JSON} beside "
+                       f"{IMAGES_FOLDER}/ and {LABELS_FOLDER}/")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SegError(f"{path} is not valid JSON ({err}); restore it from the task's archive") from None
+    for key in ("modality", "labels", "training"):
+        if key not in meta:
+            raise SegError(f"{path} has no {key!r} entry; is this an MSD {DATASET_JSON}?")
+    return meta
+
+
+def channel_names(meta: dict) -> list[str]:
+    """The json's modality names in channel order."""
+    modality = meta["modality"]
+    return [modality[key] for key in sorted(modality, key=int)]
+
+
+def class_names(meta: dict) -> list[str]:
+    """The json's label names, background excluded, in label-value order."""
+    labels = meta["labels"]
+    return [labels[key].lower() for key in sorted(labels, key=int) if int(key) != 0]
+
+
+def inside_root(root: Path, relative: str) -> Path:
+    """`root / relative`, resolved; a SegError when it points outside `root` (untrusted json)."""
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise SegError(f"{root / DATASET_JSON}: entry {relative!r} points outside the dataset root")
+    return path
+
+
+def training_cases(root: Path, meta: dict) -> list[dict]:
+    """The json's training entries as cases (`case`, `image`, `label`) with paths resolved inside `root`."""
+    cases = []
+    for entry in meta["training"]:
+        image, label = inside_root(root, entry["image"]), inside_root(root, entry["label"])
+        cases.append({"case": image.name.split(".nii")[0], "image": str(image), "label": str(label)})
+    return cases
+
+
+def training_entry(file_name: str) -> dict:
+    """The `training` entry of a case whose image and label are both called `file_name`."""
+    return {"image": f"./{IMAGES_FOLDER}/{file_name}", "label": f"./{LABELS_FOLDER}/{file_name}"}

@@ -1,0 +1,140 @@
+"""Each schedule's options and plan, stated once: adding a schedule means an entry here (and its fields).
+
+The horizon-based schedules (cosine, polynomial, onecycle) are plans of closed-form
+phases: the LR factor is a function of the epoch, from one factor to another between
+two epochs along a curve. Holding the plan as data (not as torch's recursive update)
+is what lets a resume re-plan the remaining epochs from the current LR.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+from ..core.errors import SegError
+
+
+@dataclass(frozen=True)
+class ScheduleOptions:
+    """Parameters of all schedules (`--model.schedule.<name>`); each schedule reads those with its prefix.
+
+    Defaults are the seed design's: plateau halves the LR after 10 validations without a better
+    val/dice; cosine ends at lr * 0.01; onecycle peaks at lr * 10; polynomial has power 0.9.
+    """
+
+    plateau_factor: float = 0.5
+    plateau_patience: int = 10
+    plateau_threshold: float = 1e-4
+    plateau_cooldown: int = 0
+    plateau_min_lr: float = 0.0
+    cosine_eta_min_factor: float = 0.01
+    onecycle_max_lr_factor: float = 10.0
+    onecycle_pct_start: float = 0.3
+    onecycle_div_factor: float = 25.0
+    onecycle_final_div_factor: float = 1e4
+    polynomial_power: float = 0.9
+
+
+@dataclass(frozen=True)
+class Phase:
+    """The LR factor (of the base LR) moving from `start_factor` at `start` to `end_factor` at `end` epochs.
+
+    `curve` is "cos" (half cosine) or "poly:<power>" (1 - t) ** power.
+    """
+
+    start: float
+    end: float
+    start_factor: float
+    end_factor: float
+    curve: str
+
+    def factor(self, epoch: float) -> float:
+        """The LR factor at `epoch`, clamped to the phase's ends."""
+        span = self.end - self.start
+        t = 1.0 if span <= 0 else min(max((epoch - self.start) / span, 0.0), 1.0)
+        delta = self.start_factor - self.end_factor
+        if self.curve == "cos":
+            return self.end_factor + delta * (1.0 + math.cos(math.pi * t)) / 2.0
+        if self.curve.startswith("poly:"):
+            return self.end_factor + delta * (1.0 - t) ** float(self.curve[5:])
+        raise ValueError(f"unknown phase curve {self.curve!r}")
+
+
+def factor_at(phases: list[Phase], epoch: float) -> float:
+    """The LR factor at `epoch` of a plan; before the plan its first value, after it its last."""
+    if not phases:
+        return 1.0
+    for phase in phases:
+        if epoch <= phase.end:
+            return phase.factor(epoch)
+    return phases[-1].end_factor
+
+
+def onecycle_factors(options: ScheduleOptions) -> tuple[float, float, float]:
+    """OneCycle's initial, peak and final LR as factors of the base LR (torch's div factors)."""
+    peak = options.onecycle_max_lr_factor
+    initial = peak / options.onecycle_div_factor
+    return initial, peak, initial / options.onecycle_final_div_factor
+
+
+def _onecycle_phases(epochs: int, options: ScheduleOptions) -> list[Phase]:
+    initial, peak, final = onecycle_factors(options)
+    warmup_end = float(options.onecycle_pct_start * epochs) - 1
+    return [Phase(0, warmup_end, initial, peak, "cos"), Phase(warmup_end, epochs - 1, peak, final, "cos")]
+
+
+@dataclass(frozen=True)
+class SchedulePlan:
+    """How one schedule behaves.
+
+    Args:
+        phases: its plan over a fresh run of `epochs` epochs (None: not a phased schedule).
+        floor: the LR factor a re-plan ends at (and its curve), from the options.
+        needs_horizon: whether it needs a finite `--trainer.max_epochs`.
+        key_options: the options that describe a run of it in `seg report`.
+    """
+
+    phases: Callable[[int, ScheduleOptions], list[Phase]] | None
+    floor: Callable[[ScheduleOptions], tuple[float, str]]
+    needs_horizon: bool
+    key_options: tuple[str, ...] = ()
+
+
+# The closed forms equal torch's CosineAnnealingLR(T_max=epochs, eta_min=lr*eta_min_factor),
+# PolynomialLR(total_iters=epochs, power) and OneCycleLR(max_lr=lr*max_lr_factor, total_steps=epochs)
+# (LR only: momentum is not cycled).
+PLANS: dict[str, SchedulePlan] = {
+    "none": SchedulePlan(lambda epochs, o: [], lambda o: (1.0, "cos"), needs_horizon=False),
+    "reduce_on_plateau": SchedulePlan(
+        None, lambda o: (1.0, "cos"), needs_horizon=False, key_options=("plateau_patience", "plateau_factor")
+    ),
+    "cosine": SchedulePlan(
+        lambda epochs, o: [Phase(0, epochs, 1.0, o.cosine_eta_min_factor, "cos")],
+        lambda o: (o.cosine_eta_min_factor, "cos"),
+        needs_horizon=True,
+        key_options=("cosine_eta_min_factor",),
+    ),
+    "onecycle": SchedulePlan(
+        _onecycle_phases,
+        lambda o: (onecycle_factors(o)[2], "cos"),
+        needs_horizon=True,
+        key_options=("onecycle_max_lr_factor", "onecycle_pct_start"),
+    ),
+    "polynomial": SchedulePlan(
+        lambda epochs, o: [Phase(0, epochs, 1.0, 0.0, f"poly:{o.polynomial_power}")],
+        lambda o: (0.0, f"poly:{o.polynomial_power}"),
+        needs_horizon=True,
+        key_options=("polynomial_power",),
+    ),
+}
+SCHEDULES: tuple[str, ...] = tuple(PLANS)
+ScheduleName = Literal[SCHEDULES]  # type: ignore[valid-type]  # the CLI's choices, from the registry
+HORIZON_SCHEDULES = tuple(name for name, plan in PLANS.items() if plan.needs_horizon)
+
+
+def plan_of(name: str) -> SchedulePlan:
+    """The plan of schedule `name`; a SegError listing the valid names for an unknown one."""
+    if name not in PLANS:
+        raise SegError(f"unknown scheduler {name!r} (--model.scheduler); valid names: {', '.join(SCHEDULES)}")
+    return PLANS[name]

@@ -1,0 +1,83 @@
+"""The callbacks seg adds to a trainer unless the config names its own.
+
+Checkpoints (`with_default_checkpoints`): `epoch=<E>.ckpt` every epoch, `last.ckpt`, `best.ckpt`.
+Logging (`with_default_logging`): the learning rate once per epoch (tag `lr`), each epoch's wall
+time with the whole run's ETA, and the closing run summary. On request (`optional_callbacks`):
+early stopping on `val/dice` and image previews.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar
+
+from ..core.constants import MONITOR
+from ..core.errors import SegError
+from .early_stopping import SegEarlyStopping
+from .faults import KillBetweenEpochs
+from .previews import ValidationPreviews
+from .summary import RunSummary
+from .timing import EpochTimer
+
+
+def every_epoch_checkpoint(keep_last: Optional[int] = None) -> ModelCheckpoint:
+    """`epoch=<E>.ckpt` after every epoch (E from 0) plus `last.ckpt`; all kept, or the newest `keep_last`.
+
+    Saved at the end of the training epoch, which Lightning reaches after that
+    epoch's validation, so epochs without validation get their file too.
+    """
+    keep = dict(monitor="epoch", mode="max", save_top_k=keep_last) if keep_last else dict(save_top_k=-1)
+    return ModelCheckpoint(
+        filename="{epoch}",
+        save_on_train_epoch_end=True,
+        every_n_epochs=1,
+        save_last=True,
+        enable_version_counter=False,
+        **keep,
+    )
+
+
+def best_checkpoint() -> ModelCheckpoint:
+    """`best.ckpt`: the epoch with the highest validation Dice."""
+    return ModelCheckpoint(
+        filename="best",
+        monitor=MONITOR,
+        mode="max",
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+
+
+def with_default_checkpoints(callbacks: list[Callback], keep_last: Optional[int] = None) -> list[Callback]:
+    """`callbacks` plus the default checkpoints, unless the user configured a ModelCheckpoint."""
+    if any(isinstance(callback, ModelCheckpoint) for callback in callbacks):
+        return list(callbacks)
+    return [*callbacks, every_epoch_checkpoint(keep_last), best_checkpoint(), KillBetweenEpochs()]
+
+
+def with_default_logging(callbacks: list[Callback]) -> list[Callback]:
+    """`callbacks` plus the epoch timer, the summary and an epoch-wise LearningRateMonitor (unless configured).
+
+    The timer swaps Lightning's default progress bar for `EtaProgressBar`, unless the
+    user configured a progress bar of their own.
+    """
+    user_bar = any(isinstance(callback, ProgressBar) for callback in callbacks)
+    timer = [] if any(isinstance(c, EpochTimer) for c in callbacks) else [EpochTimer(replace_progress_bar=not user_bar)]
+    callbacks = [*callbacks, *timer, RunSummary()]
+    if any(isinstance(callback, LearningRateMonitor) for callback in callbacks):
+        return callbacks
+    return [*callbacks, LearningRateMonitor(logging_interval="epoch")]
+
+
+def optional_callbacks(early_stopping_patience: Optional[int], preview_every_n_epochs: int) -> list[Callback]:
+    """The callbacks that `--early_stopping_patience` and `--preview_every_n_epochs` turn on."""
+    if preview_every_n_epochs < 0:
+        raise SegError(f"--preview_every_n_epochs must be 0 (off) or more, got {preview_every_n_epochs}")
+    callbacks: list[Callback] = []
+    if early_stopping_patience is not None:
+        callbacks.append(SegEarlyStopping(early_stopping_patience))
+    if preview_every_n_epochs > 0:
+        callbacks.append(ValidationPreviews(preview_every_n_epochs))
+    return callbacks

@@ -1,0 +1,37 @@
+"""`seg predict`'s writer: each predicted case as a label map in its input's own geometry and label values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch.callbacks import BasePredictionWriter
+from monai.data import decollate_batch
+
+from ..data.geometry import save_in_input_geometry, undo_preprocessing
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes `<output_dir>/<case>.nii.gz` for every predicted case.
+
+    Each prediction's preprocessing is undone (`data.geometry.undo_preprocessing`), it is
+    turned into the dataset's own label values (`datamodule.prediction_to_labels`), and it is
+    saved with the input file's header.
+    """
+
+    def __init__(self, output_dir: str | Path):
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+        self.written: list[Path] = []
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        """Invert the preprocessing of each case in the batch and save its label map."""
+        datamodule = trainer.datamodule
+        items = decollate_batch({"image": batch["image"], "pred": prediction})
+        for item, case, source in zip(items, batch["case"], batch["source"]):
+            labels = datamodule.prediction_to_labels(undo_preprocessing(item, datamodule.predict_pipeline))
+            self.written.append(save_in_input_geometry(labels, Path(source), self.output_dir / f"{case}.nii.gz"))
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        """Say where the label maps went."""
+        if trainer.is_global_zero:
+            print(f"wrote {len(self.written)} label maps to {self.output_dir}", flush=True)

@@ -1,0 +1,34 @@
+"""The closing paragraph of a fit: run directory, best and last val/dice, epochs, wall time."""
+
+from __future__ import annotations
+
+import time
+
+from lightning.pytorch.callbacks import Callback
+
+from ..core.constants import MONITOR
+
+
+class RunSummary(Callback):
+    """Prints one closing paragraph of a fit: run directory, best and last val/dice, epochs, wall time."""
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        """Start the wall clock."""
+        self._started = time.monotonic()
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        """Print the summary (rank 0 only)."""
+        if not trainer.is_global_zero:
+            return
+        best = next((c for c in trainer.checkpoint_callbacks if c.monitor), None)
+        last = trainer.callback_metrics.get(MONITOR)
+        lines = [
+            f"run: {trainer.log_dir}",
+            f"epochs: {trainer.current_epoch} (max_epochs {trainer.max_epochs}), "
+            f"wall time {time.monotonic() - self._started:.1f} s",
+        ]
+        if last is not None:
+            lines.append(f"last {MONITOR}: {float(last):.4f}")
+        if best is not None and best.best_model_score is not None:
+            lines.append(f"best {MONITOR}: {float(best.best_model_score):.4f} ({best.best_model_path})")
+        print("\n".join(["", "seg run summary", *("  " + line for line in lines)]), flush=True)

@@ -1,0 +1,92 @@
+"""Helpers of the test suite: the `seg` command in-process or as a real subprocess, TensorBoard reads, runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import chdir, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from segmentation.app.main import main
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+TINY_CONFIG = REPO / "tests" / "tiny.yaml"
+
+
+@dataclass
+class Result:
+    """What one `seg` invocation did: exit status, stdout, stderr (and the log records, in-process)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    log: str = ""
+
+
+def seg_executable() -> str:
+    """The installed `seg` console script (beside this Python, or on PATH)."""
+    beside = Path(sys.executable).with_name("seg")
+    return str(beside) if beside.exists() else shutil.which("seg") or "seg"
+
+
+def run_seg(*args: str, cwd: Path, timeout: float = 600, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    """Run the real `seg` command as a subprocess (for what only a new process shows: exit codes, signals,
+    start-up imports); returns the completed process (text output)."""
+    environment = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    return subprocess.run(
+        [seg_executable(), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def seg_in_process(args: list[str], cwd: Optional[Path] = None) -> int:
+    """`seg ARGS` in this process (imports paid once for the whole suite); its exit status."""
+    with chdir(cwd) if cwd is not None else nullcontext():
+        try:
+            return main(list(args))
+        except SystemExit as exit_:  # argparse and jsonargparse exit on bad arguments
+            return exit_.code if isinstance(exit_.code, int) else 1
+
+
+def tiny_fit_args(root: Path, *overrides: str) -> list[str]:
+    """`fit` arguments for a tiny run on `root`: demo config + the tests' tiny fragment + overrides."""
+    return [
+        "fit",
+        "--config", str(DEMO_CONFIG),
+        "--config", str(TINY_CONFIG),
+        "--data.init_args.root", str(root),
+        *overrides,
+    ]
+
+
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of every event of `tag` in the run directory's TensorBoard files, in order."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    if tag not in events.Tags()["scalars"]:
+        return []
+    return [(event.step, event.value) for event in events.Scalars(tag)]
+
+
+def values(run_dir: Path, tag: str) -> list[float]:
+    """The values of `tag`, in order."""
+    return [value for _, value in scalars(run_dir, tag)]
+
+
+def only_run_dir(logs: Path) -> Path:
+    """The single `<name>/version_N` directory under `logs`."""
+    runs = sorted(p for p in logs.glob("*/version_*") if p.is_dir())
+    assert len(runs) == 1, f"expected one run directory under {logs}, found {runs}"
+    return runs[0]
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A copy of `run` (and its lightning_logs parents) under `dest`; returns the copied run directory."""
+    shutil.copytree(run.parents[1], dest / "lightning_logs")
+    return dest / run.relative_to(run.parents[2])
