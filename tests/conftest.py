@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import lightning.pytorch  # noqa: F401  (imported at collection: its log handlers must not bind to one test's capture)
 import pytest
 
 from segmentation.data.synthetic import write

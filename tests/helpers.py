@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
 import sys
-from contextlib import chdir, nullcontext
+from contextlib import chdir, nullcontext, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -52,6 +53,14 @@ def seg_in_process(args: list[str], cwd: Optional[Path] = None) -> int:
             return main(list(args))
         except SystemExit as exit_:  # argparse and jsonargparse exit on bad arguments
             return exit_.code if isinstance(exit_.code, int) else 1
+
+
+def seg_capturing(args: list[str], cwd: Optional[Path] = None) -> Result:
+    """`seg ARGS` in this process with its printed output captured (for fixtures, where capsys is not available)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = seg_in_process(args, cwd)
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 def tiny_fit_args(root: Path, *overrides: str) -> list[str]:

@@ -8,17 +8,17 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from segmentation.data import MSDDataModule
-from segmentation.data.synthetic import write_demo_task
-from segmentation.errors import SegError
+from segmentation.core.errors import SegError
+from segmentation.data.msd import MSDDataModule
+from segmentation.data.synthetic import write
 
-from .conftest import DEMO_CONFIG, run_seg, tiny_fit_args
+from ..helpers import DEMO_CONFIG, tiny_fit_args
 
 
 @pytest.fixture()
 def task(tmp_path):
     """A fresh 4-case demo task that a test may break."""
-    return write_demo_task(tmp_path / "task", cases=4, shape=(16, 16, 16))
+    return write("demo", tmp_path / "task", cases=4, shape=(16, 16, 16), seed=0)
 
 
 def problems_of(root) -> str:
@@ -90,21 +90,21 @@ def test_empty_folder_is_refused_with_what_to_do(tmp_path):
         MSDDataModule(str(tmp_path / "empty"))
 
 
-def test_seg_fit_on_a_broken_dataset_exits_before_training(task, tmp_path):
+def test_seg_fit_on_a_broken_dataset_exits_before_training(task, tmp_path, seg):
     (task / "labelsTr/demo_003.nii.gz").unlink()
-    result = run_seg(*tiny_fit_args(task), cwd=tmp_path)
+    result = seg(*tiny_fit_args(task), cwd=tmp_path)
     assert result.returncode == 2
     assert "demo_003" in result.stderr and "label missing" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.glob("lightning_logs/*/version_*/checkpoints/*.ckpt"))
 
 
-def test_check_data_prints_a_summary_and_caches_per_file(task, tmp_path):
-    result = run_seg("check-data", "--config", str(DEMO_CONFIG), f"--data.root={task}", cwd=tmp_path)
+def test_check_data_prints_a_summary_and_caches_per_file(task, tmp_path, seg):
+    result = seg("check-data", "--config", str(DEMO_CONFIG), f"--data.root={task}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cases: 4" in result.stdout and "[16, 16, 16] x4" in result.stdout and "problems: 0" in result.stdout
     assert (task / ".seg_cache/check_cache.json").is_file()
     rewrite(task / "labelsTr/demo_000.nii.gz", lambda d: set_voxel(d, 7))
-    result = run_seg("check-data", "--config", str(DEMO_CONFIG), f"--data.root={task}", cwd=tmp_path)
+    result = seg("check-data", "--config", str(DEMO_CONFIG), f"--data.root={task}", cwd=tmp_path)
     assert result.returncode == 1 and "values [7.0] outside" in result.stdout  # the changed file was re-read
 
 

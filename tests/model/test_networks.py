@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segmentation.errors import SegError
-from segmentation.networks import ARCHITECTURES, build_network, dynunet_plan
+from segmentation.core.errors import SegError
+from segmentation.model.networks import ARCHITECTURES, build_network, dynunet_plan
 
 
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
@@ -45,3 +45,14 @@ def test_unknown_architecture_lists_the_valid_names():
 def test_unsuitable_patch_size_names_the_option():
     with pytest.raises(SegError, match="--data.patch_size"):
         build_network("swinunetr", 1, 2, (48, 48, 48))
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_smoke_size_builds_a_tiny_network(architecture):
+    """`seg batch --smoke` uses these: each must build and stay far smaller than the default network."""
+    entry = ARCHITECTURES[architecture]
+    roi = (max(32, entry.patch_multiple),) * 3
+    tiny = build_network(architecture, 1, 2, roi, **entry.smoke_kwargs)
+    full = build_network(architecture, 1, 2, roi)
+    assert sum(p.numel() for p in tiny.parameters()) * 3 < sum(p.numel() for p in full.parameters())
+    assert tiny(torch.zeros(1, 1, *roi)).shape == (1, 2, *roi)

@@ -9,7 +9,7 @@ LPS 1 mm) of N cases, then measures with seg's own code:
   and seconds per case to read back;
 - a plain MONAI loop (LoadImaged, Orientationd, NormalizeIntensityd) on the same files, as the baseline.
 
-Run: python tests/benchmarks/preprocess_case.py [N_CASES] [DIR]
+Run: python benchmarks/preprocess_case.py [N_CASES] [DIR]
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import nibabel as nib
 import numpy as np
 from monai import transforms as mt
 
-from segmentation.data import MSDDataModule
-from segmentation.data.base import measure_preprocessing
+from segmentation.data.msd import MSDDataModule
+from segmentation.data.caching import measure_preprocessing
 from segmentation.data.checks import check_dataset
 from segmentation.data.synthetic.common import ellipsoid_mask, lps_affine
 

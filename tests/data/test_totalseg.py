@@ -12,12 +12,13 @@ import pytest
 import torch
 import yaml
 
-from segmentation.data.base import split_cases
+from segmentation.core.errors import SegError
+from segmentation.data.layouts.totalseg import CLASSES_V1, CLASSES_V2
+from segmentation.data.split import split_cases
 from segmentation.data.synthetic.common import lps_affine
-from segmentation.data.totalseg import CLASSES_V1, CLASSES_V2, TotalSegmentatorDataModule
-from segmentation.errors import SegError
+from segmentation.data.totalseg import TotalSegmentatorDataModule
 
-from .conftest import REPO, TINY_CONFIG, run_seg, scalars
+from ..helpers import REPO, TINY_CONFIG, scalars, seg_in_process
 
 TOTALSEG_CONFIG = REPO / "configs" / "totalseg.yaml"
 SHAPE = (8, 8, 8)
@@ -69,10 +70,9 @@ def merged(dm: TotalSegmentatorDataModule, case: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
-    """Four 32^3 cases written by the real `seg synth totalseg` command."""
+    """Four 32^3 cases written by `seg synth totalseg`."""
     out = tmp_path_factory.mktemp("totalseg")
-    result = run_seg("synth", "totalseg", "--out", str(out), "--cases", "4", "--shape", "32", "32", "32", cwd=out)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert seg_in_process(["synth", "totalseg", "--out", str(out), "--cases", "4", "--shape", "32", "32", "32"]) == 0
     return out
 
 
@@ -177,11 +177,6 @@ def test_missing_root_names_the_path_and_suggests_synth(tmp_path):
     assert not missing.exists()
 
 
-def test_synthesize_if_missing_writes_cases(tmp_path):
-    dm = datamodule(tmp_path / "made", ["liver", "spleen"], synthesize_if_missing=True)
-    assert len(dm.list_cases()) == 12 and (tmp_path / "made" / "meta.csv").is_file()
-
-
 def test_ct_window_scales_hounsfield_units_to_unit_range(tmp_path):
     write_hand_case(tmp_path, "s0000", MARKS)
     transform = datamodule(tmp_path, ["liver"]).intensity_transform()
@@ -207,8 +202,8 @@ def test_seg_synth_writes_every_v2_mask_and_meta_csv(synth_root):
     assert hu.min() < -900 and abs(liver_hu - 60) < 30 and bone_hu > 400  # air, soft tissue, bone
 
 
-def test_fit_on_synthetic_totalseg_logs_dice_per_class(synth_root, tmp_path):
-    result = run_seg(
+def test_fit_on_synthetic_totalseg_logs_dice_per_class(synth_root, tmp_path, seg):
+    result = seg(
         "fit", "--config", str(TOTALSEG_CONFIG), "--config", str(TINY_CONFIG),
         "--data.root", str(synth_root), "--data.classes", "[liver, spleen]", cwd=tmp_path,
     )

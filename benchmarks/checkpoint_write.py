@@ -1,7 +1,7 @@
 """Benchmark: seconds per checkpoint write, seg's AtomicCheckpointIO vs Lightning's TorchCheckpointIO.
 
 Both write the same checkpoint (a MONAI UNet 16..256 with AdamW moments, as
-`seg` trains it) to the same directory. Run: python tests/benchmarks/checkpoint_write.py [DIR]
+`seg` trains it) to the same directory. Run: python benchmarks/checkpoint_write.py [DIR]
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from segmentation.checkpointing import AtomicCheckpointIO
-from segmentation.networks import build_network
+from segmentation.training.checkpointing import AtomicCheckpointIO
+from segmentation.model.networks import build_network
 
 
 def realistic_checkpoint() -> dict:

@@ -6,16 +6,13 @@ Run A: an uninterrupted 4-epoch run. Run B: the same settings stopped after
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from segmentation.cli import main
-
-from .conftest import REPO, only_run_dir, run_seg, scalars, tiny_fit_args
+from ..helpers import REPO, copy_run, only_run_dir, scalars, seg_in_process, tiny_fit_args
 
 EPOCHS = 4
 STEPS_PER_EPOCH = 2  # 4 training cases, 2 per batch (tiny.yaml)
@@ -25,13 +22,13 @@ DETERMINISTIC = ["--trainer.deterministic=true", "--data.num_workers=1"]
 
 def fit(root: Path, logs: Path, *overrides: str) -> Path:
     """A tiny in-process `seg fit` under `logs`; returns its run directory."""
-    assert main(tiny_fit_args(root, f"--trainer.default_root_dir={logs}", *DETERMINISTIC, *overrides)) == 0
+    assert seg_in_process(tiny_fit_args(root, f"--trainer.default_root_dir={logs}", *DETERMINISTIC, *overrides)) == 0
     return only_run_dir(logs / "lightning_logs")
 
 
 def resume(ckpt: Path, *overrides: str, capsys=None) -> str:
     """`seg fit --ckpt_path CKPT [overrides]` in-process, no config; returns what it printed."""
-    assert main(["fit", f"--ckpt_path={ckpt}", *overrides]) == 0
+    assert seg_in_process(["fit", f"--ckpt_path={ckpt}", *overrides]) == 0
     return capsys.readouterr().out if capsys else ""
 
 
@@ -50,12 +47,6 @@ def schedule_state(ckpt: Path) -> dict:
     return torch.load(ckpt, map_location="cpu", weights_only=False)["lr_schedulers"][0]
 
 
-def copy_run(run: Path, dest: Path) -> Path:
-    """A copy of `run` (and its lightning_logs parents) under `dest`; returns the copied run directory."""
-    shutil.copytree(run.parents[1], dest / "lightning_logs")
-    return dest / run.relative_to(run.parents[2])
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(demo_root, tmp_path_factory):
     """Run A for each schedule, made once per module: {schedule: run directory}."""
@@ -64,7 +55,7 @@ def uninterrupted(demo_root, tmp_path_factory):
     def get(schedule: str) -> Path:
         if schedule not in cache:
             logs = tmp_path_factory.mktemp(f"A_{schedule}")
-            extra = ["--model.plateau_patience=1"] if schedule == "reduce_on_plateau" else []
+            extra = ["--model.schedule.plateau_patience=1"] if schedule == "reduce_on_plateau" else []
             cache[schedule] = fit(demo_root, logs, f"--model.scheduler={schedule}",
                                   f"--trainer.max_epochs={EPOCHS}", *extra)
         return cache[schedule]
@@ -75,7 +66,7 @@ def uninterrupted(demo_root, tmp_path_factory):
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_exact_continuation(schedule, demo_root, tmp_path, uninterrupted, capsys):
     run_a = uninterrupted(schedule)
-    extra = ["--model.plateau_patience=1"] if schedule == "reduce_on_plateau" else []
+    extra = ["--model.schedule.plateau_patience=1"] if schedule == "reduce_on_plateau" else []
     run_b = fit(demo_root, tmp_path, f"--model.scheduler={schedule}", f"--trainer.max_epochs={EPOCHS}",
                 f"--trainer.max_steps={2 * STEPS_PER_EPOCH}", *extra)
     assert not (run_b / "checkpoints/epoch=2.ckpt").exists()
@@ -145,25 +136,26 @@ def test_new_lr_on_resume_takes_effect(tmp_path, uninterrupted, capsys):
     assert resumed == pytest.approx([0.02, 0.02 * 0.01])
 
 
-def test_checkpoint_only_resume_restores_data_settings_and_command_line_wins(demo_root, tmp_path):
-    result = run_seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=2", "--data.samples_per_volume=2"),
-                     cwd=tmp_path)
+def test_checkpoint_only_resume_restores_data_settings_and_command_line_wins(demo_root, tmp_path, seg):
+    result = seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=2", "--data.samples_per_volume=2",
+                                "--model.schedule.plateau_patience=3"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     run = only_run_dir(tmp_path / "lightning_logs")
-    result = run_seg("fit", "--ckpt_path", str(run / "checkpoints/epoch=1.ckpt"), "--trainer.max_epochs=3",
-                     "--data.batch_size=4", cwd=tmp_path)
+    result = seg("fit", "--ckpt_path", str(run / "checkpoints/epoch=1.ckpt"), "--trainer.max_epochs=3",
+                 "--data.batch_size=4", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert only_run_dir(tmp_path / "lightning_logs") == run  # same run directory, no new version
     resumed = (run / "config.resume1.yaml").read_text()
     assert "samples_per_volume: 2" in resumed and "batch_size: 4" in resumed and "- 16" in resumed
+    assert "plateau_patience: 3" in resumed  # the nested schedule options came back from the checkpoint
     assert "config data.init_args.batch_size: 2 -> 4" in result.stdout
     assert (run / "checkpoints/epoch=2.ckpt").is_file()
 
 
-def test_architecture_change_is_refused_before_any_step(demo_root, tmp_path, uninterrupted):
+def test_architecture_change_is_refused_before_any_step(demo_root, tmp_path, uninterrupted, seg):
     run = copy_run(uninterrupted("none"), tmp_path)
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
-    result = run_seg("fit", "--ckpt_path", str(run / "checkpoints/last.ckpt"), "--model.architecture=segresnet",
+    result = seg("fit", "--ckpt_path", str(run / "checkpoints/last.ckpt"), "--model.architecture=segresnet",
                      "--trainer.max_epochs=6", cwd=tmp_path)
     assert result.returncode == 2
     assert "architecture: checkpoint 'unet', configured 'segresnet'" in result.stderr
@@ -171,24 +163,30 @@ def test_architecture_change_is_refused_before_any_step(demo_root, tmp_path, uni
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 
 
-def test_make_resume_continues_a_run_directory_with_a_new_schedule(tmp_path, uninterrupted):
+def test_make_resume_continues_a_run_directory_with_a_new_schedule(tmp_path, uninterrupted, capsys):
+    """`make resume RUN=... EPOCHS=... SCHEDULER=...` is `seg fit --ckpt_path RUN ...`; that command, in-process."""
     run = copy_run(uninterrupted("none"), tmp_path)
-    result = subprocess.run(
-        ["make", "-s", "-C", str(REPO), "-o", ".installed", "resume", f"RUN={run}", "EPOCHS=6",
-         "SCHEDULER=reduce_on_plateau"],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "epoch 3 done; continuing at epoch 4 of 6" in result.stdout
-    assert "schedule switched from none to reduce_on_plateau" in result.stdout
+    variables = [f"RUN={run}", "EPOCHS=6", "SCHEDULER=reduce_on_plateau"]
+    dry = subprocess.run(["make", "-s", "-n", "-C", str(REPO), "-o", ".installed", "resume", *variables],
+                         capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    command = dry.stdout.strip().splitlines()[-1]
+    expected = f'-m segmentation fit --ckpt_path "{run}" --trainer.max_epochs 6 --model.scheduler reduce_on_plateau'
+    assert command.endswith(expected), command
+    out = resume(run, "--trainer.max_epochs", "6", "--model.scheduler", "reduce_on_plateau", capsys=capsys)
+    assert "epoch 3 done; continuing at epoch 4 of 6" in out
+    assert "schedule switched from none to reduce_on_plateau" in out
     assert {"epoch=4.ckpt", "epoch=5.ckpt"} <= {p.name for p in (run / "checkpoints").iterdir()}
+    usage = subprocess.run(["make", "-s", "-C", str(REPO), "-o", ".installed", "resume"], capture_output=True,
+                           text=True, timeout=60)
+    assert usage.returncode != 0 and "usage: make resume RUN=" in usage.stdout
 
 
-def test_resume_on_a_dataset_with_other_classes_is_refused(tmp_path, uninterrupted):
+def test_resume_on_a_dataset_with_other_classes_is_refused(tmp_path, uninterrupted, seg):
     run = copy_run(uninterrupted("none"), tmp_path)
-    assert run_seg("synth", "msd", "--out", "liver", "--cases", "3", "--shape", "16", "16", "16",
-                   cwd=tmp_path).returncode == 0
-    result = run_seg("fit", "--ckpt_path", str(run / "checkpoints/last.ckpt"), f"--data.root={tmp_path / 'liver'}",
+    assert seg("synth", "msd", "--out", "liver", "--cases", "3", "--shape", "16", "16", "16",
+               cwd=tmp_path).returncode == 0
+    result = seg("fit", "--ckpt_path", str(run / "checkpoints/last.ckpt"), f"--data.root={tmp_path / 'liver'}",
                      "--trainer.max_epochs=6", cwd=tmp_path)
     assert result.returncode == 2
     assert "class_names: checkpoint ['organ', 'lesion'], configured ['liver', 'cancer']" in result.stderr

@@ -7,10 +7,10 @@ import json
 import nibabel as nib
 import numpy as np
 
-from segmentation.data import MSDDataModule
+from segmentation.data.msd import MSDDataModule
 from segmentation.data.synthetic.common import lps_affine
 
-from .conftest import REPO, TINY_CONFIG, only_run_dir, run_seg, scalars
+from ..helpers import REPO, TINY_CONFIG, only_run_dir, scalars
 
 
 def write_4d_mri_task(root, cases=4, shape=(16, 16, 16)):
@@ -48,16 +48,16 @@ def test_4d_images_give_one_channel_per_modality(tmp_path):
     assert abs(float(image[0][brain].mean())) < 0.2  # z-scored over nonzero voxels, channel by channel
 
 
-def test_liver_config_trains_on_the_synthetic_stand_in(tmp_path):
-    assert run_seg("synth", "msd", "--out", "liver", "--cases", "4", "--shape", "32", "32", "16",
-                   cwd=tmp_path).returncode == 0
+def test_liver_config_trains_on_the_synthetic_stand_in(tmp_path, seg):
+    assert seg("synth", "msd", "--out", "liver", "--cases", "4", "--shape", "32", "32", "16",
+               cwd=tmp_path).returncode == 0
     meta = json.loads((tmp_path / "liver/dataset.json").read_text())
     assert meta["name"] == "Liver" and meta["training"][0]["image"] == "./imagesTr/liver_0.nii.gz"
     assert nib.load(str(tmp_path / "liver/imagesTr/liver_0.nii.gz")).header.get_zooms() == (0.8, 0.8, 2.5)
-    result = run_seg("fit", "--config", str(REPO / "configs/msd_liver.yaml"), "--config", str(TINY_CONFIG),
-                     "--data.root=liver", "--data.cache=memory", "--trainer.max_epochs=1", cwd=tmp_path)
+    result = seg("fit", "--config", str(REPO / "configs/msd_liver.yaml"), "--config", str(TINY_CONFIG),
+                 "--data.root=liver", "--data.cache=memory", "--trainer.max_epochs=1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     run = only_run_dir(tmp_path / "lightning_logs")
     assert run.parent.name == "msd_liver_unet_reduce_on_plateau"
     assert scalars(run, "val/dice/liver") and scalars(run, "val/dice/cancer")
-    assert "caching 4 cases in RAM" in result.stdout + result.stderr
+    assert "caching 4 cases in RAM" in result.log

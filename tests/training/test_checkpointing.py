@@ -1,0 +1,138 @@
+"""Crash-safe checkpoints: atomic writes, `last` skipping corrupt files, clear refusals, and kills at named points."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from segmentation.app.commands.report import load_run
+from segmentation.core.faults import ENVIRONMENT_VARIABLE
+from segmentation.training.checkpointing import (
+    AtomicCheckpointIO,
+    checkpoint_candidates,
+    newest_good_checkpoint,
+    remove_stale_temporaries,
+)
+
+from ..helpers import copy_run, only_run_dir, run_seg, scalars, tiny_fit_args
+
+
+def test_a_write_that_dies_midway_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    target = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"epoch": 1, "weights": torch.ones(1000)}, target)
+
+    def die_halfway(obj, handle, *args, **kwargs):
+        handle.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt("killed during the write")
+
+    monkeypatch.setattr(torch, "save", die_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"epoch": 2}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=False)["epoch"] == 1
+    assert list(tmp_path.iterdir()) == [target]  # no temporary left behind
+
+
+def test_stale_temporaries_are_removed_and_never_candidates(tmp_path):
+    (tmp_path / "epoch=0.ckpt").write_bytes(b"x")
+    stale = tmp_path / ".epoch=1.ckpt.tmp-4242"
+    stale.write_bytes(b"half")
+    assert [p.name for p in checkpoint_candidates(tmp_path)] == ["epoch=0.ckpt"]
+    assert remove_stale_temporaries(tmp_path) == [stale] and not stale.exists()
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_last_skips_truncated_files_with_a_warning(finished_run, demo_root, tmp_path, seg):
+    checkpoints = copy_run(finished_run, tmp_path) / "checkpoints"
+    truncate(checkpoints / "last.ckpt")
+    truncate(checkpoints / "epoch=2.ckpt", keep=0.9)
+    assert newest_good_checkpoint(checkpoints) == checkpoints / "epoch=1.ckpt"
+    result = seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=3", "--ckpt_path=last"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "skipping checkpoint" in result.log and "last.ckpt: truncated or corrupt" in result.log
+    assert "Resuming from" in result.stdout and "epoch=1.ckpt (epoch 1 done" in result.stdout
+    assert torch.load(checkpoints / "epoch=2.ckpt", weights_only=False)["epoch"] == 2  # rewritten whole
+
+
+def test_an_explicit_truncated_checkpoint_is_refused_by_name(finished_run, tmp_path, seg):
+    bad = copy_run(finished_run, tmp_path) / "checkpoints/epoch=2.ckpt"
+    truncate(bad)
+    result = seg("fit", "--ckpt_path", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"checkpoint {bad} is truncated or corrupt" in result.stderr
+    assert "newest good checkpoint there is" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_last_without_any_checkpoint_starts_a_new_run(demo_root, tmp_path, seg):
+    result = seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=1", "--ckpt_path=last"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no checkpoint of" in result.stdout and "starting a new run" in result.stdout
+    assert (only_run_dir(tmp_path / "lightning_logs") / "checkpoints/epoch=0.ckpt").is_file()
+
+
+def test_keep_last_epochs_prunes_old_epoch_files_and_logs_the_size(demo_root, tmp_path, seg):
+    result = seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=4", "--keep_last_epochs=2"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = {p.name for p in (only_run_dir(tmp_path / "lightning_logs") / "checkpoints").iterdir()}
+    assert names == {"epoch=2.ckpt", "epoch=3.ckpt", "last.ckpt", "best.ckpt"}
+    assert result.log.count("checkpoint size:") == 1
+
+
+def epoch_files(checkpoints: Path) -> dict[int, Path]:
+    return {int(p.stem.split("=")[1]): p for p in checkpoints.glob("epoch=*.ckpt")}
+
+
+def temporaries(checkpoints: Path) -> list[Path]:
+    return sorted(checkpoints.glob(".*.tmp-*"))
+
+
+def test_kills_during_a_write_and_between_epochs_lose_nothing_saved(demo_root, tmp_path, seg):
+    """SIGKILL `seg fit` at two named points (`core.faults`); `--ckpt_path last` resumes each time.
+
+    Kill 1 lands after the 4th checkpoint's temporary file is written and fsynced, before its
+    rename: the temporary is left behind, every checkpoint under its final name is whole. Kill 2
+    lands between two epochs of the resumed run. The last resume finishes the run.
+    """
+    epochs = 4
+    args = tiny_fit_args(demo_root, f"--trainer.max_epochs={epochs}", "--ckpt_path=last")
+    checkpoints = tmp_path / "lightning_logs/demo_unet_reduce_on_plateau/version_0/checkpoints"
+
+    killed = run_seg(*args, cwd=tmp_path, env={ENVIRONMENT_VARIABLE: "checkpoint-before-rename:4"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    [temporary] = temporaries(checkpoints)  # the interrupted write: complete, fsynced, never renamed
+    assert torch.load(temporary, map_location="cpu", weights_only=False)["epoch"] >= 1
+    whole = {p.name: torch.load(p, map_location="cpu", weights_only=False)["epoch"] for p in checkpoints.glob("*.ckpt")}
+    assert whole["epoch=0.ckpt"] == 0 and "epoch=2.ckpt" not in whole
+
+    killed = run_seg(*args, cwd=tmp_path, env={ENVIRONMENT_VARIABLE: "between-epochs:1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert "Resuming from" in killed.stdout and not temporaries(checkpoints)  # removed at the resume's start
+    done = sorted(int(p.stem.split("=")[1]) for p in checkpoints.glob("epoch=*.ckpt"))
+    assert done == list(range(done[-1] + 1)) and done[-1] < epochs - 1  # one more epoch, whole, then the kill
+    assert torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == done[-1]
+
+    final = seg(*args, cwd=tmp_path)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert f"epoch {done[-1]} done; continuing at epoch {done[-1] + 1} of {epochs}" in final.stdout
+    assert sorted(p.name for p in checkpoints.glob("epoch=*.ckpt")) == [f"epoch={e}.ckpt" for e in range(epochs)]
+    assert not temporaries(checkpoints)
+    # an epoch that a kill cut short is logged again by the resume: TensorBoard (and seg report) keep the later
+    steps = {step for step, _ in scalars(checkpoints.parent, "lr")}
+    assert len(steps) == epochs and sorted(load_run(checkpoints.parent).lr) == list(range(epochs))
+
+
+@pytest.mark.parametrize("value", ["checkpoint-before-rename", "nowhere:1", "between-epochs:0"])
+def test_a_malformed_kill_plan_is_refused(value, monkeypatch):
+    from segmentation.core.faults import fault_point
+
+    monkeypatch.setenv(ENVIRONMENT_VARIABLE, value)
+    with pytest.raises(ValueError, match=ENVIRONMENT_VARIABLE):
+        fault_point("between-epochs")
