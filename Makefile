@@ -6,13 +6,14 @@ SEG := $(PYTHON) -m segmentation
 # the repository, so that `make -f path/to/Makefile ...` works from any folder (runs and data land there)
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
-.PHONY: install demo test tensorboard resume batch1 batch2 batch3 batch-smoke static-vs-dynamic clean
+.PHONY: install demo test test-fast tensorboard resume batch1 batch2 batch3 batch-smoke static-vs-dynamic clean
 
 GPUS ?= 1
 # batches: ARCHS, EPOCHS (50), SCHEDULER (reduce_on_plateau), DATA (the dataset's folder), GPUS
 BATCH = $(SEG) batch --archs $(or $(ARCHS),unet segresnet) --epochs $(or $(EPOCHS),50) \
 	--schedulers $(or $(SCHEDULER),reduce_on_plateau) --gpus $(GPUS)
 SMOKE = data/smoke
+SMOKE_FRAGMENT = $(ROOT)/configs/fragments/smoke.yaml
 
 install: .installed
 
@@ -21,11 +22,15 @@ install: .installed
 	$(PYTHON) -m pip install -e "$(ROOT)[dev]"
 	touch .installed
 
-demo: .installed  ## train on the synthetic demo task (written to data/demo on first use)
+demo: .installed  ## train on the synthetic demo task (written to data/demo first, when it is not there)
+	test -f data/demo/dataset.json || $(SEG) synth demo --out data/demo
 	$(SEG) fit --config $(ROOT)/configs/demo.yaml
 
-test: .installed  ## the whole test suite
-	$(PYTHON) -m pytest -q
+test: .installed  ## the whole test suite (what CI runs), with the 15 slowest tests listed
+	cd $(ROOT) && $(PYTHON) -m pytest -q --durations=15
+
+test-fast: .installed  ## the inner loop: everything but the tests marked slow
+	cd $(ROOT) && $(PYTHON) -m pytest -q -m "not slow" --durations=10
 
 resume: .installed  ## continue RUN (a run directory) from its newest good checkpoint to EPOCHS [SCHEDULER=...]
 	@test -n "$(RUN)" || { echo "usage: make resume RUN=lightning_logs/<run>/version_N EPOCHS=100 [SCHEDULER=reduce_on_plateau]"; exit 2; }
@@ -44,9 +49,9 @@ batch-smoke: .installed  ## the three batches on synthetic data, tiny networks, 
 	test -f $(SMOKE)/brats/BraTS2021_00000/BraTS2021_00000_seg.nii.gz || $(SEG) synth brats --out $(SMOKE)/brats --cases 4 --shape 32 32 32
 	test -f $(SMOKE)/liver/dataset.json || $(SEG) synth msd --out $(SMOKE)/liver --cases 4 --shape 32 32 32
 	test -f $(SMOKE)/totalseg/meta.csv || $(SEG) synth totalseg --out $(SMOKE)/totalseg --cases 4 --shape 32 32 32
-	$(SEG) batch --smoke --epochs 2 --name smoke1 --config $(ROOT)/configs/brats.yaml --data $(SMOKE)/brats
-	$(SEG) batch --smoke --epochs 2 --name smoke2 --config $(ROOT)/configs/msd_liver.yaml --data $(SMOKE)/liver
-	$(SEG) batch --smoke --epochs 2 --name smoke3 --config $(ROOT)/configs/totalseg.yaml --data $(SMOKE)/totalseg -- "--data.classes=[liver, spleen]"
+	$(SEG) batch --smoke --epochs 2 --name smoke1 --config $(ROOT)/configs/brats.yaml --config $(SMOKE_FRAGMENT) --data $(SMOKE)/brats
+	$(SEG) batch --smoke --epochs 2 --name smoke2 --config $(ROOT)/configs/msd_liver.yaml --config $(SMOKE_FRAGMENT) --data $(SMOKE)/liver
+	$(SEG) batch --smoke --epochs 2 --name smoke3 --config $(ROOT)/configs/totalseg.yaml --config $(SMOKE_FRAGMENT) --data $(SMOKE)/totalseg -- "--data.classes=[liver, spleen]"
 
 static-vs-dynamic: .installed  ## CONFIG trained with none and reduce_on_plateau (same seed), then compared
 	$(SEG) batch --name static_vs_dynamic --config $(or $(CONFIG),$(ROOT)/configs/demo.yaml) --archs $(or $(ARCHS),unet) \

@@ -18,21 +18,24 @@ from tensorboard.backend.event_processing.event_file_loader import RawEventFileL
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from segmentation.cli import main as seg_main
-from segmentation.errors import SegError
-from segmentation.report import COLUMNS, DERIVED_MARK, EPOCH_SECONDS, load_run, main, markdown_table
+from torch.utils.tensorboard import SummaryWriter
 
-from .conftest import REPO, only_run_dir, run_seg, scalars, tiny_fit_args
+from segmentation.app.commands.report import COLUMNS, DERIVED_MARK, EPOCH_SECONDS, load_run, main, markdown_table
+from segmentation.core.errors import SegError
+
+from ..helpers import REPO, only_run_dir, scalars, seg_capturing, tiny_fit_args
+from ..helpers import seg_in_process as seg_main
 
 EPOCHS = 3
 # patience 0 and a relative threshold no Dice can beat after the first epoch: the LR must be cut at least once
-PLATEAU = ["--model.scheduler=reduce_on_plateau", "--model.plateau_patience=0", "--model.plateau_threshold=10"]
+PLATEAU = ["--model.scheduler=reduce_on_plateau", "--model.schedule.plateau_patience=0",
+           "--model.schedule.plateau_threshold=10"]
 
 
 def train(root: Path, cwd: Path, *overrides: str) -> Path:
-    """A tiny `seg fit` subprocess in `cwd`; returns its run directory."""
+    """A tiny `seg fit` in `cwd`; returns its run directory."""
     cwd.mkdir(parents=True, exist_ok=True)
-    result = run_seg(*tiny_fit_args(root, *overrides), cwd=cwd)
+    result = seg_capturing(tiny_fit_args(root, *overrides), cwd=cwd)
     assert result.returncode == 0, result.stderr[-2000:]
     return only_run_dir(cwd / "lightning_logs")
 
@@ -59,8 +62,8 @@ def compared(demo_root, tmp_path_factory):
         "plateau": train(demo_root, base / "plateau", *PLATEAU, f"--trainer.max_epochs={EPOCHS}"),
     }
     out = base / "out"
-    result = run_seg("report", str(runs["none"]), str(runs["plateau"]), "--out", str(out), "--title", "tiny",
-                     cwd=base)
+    result = seg_capturing(["report", str(runs["none"]), str(runs["plateau"]), "--out", str(out), "--title", "tiny"],
+                           cwd=base)
     assert result.returncode == 0, result.stderr[-2000:]
     return runs, out, result
 
@@ -136,23 +139,42 @@ def without_tag(run: Path, dest: Path, tag: str, only: Optional[Path] = None) ->
     return copy
 
 
-def test_epoch_times_of_an_older_run_are_derived_from_wall_times(compared, tmp_path):
+def write_run_without_epoch_seconds(run: Path, epochs: int) -> dict[int, float]:
+    """Events of a run from before `time/epoch_seconds` was logged, at chosen wall times; the expected durations.
+
+    Epoch e starts (its `lr` event) at 100 + 10 e seconds and ends (its `epoch` and `val/dice` events)
+    4 + e seconds later, two steps per epoch, as Lightning logs them.
+    """
+    writer = SummaryWriter(str(run))
+    for epoch in range(epochs):
+        start, end, step = 100.0 + 10 * epoch, 104.0 + 11 * epoch, 2 * epoch + 1
+        writer.add_scalar("lr", 0.01, 2 * epoch, walltime=start)
+        writer.add_scalar("val/dice", 0.5 + epoch / 10, step, walltime=end)
+        writer.add_scalar("epoch", float(epoch), step, walltime=end)
+    writer.close()
+    return {epoch: 4.0 + epoch for epoch in range(epochs)}
+
+
+def test_epoch_times_of_an_older_run_are_derived_from_wall_times(tmp_path):
+    run = tmp_path / "demo_unet_none" / "version_0"
+    expected = write_run_without_epoch_seconds(run, EPOCHS)
+    derived = load_run(run)
+    assert derived.times_derived and derived.epoch_seconds == pytest.approx(expected, abs=1e-6)
+    row = table_rows(markdown_table([derived]))[name_of(run)]
+    assert row["total time (s)"] == f"{sum(expected.values()):.1f}{DERIVED_MARK}"
+    assert "derived from the event wall times" in markdown_table([derived])
+
+
+def test_epoch_times_logged_by_a_run_are_not_marked_derived(compared):
     runs, _, _ = compared
-    older = without_tag(runs["plateau"], tmp_path, EPOCH_SECONDS)
+    logged = load_run(runs["plateau"])
+    assert not logged.times_derived and sorted(logged.epoch_seconds) == list(range(EPOCHS))
+    older = without_tag(runs["plateau"], runs["plateau"].parents[2] / "older", EPOCH_SECONDS)
     assert scalars(older, EPOCH_SECONDS) == [] and scalars(older, "val/dice") == scalars(runs["plateau"], "val/dice")
-    derived, logged = load_run(older), load_run(runs["plateau"])
-    assert derived.times_derived and not logged.times_derived
-    assert sorted(derived.epoch_seconds) == sorted(logged.epoch_seconds) == list(range(EPOCHS))
-    for epoch, seconds in logged.epoch_seconds.items():  # both run from epoch start to train-epoch end; the
-        # `lr` event is written a few ms before EpochTimer starts its clock (tens of ms on a loaded machine)
-        assert derived.epoch_seconds[epoch] == pytest.approx(seconds, rel=0.1, abs=0.1), (epoch, derived, logged)
-    table = markdown_table([derived])
-    assert table_rows(table)[name_of(older)]["total time (s)"].endswith(DERIVED_MARK)
-    assert "derived from the event wall times" in table
+    assert load_run(older).times_derived and sorted(load_run(older).epoch_seconds) == list(range(EPOCHS))
 
 
 def test_resumed_run_is_one_run_without_duplicated_epochs(demo_root, tmp_path, capsys):
-    # in-process `seg fit` (as in test_resume.py): three subprocesses would pay the imports three times
     fit = tiny_fit_args(demo_root, f"--trainer.default_root_dir={tmp_path}", "--model.scheduler=none")
     assert seg_main([*fit, "--trainer.max_epochs=4", "--trainer.max_steps=4"]) == 0
     run = only_run_dir(tmp_path / "lightning_logs")

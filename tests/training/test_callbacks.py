@@ -1,4 +1,4 @@
-"""Training-time callbacks, proven by real `seg fit` subprocess runs and their TensorBoard event files:
+"""Training-time callbacks, proven by real `seg fit` runs (in-process) and their TensorBoard event files:
 epoch time and whole-run ETA, image previews, early stopping across a resume."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from segmentation.callbacks import format_duration
-from segmentation.data.synthetic import write_demo_task
+from segmentation.core.formatting import format_duration
+from segmentation.data.synthetic import write
 
-from .conftest import only_run_dir, run_seg, scalars, tiny_fit_args
+from ..helpers import only_run_dir, scalars, seg_capturing, tiny_fit_args
 
 SHAPE = (40, 32, 24)  # X, Y, Z (RAS after preprocessing): every plane has its own size
 ETA_LINE = re.compile(
@@ -39,14 +39,14 @@ def seconds(duration: str) -> float:
 @pytest.fixture(scope="module")
 def shaped_root(tmp_path_factory) -> Path:
     """Three 40x32x24 synthetic cases: two for training, one for validation (tiny.yaml's split)."""
-    return write_demo_task(tmp_path_factory.mktemp("shaped"), cases=3, shape=SHAPE)
+    return write("demo", tmp_path_factory.mktemp("shaped"), cases=3, shape=SHAPE, seed=0)
 
 
 @pytest.fixture(scope="module")
 def previewed(shaped_root, tmp_path_factory):
     """A 3-epoch run with --preview_every_n_epochs 2: (run directory, stdout)."""
     work = tmp_path_factory.mktemp("previewed")
-    result = run_seg(*tiny_fit_args(shaped_root, "--trainer.max_epochs=3", "--preview_every_n_epochs=2"), cwd=work)
+    result = seg_capturing(tiny_fit_args(shaped_root, "--trainer.max_epochs=3", "--preview_every_n_epochs=2"), cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
     return only_run_dir(work / "lightning_logs"), result.stdout
 
@@ -111,10 +111,10 @@ def early_stopping_state(ckpt: Path) -> dict:
     return next(state for key, state in states.items() if key.startswith("SegEarlyStopping"))
 
 
-def test_early_stopping_stops_at_the_expected_epoch_and_survives_a_resume(shaped_root, tmp_path):
+def test_early_stopping_stops_at_the_expected_epoch_and_survives_a_resume(shaped_root, tmp_path, seg):
     """With --model.lr 0 no Dice can improve after the first validation, so patience 2 stops after epoch 3."""
     (tmp_path / "a").mkdir()
-    result = run_seg(*tiny_fit_args(shaped_root, "--trainer.max_epochs=6", "--early_stopping_patience=2",
+    result = seg(*tiny_fit_args(shaped_root, "--trainer.max_epochs=6", "--early_stopping_patience=2",
                                     "--model.lr=0", "--model.scheduler=none", "--preview_every_n_epochs=0"),
                      cwd=tmp_path / "a")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -131,7 +131,7 @@ def test_early_stopping_stops_at_the_expected_epoch_and_survives_a_resume(shaped
     # Resumed from epoch=1.ckpt (one validation without improvement): it continues counting and stops
     # after epoch 3 again. A fresh count would run to epoch 5.
     same = shutil.copytree(run.parents[1], tmp_path / "b/lightning_logs") / run.relative_to(run.parents[1])
-    result = run_seg("fit", f"--ckpt_path={same / 'checkpoints/epoch=1.ckpt'}", cwd=tmp_path / "b")
+    result = seg("fit", f"--ckpt_path={same / 'checkpoints/epoch=1.ckpt'}", cwd=tmp_path / "b")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "early stopping: restored 1 validation(s) without a better val/dice" in result.stdout
     assert "early stopping after epoch 3" in result.stdout
@@ -140,7 +140,7 @@ def test_early_stopping_stops_at_the_expected_epoch_and_survives_a_resume(shaped
 
     # A patience given on resume wins over the checkpoint's (Lightning alone would restore 2): stops after epoch 4.
     more = shutil.copytree(run.parents[1], tmp_path / "c/lightning_logs") / run.relative_to(run.parents[1])
-    result = run_seg("fit", f"--ckpt_path={more / 'checkpoints/epoch=1.ckpt'}", "--early_stopping_patience=3",
+    result = seg("fit", f"--ckpt_path={more / 'checkpoints/epoch=1.ckpt'}", "--early_stopping_patience=3",
                      "--trainer.max_epochs=8", cwd=tmp_path / "c")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "patience 3 (checkpoint: 2)" in result.stdout

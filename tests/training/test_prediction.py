@@ -6,58 +6,15 @@ import csv
 
 import nibabel as nib
 import numpy as np
-import torch
-from monai.data import decollate_batch
 
-from segmentation.data import MSDDataModule
-from segmentation.data.synthetic.msd import ct_case
-from segmentation.inference import save_in_input_geometry, undo_preprocessing
-
-from .conftest import only_run_dir, run_seg, tiny_fit_args
+from ..data.test_geometry import write_oblique_case
+from ..helpers import copy_run
 
 
-def oblique_las_affine() -> np.ndarray:
-    """LAS axes, anisotropic 0.9 x 1.3 x 3.1 mm voxels, rotated 20 degrees about z, shifted."""
-    angle = np.deg2rad(20)
-    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = rotation @ np.diag([-0.9, 1.3, 3.1])
-    affine[:3, 3] = [31.5, -12.0, 7.25]
-    return affine
-
-
-def write_oblique_case(folder, shape=(30, 26, 14)):
-    image, label = ct_case(np.random.default_rng(3), shape)
-    affine = oblique_las_affine()
-    nib.save(nib.Nifti1Image(image, affine), folder / "oblique_ct.nii.gz")
-    nib.save(nib.Nifti1Image(label.astype(np.float32), affine), folder / "oblique_label.nii.gz")  # float labels
-    return folder / "oblique_ct.nii.gz", label
-
-
-def test_undoing_the_preprocessing_restores_the_input_grid(demo_root, tmp_path):
-    source, label = write_oblique_case(tmp_path)
-    datamodule = MSDDataModule(str(demo_root), spacing=None, predict_images=[str(source)], num_workers=0)
-    loader = datamodule.predict_dataloader()
-    batch = next(iter(loader))
-    assert not np.array_equal(np.flip(label, 0), label)  # so only a correct inverse flip can restore it
-    # a "perfect" prediction on the preprocessed grid: the label pushed through the same spatial steps
-    pushed = torch.as_tensor(np.flip(label, 0).copy())  # LAS -> RAS flips the first axis
-    one_hot = torch.nn.functional.one_hot(pushed.long(), 3).permute(3, 0, 1, 2).float()
-    item = decollate_batch({"image": batch["image"], "pred": one_hot[None]})[0]
-    restored = datamodule.prediction_to_labels(undo_preprocessing(item, datamodule.predict_pipeline))
-    assert np.array_equal(restored[0].numpy(), label)
-    saved = nib.load(str(save_in_input_geometry(restored, source, tmp_path / "out.nii.gz")))
-    original = nib.load(str(source))
-    assert saved.shape == original.shape and np.allclose(saved.affine, original.affine)
-    assert np.array_equal(np.asarray(saved.dataobj), label)
-
-
-def test_predict_writes_label_maps_in_each_inputs_geometry(demo_root, tmp_path):
-    result = run_seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=1"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    ckpt = only_run_dir(tmp_path / "lightning_logs") / "checkpoints/last.ckpt"
+def test_predict_writes_label_maps_in_each_inputs_geometry(finished_run, tmp_path, seg):
+    ckpt = finished_run / "checkpoints/last.ckpt"
     source, _ = write_oblique_case(tmp_path)
-    result = run_seg("predict", "--ckpt_path", str(ckpt), "--data.spacing=[2.0,2.0,2.0]",
+    result = seg("predict", "--ckpt_path", str(ckpt), "--data.spacing=[2.0,2.0,2.0]",
                      f"--data.predict_images=[{source}]", "--prediction_dir=out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     written, original = nib.load(str(tmp_path / "out/oblique_ct.nii.gz")), nib.load(str(source))
@@ -66,11 +23,9 @@ def test_predict_writes_label_maps_in_each_inputs_geometry(demo_root, tmp_path):
     assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
 
 
-def test_seg_test_reports_per_case_dice_and_hd95(demo_root, tmp_path):
-    result = run_seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=1"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    ckpt = only_run_dir(tmp_path / "lightning_logs") / "checkpoints/last.ckpt"
-    result = run_seg("test", "--ckpt_path", str(ckpt), cwd=tmp_path)
+def test_seg_test_reports_per_case_dice_and_hd95(finished_run, tmp_path, seg):
+    ckpt = copy_run(finished_run, tmp_path) / "checkpoints/last.ckpt"
+    result = seg("test", "--ckpt_path", str(ckpt), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     tables = list(tmp_path.glob("lightning_logs/*/version_*/test_metrics.csv"))
     assert len(tables) == 1
@@ -80,4 +35,4 @@ def test_seg_test_reports_per_case_dice_and_hd95(demo_root, tmp_path):
         values = [float(row[key]) for row in rows[:-1]]
         assert abs(float(rows[-1][key]) - np.nanmean(values)) < 1e-6
     assert all(0.0 <= float(row["dice/organ"]) <= 1.0 for row in rows)
-    assert "test/dice/organ" in result.stdout
+    assert "test/dice/organ" in result.stdout + result.stderr
