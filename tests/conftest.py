@@ -12,6 +12,8 @@ from segmentation.data.synthetic import write
 
 from .helpers import Result, only_run_dir, seg_in_process, tiny_fit_args
 
+LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+
 
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
@@ -31,6 +33,11 @@ def finished_run(demo_root, tmp_path_factory) -> Path:
 def seg(capsys, caplog):
     """`seg(*args, cwd=...)`: the `seg` command in-process; returns a `Result` with stdout, stderr and the log."""
     caplog.set_level(logging.INFO)
+    # Lightning's loggers do not propagate to the root logger (where caplog listens) when Lightning was
+    # imported outside a test, as here: listen on them directly
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS if not logging.getLogger(name).propagate]
+    for logger in loggers:
+        logger.addHandler(caplog.handler)
 
     def run(*args: str, cwd: Path | None = None) -> Result:
         capsys.readouterr()
@@ -39,4 +46,6 @@ def seg(capsys, caplog):
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err, caplog.text)
 
-    return run
+    yield run
+    for logger in loggers:
+        logger.removeHandler(caplog.handler)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 import yaml
 
 from ..helpers import DEMO_CONFIG, REPO, TINY_CONFIG, run_seg, scalars, tiny_fit_args
@@ -96,6 +97,7 @@ def test_unknown_architecture_lists_valid_names(demo_root, tmp_path, seg):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_data_root_is_one_line_and_exit_2_from_the_real_command(tmp_path):
     missing = tmp_path / "no_such_task"
     result = run_seg(*tiny_fit_args(missing), cwd=tmp_path)

@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from segmentation.core.formatting import format_duration
 from segmentation.data.synthetic import write
 
 from ..helpers import only_run_dir, scalars, seg_capturing, tiny_fit_args
@@ -31,7 +30,7 @@ def eta_lines(stdout: str) -> list[tuple[int, int, float, str, str]]:
 
 
 def seconds(duration: str) -> float:
-    """`9m 55s` -> 595, `3.2s` -> 3.2 (the inverse of callbacks.format_duration)."""
+    """`9m 55s` -> 595, `3.2s` -> 3.2 (the inverse of core.formatting.format_duration)."""
     units = {"h": 3600, "m": 60, "s": 1}
     return sum(float(part[:-1]) * units[part[-1]] for part in duration.split())
 
@@ -76,12 +75,6 @@ def test_eta_line_per_epoch_with_a_decreasing_time_left(previewed):
     assert lefts[-1] == 0 and lefts[0] > lefts[-1]
     dice = [value for _, value in scalars(run, "val/dice")]
     assert [float(d) for *_, d in lines] == pytest.approx(dice, abs=5e-5)
-
-
-def test_time_left_format():
-    durations = [0.04, 3.24, 9.96, 42.4, 595, 3 * 3600 + 7 * 60 + 20]
-    assert [format_duration(d) for d in durations] == ["0.0s", "3.2s", "10s", "42s", "9m 55s", "3h 07m"]
-    assert all(seconds(format_duration(d)) == pytest.approx(d, abs=0.5) for d in durations[:5])
 
 
 def test_previews_three_planes_with_image_truth_and_prediction_panels(previewed):

@@ -63,6 +63,7 @@ def uninterrupted(demo_root, tmp_path_factory):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_exact_continuation(schedule, demo_root, tmp_path, uninterrupted, capsys):
     run_a = uninterrupted(schedule)
