@@ -16,6 +16,7 @@ from ..model.module import SegmentationModule
 from ..training import resume
 from ..training.checkpointing import AtomicCheckpointIO, load_checkpoint
 from ..training.defaults import optional_callbacks, with_default_checkpoints, with_default_logging
+from ..training.faults import KillBetweenEpochs
 from ..training.prediction import PredictionWriter
 from ..training.records import RunRecord
 from .argv import with_stored_config
@@ -147,6 +148,7 @@ class SegCLI(LightningCLI):
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions"))
         if self.subcommand == "fit":
+            callbacks.append(KillBetweenEpochs())  # a no-op unless SEG_KILL_AT names it (core.faults)
             callbacks += optional_callbacks(
                 subcommand_config.get("early_stopping_patience"), subcommand_config.get("preview_every_n_epochs") or 0
             )

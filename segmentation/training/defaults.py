@@ -15,7 +15,6 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from ..core.constants import MONITOR
 from ..core.errors import SegError
 from .early_stopping import SegEarlyStopping
-from .faults import KillBetweenEpochs
 from .previews import ValidationPreviews
 from .summary import RunSummary
 from .timing import EpochTimer
@@ -54,7 +53,7 @@ def with_default_checkpoints(callbacks: list[Callback], keep_last: Optional[int]
     """`callbacks` plus the default checkpoints, unless the user configured a ModelCheckpoint."""
     if any(isinstance(callback, ModelCheckpoint) for callback in callbacks):
         return list(callbacks)
-    return [*callbacks, every_epoch_checkpoint(keep_last), best_checkpoint(), KillBetweenEpochs()]
+    return [*callbacks, every_epoch_checkpoint(keep_last), best_checkpoint()]
 
 
 def with_default_logging(callbacks: list[Callback]) -> list[Callback]:
