@@ -49,3 +49,15 @@ def seg(capsys, caplog):
     yield run
     for logger in loggers:
         logger.removeHandler(caplog.handler)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` are skipped, with the reason said, where no CUDA device is visible."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (run it where one is visible)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -14,7 +14,7 @@ from ..core.errors import user_error
 
 # name -> (module with `main(argv) -> int`, one line for `seg --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("segmentation.app.commands.synth", "synthetic cases in a dataset's real layout (seg synth --help: the kinds)"),
+    "synth": ("segmentation.app.commands.synth", "synthetic cases in a dataset's real layout (--help: the kinds)"),
     "check-data": ("segmentation.app.commands.check_data", "check every case of a dataset up front, with a summary"),
     "report": ("segmentation.app.commands.report", "Dice and LR curves (PNG) and a table comparing runs"),
     "estimate": ("segmentation.app.commands.estimate", "seconds per epoch and the whole run's time, measured here"),
