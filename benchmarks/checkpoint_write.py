@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from segmentation.training.checkpointing import AtomicCheckpointIO
 from segmentation.model.networks import build_network
+from segmentation.training.checkpointing import AtomicCheckpointIO
 
 
 def realistic_checkpoint() -> dict:

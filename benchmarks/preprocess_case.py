@@ -24,9 +24,9 @@ import nibabel as nib
 import numpy as np
 from monai import transforms as mt
 
-from segmentation.data.msd import MSDDataModule
 from segmentation.data.caching import measure_preprocessing
 from segmentation.data.checks import check_dataset
+from segmentation.data.msd import MSDDataModule
 from segmentation.data.synthetic.common import ellipsoid_mask, lps_affine
 
 SHAPE = (240, 240, 155)

@@ -17,7 +17,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.summary.writer.record_writer import RecordWriter
-
 from torch.utils.tensorboard import SummaryWriter
 
 from segmentation.app.commands.report import COLUMNS, DERIVED_MARK, EPOCH_SECONDS, load_run, main, markdown_table
