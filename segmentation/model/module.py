@@ -10,13 +10,12 @@ import lightning.pytorch as pl
 import torch
 from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
-from monai.metrics import DiceMetric
 
 from ..core.constants import MONITOR
 from ..core.errors import SegError
 from ..schedules.plans import ScheduleName, ScheduleOptions
 from ..schedules.schedulers import build_schedule, lightning_scheduler_config, step_after_validation, step_at_epoch_end
-from .metrics import CaseMetrics
+from .metrics import CaseMetrics, dice_from_counts, dice_present, first_of_each_case, overlap_counts
 from .networks import ArchitectureName, build_network
 
 OptimizerName = Literal["adamw", "adam", "sgd"]
@@ -69,7 +68,7 @@ class SegmentationModule(pl.LightningModule):
         self.loss = DiceCELoss(
             to_onehot_y=not multilabel, softmax=not multilabel, sigmoid=multilabel, squared_pred=False
         )
-        self.dice = DiceMetric(include_background=multilabel, reduction="none", ignore_empty=True)
+        self._validated: list[tuple[int, torch.Tensor]] = []  # (case index, overlap counts) of this validation
 
     def _default_class_names(self) -> list[str]:
         first = 0 if self.hparams.multilabel else 1
@@ -115,39 +114,67 @@ class SegmentationModule(pl.LightningModule):
             (label.shape[0], self.hparams.out_channels, *label.shape[2:]), device=label.device
         ).scatter_(1, label.long(), 1.0)
 
+    def predicted_labels(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, X, Y, Z) label maps (softmax classes) or (B, C, X, Y, Z) boolean masks (sigmoid regions)."""
+        if self.hparams.multilabel:
+            return torch.sigmoid(logits) > 0.5
+        return logits.argmax(dim=1)
+
+    def target_labels(self, label: torch.Tensor) -> torch.Tensor:
+        """The target in the layout of `predicted_labels`' output."""
+        return label > 0.5 if self.hparams.multilabel else label[:, 0].long()
+
+    def case_counts(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """(C, 3) overlap counts of the first case of a batch (`metrics.overlap_counts`)."""
+        return overlap_counts(self.predicted_labels(logits)[0], self.target_labels(label)[0],
+                              self.hparams.out_channels, self.hparams.multilabel)
+
+    def on_validation_epoch_start(self) -> None:
+        """Start a fresh list of validated cases; know each case's index (to count it once on any devices)."""
+        self._validated = []
+        cases = getattr(getattr(self.trainer, "datamodule", None), "val_cases", None) or []
+        self._case_index = {case["case"]: index for index, case in enumerate(cases)}
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        """Whole-volume loss and per-class Dice of one validation case."""
+        """Whole-volume loss and per-class overlap counts of one validation case."""
         logits = self.infer_volume(batch["image"])
         self.log("val/loss", self.loss(logits, batch["label"]), on_epoch=True, batch_size=len(logits), sync_dist=True)
-        self.dice(self.discretise(logits), self.one_hot_target(batch["label"]))
+        case = batch.get("case", [None])[0]
+        # without a known case id, an index unique to this rank and step (no deduplication possible)
+        index = self._case_index.get(case, -1 - (batch_idx * self.trainer.world_size + self.global_rank))
+        self._validated.append((index, self.case_counts(logits, batch["label"])))
 
     def on_validation_epoch_end(self) -> None:
-        """Log mean and per-class Dice, then step the plateau schedule with this validation's Dice."""
-        per_case = self.dice.get_buffer()  # (cases, classes), NaN where a class is absent from both
-        self.dice.reset()
+        """Log mean and per-class Dice (each case once), then step the plateau schedule with it."""
+        if not self._validated:
+            return
+        indices = torch.tensor([index for index, _ in self._validated], device=self.device)
+        counts = torch.stack([counts for _, counts in self._validated])
         if self.trainer.world_size > 1:
-            per_case = self.all_gather(per_case).flatten(0, 1)
-        per_class = torch.nanmean(per_case.float(), dim=0)
-        mean_dice = torch.nanmean(per_class)
+            indices, counts = self.all_gather(indices).flatten(0, 1), self.all_gather(counts).flatten(0, 1)
+        _, counts = first_of_each_case(indices, counts)
+        per_class = dice_from_counts(counts).mean(dim=0)
+        mean_dice = per_class.mean()
         if self.trainer.sanity_checking:
             return
-        self.log(MONITOR, mean_dice, prog_bar=True)
+        # every rank holds the same gathered values: logged as they are, no further reduction
+        self.log(MONITOR, mean_dice.float(), prog_bar=True)
+        self.log(f"{MONITOR}_fg", torch.nanmean(torch.nanmean(dice_present(counts), dim=0)).float())
         for name, value in zip(self.class_names, per_class):
-            self.log(f"{MONITOR}/{name}", value)
+            self.log(f"{MONITOR}/{name}", value.float())
         for config in self.trainer.lr_scheduler_configs:
             step_after_validation(config.scheduler, float(mean_dice))
 
     def on_test_epoch_start(self) -> None:
         """Start a fresh per-case table."""
-        self.case_metrics = CaseMetrics(self.class_names)
+        self.case_metrics = CaseMetrics(self.class_names, self.hparams.multilabel)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         """Dice and HD95 (mm) of each class of one held-out case."""
         logits = self.infer_volume(batch["image"])
         spacing = batch["image"].pixdim[0].tolist() if hasattr(batch["image"], "pixdim") else None
         case = batch["case"][0] if "case" in batch else str(batch_idx)
-        self.case_metrics.add(case, self.discretise(logits), self.one_hot_target(batch["label"]), spacing,
-                              include_background=self.hparams.multilabel)
+        self.case_metrics.add(case, self.predicted_labels(logits)[0], self.target_labels(batch["label"])[0], spacing)
 
     def on_test_epoch_end(self) -> None:
         """Log the means, print the per-case table and save it as CSV in the run directory."""
