@@ -11,6 +11,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from ..core.errors import SegError
 from ..data.base import VolumeDataModule
 from ..model.module import SegmentationModule
 from ..training import resume
@@ -106,8 +107,9 @@ class SegCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
-        """Refuse a checkpoint whose architecture differs before the model is even built."""
+        """Refuse settings seg cannot honour, and a checkpoint whose architecture differs, before anything is built."""
         config = self.config.get(self.subcommand, self.config)
+        refuse_validation_inside_epochs(config.get("trainer") or {})
         value = config.get("ckpt_path")
         if not value or value == "last":
             return
@@ -154,6 +156,21 @@ class SegCLI(LightningCLI):
             )
         kwargs["callbacks"] = with_default_logging(callbacks)
         return super().instantiate_trainer(**kwargs)
+
+
+def refuse_validation_inside_epochs(trainer_config) -> None:
+    """SegError for `--trainer.val_check_interval` other than once per epoch.
+
+    The plateau schedule, `best.ckpt` and early stopping step once per validation and count
+    epochs; several validations per epoch would step them several times per epoch.
+    """
+    interval = trainer_config.get("val_check_interval")
+    if interval is not None and float(interval) != 1.0:
+        raise SegError(
+            f"--trainer.val_check_interval {interval}: seg validates once per epoch (the plateau schedule, "
+            f"best.ckpt and early stopping step once per validation). Leave it unset; to validate less often "
+            f"use --trainer.check_val_every_n_epoch N"
+        )
 
 
 def run_lightning_cli(argv: list[str]) -> int:

@@ -84,6 +84,13 @@ def _onecycle_phases(epochs: int, options: ScheduleOptions) -> list[Phase]:
     return [Phase(0, warmup_end, initial, peak, "cos"), Phase(warmup_end, epochs - 1, peak, final, "cos")]
 
 
+# A re-plan never raises the LR. One that starts at or below its floor (a finished onecycle run, whose
+# last epoch trained at its final LR, extended; or a floor raised above the current LR) decays from
+# there by this factor over the remaining epochs instead, so every added epoch still trains at a
+# decaying, non-zero LR (`--model.lr X` starts a fresh decay from X).
+FLOOR_PASSED_DECAY = 0.01
+
+
 @dataclass(frozen=True)
 class SchedulePlan:
     """How one schedule behaves.
@@ -93,12 +100,19 @@ class SchedulePlan:
         floor: the LR factor a re-plan ends at (and its curve), from the options.
         needs_horizon: whether it needs a finite `--trainer.max_epochs`.
         key_options: the options that describe a run of it in `seg report`.
+        floor_on_last_epoch: whether the floor is the LR of the run's last epoch (onecycle, as torch's
+            OneCycleLR) rather than of the epoch after it (cosine, polynomial: torch's T_max / total_iters).
     """
 
     phases: Callable[[int, ScheduleOptions], list[Phase]] | None
     floor: Callable[[ScheduleOptions], tuple[float, str]]
     needs_horizon: bool
     key_options: tuple[str, ...] = ()
+    floor_on_last_epoch: bool = False
+
+    def floor_epoch(self, horizon: int) -> int:
+        """The epoch whose LR is the floor in a run of `horizon` epochs (so no trained epoch is at LR 0)."""
+        return horizon - 1 if self.floor_on_last_epoch else horizon
 
 
 # The closed forms equal torch's CosineAnnealingLR(T_max=epochs, eta_min=lr*eta_min_factor),
@@ -120,6 +134,7 @@ PLANS: dict[str, SchedulePlan] = {
         lambda o: (onecycle_factors(o)[2], "cos"),
         needs_horizon=True,
         key_options=("onecycle_max_lr_factor", "onecycle_pct_start"),
+        floor_on_last_epoch=True,
     ),
     "polynomial": SchedulePlan(
         lambda epochs, o: [Phase(0, epochs, 1.0, 0.0, f"poly:{o.polynomial_power}")],

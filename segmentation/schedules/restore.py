@@ -1,9 +1,12 @@
 """What a resume does to a schedule: the rules that load a checkpoint's schedule state into a new one.
 
 The optimizer already holds the checkpoint's LR when these run. The rules:
-same schedule, horizon and lr: the state is restored as saved (exact continuation);
-another `--model.lr`: the schedule is re-based on it from this epoch;
-another horizon: cosine/polynomial/onecycle re-plan the remaining epochs from the current LR;
+same schedule, horizon, options and lr: the state is restored as saved (exact continuation);
+another horizon or other options of cosine/polynomial/onecycle: re-planned from the LR of the last
+trained epoch (never above it) along the new curve to the new floor, reached on the epoch a fresh
+plan of that horizon reaches it — also when the old plan had already reached its floor (a finished
+run extended), so every added epoch trains at a non-zero, decaying LR;
+another `--model.lr X`: a fresh decay from X, starting at the first resumed epoch;
 another schedule: it starts from the current LR with fresh state (nothing of the old one leaks).
 Plateau keeps its counters (best, bad epochs, cooldown) whenever it continues as plateau.
 """
@@ -14,7 +17,7 @@ import math
 
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from .plans import HORIZON_SCHEDULES
+from .plans import HORIZON_SCHEDULES, Phase, factor_at
 
 # What a plateau schedule carries over a resume; its parameters (factor, patience, ...) come from the new config.
 PLATEAU_COUNTERS = ("best", "num_bad_epochs", "cooldown_counter", "last_epoch", "mode_worse", "epochs_done")
@@ -40,24 +43,45 @@ def restore_schedule(scheduler, saved: dict) -> str:
     epoch = int(saved.get("epochs_done", saved.get("last_epoch", 0)))
     notes = []
     if lr_changed:
-        notes.append(f"lr re-based from {saved_lrs[0]:.3g} to {start[0]:.3g} (--model.lr)")
+        notes.append(f"lr re-based from {saved_lrs[0]:.3g} to {start[0]:.3g} (--model.lr): a fresh decay from it")
     if saved_name != scheduler.name:
         notes.append(f"schedule switched from {saved_name} to {scheduler.name}: fresh state from lr {start[0]:.3g}")
     if isinstance(scheduler, ReduceLROnPlateau):
         return "; ".join(notes + _restore_plateau(scheduler, saved, saved_name, epoch, start))
     scheduler.last_epoch = epoch
-    # `none` has no horizon to re-plan
-    saved_horizon = saved.get("horizon", scheduler.horizon) if scheduler.name in HORIZON_SCHEDULES else scheduler.horizon
-    if saved_name == scheduler.name and not lr_changed and saved_horizon == scheduler.horizon:
-        LRScheduler.load_state_dict(scheduler, {**saved, "configured_lrs": scheduler.configured_lrs})
+    if lr_changed or saved_name != scheduler.name:
+        scheduler.replan(start[0] / scheduler.base_lrs[0] if scheduler.base_lrs[0] else 1.0, from_epoch=epoch)
+        return "; ".join(notes)
+    changes = plan_changes(scheduler, saved)
+    if not changes:
+        kept = {"configured_lrs": scheduler.configured_lrs, "fresh_phases": scheduler.fresh_phases}
+        LRScheduler.load_state_dict(scheduler, {**saved, **kept})
         return f"{scheduler.name} schedule restored as saved"
-    if saved_name == scheduler.name and saved_horizon != scheduler.horizon:
-        notes.append(
-            f"horizon {saved_horizon} -> {scheduler.horizon} epochs: {scheduler.name} re-planned from lr "
-            f"{start[0]:.3g} at epoch {scheduler.last_epoch} to its floor at epoch {scheduler.horizon - 1}"
-        )
-    scheduler.replan(start[0] / scheduler.base_lrs[0] if scheduler.base_lrs[0] else 1.0)
-    return "; ".join(notes)
+    return "; ".join(notes + [_replan_from_last_trained_epoch(scheduler, saved, epoch, changes)])
+
+
+def plan_changes(scheduler, saved: dict) -> list[str]:
+    """What makes the saved plan of the same schedule wrong now: another horizon, other options."""
+    if scheduler.name not in HORIZON_SCHEDULES:  # `none` has no horizon or options to change
+        return []
+    changes = []
+    if saved.get("horizon", scheduler.horizon) != scheduler.horizon:
+        changes.append(f"horizon {saved.get('horizon')} -> {scheduler.horizon} epochs")
+    saved_fresh = [tuple(phase) for phase in saved.get("fresh_phases", scheduler.fresh_phases)]
+    if saved.get("horizon", scheduler.horizon) == scheduler.horizon and saved_fresh != scheduler.fresh_phases:
+        changes.append(f"{scheduler.name} options changed (--model.schedule.*)")
+    return changes
+
+
+def _replan_from_last_trained_epoch(scheduler, saved: dict, epoch: int, changes: list[str]) -> str:
+    """Re-plan from the LR the last trained epoch had under the saved plan; the note saying so."""
+    trained = max(epoch - 1, 0)
+    factor = factor_at([Phase(*phase) for phase in saved.get("phases", scheduler.phases)], trained)
+    scheduler.replan(factor, from_epoch=trained)
+    base = scheduler.base_lrs[0]
+    return (f"{'; '.join(changes)}: {scheduler.name} re-planned from lr {base * factor:.3g} (epoch {trained}'s, the "
+            f"last trained) to {base * scheduler.plan()[-1].end_factor:.3g} at epoch {scheduler.plan()[-1].end:g}"
+            f", now lr {scheduler.get_last_lr()[0]:.3g}; --model.lr X would start a fresh decay from X instead")
 
 
 def _restore_plateau(scheduler, saved: dict, saved_name: str, epoch: int, start: list[float]) -> list[str]:

@@ -16,7 +16,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from ..core.constants import LR_TAG
 from ..core.errors import SegError
-from .plans import Phase, ScheduleOptions, factor_at, plan_of
+from .plans import FLOOR_PASSED_DECAY, Phase, ScheduleOptions, factor_at, plan_of
 from .restore import apply_lrs, restore_schedule
 
 
@@ -29,11 +29,14 @@ class PhasedSchedule(LRScheduler):
         horizon: the run's epochs the plan was made for.
         floor: the LR factor a re-plan ends at (cosine's eta_min, polynomial's 0, onecycle's final LR).
         curve: the curve of a re-plan ("cos" or "poly:<power>").
+        floor_epoch: the epoch a re-plan reaches the floor at (the fresh plan's: `SchedulePlan.floor_epoch`).
     """
 
-    def __init__(self, optimizer: Optimizer, name: str, phases: list[Phase], horizon: int, floor: float, curve: str):
-        self.name, self.horizon, self.floor, self.curve = name, horizon, floor, curve
+    def __init__(self, optimizer: Optimizer, name: str, phases: list[Phase], horizon: int, floor: float, curve: str,
+                 floor_epoch: int):
+        self.name, self.horizon, self.floor, self.curve, self.floor_epoch = name, horizon, floor, curve, floor_epoch
         self.phases = [tuple(p.__dict__.values()) for p in phases]  # plain tuples: state_dict stays primitive
+        self.fresh_phases = list(self.phases)  # the plan of this horizon and these options, before any re-plan
         self.configured_lrs = [group["lr"] for group in optimizer.param_groups]
         self.resume_note = ""
         super().__init__(optimizer)
@@ -57,11 +60,12 @@ class PhasedSchedule(LRScheduler):
         """Restore by the resume rules (`restore.restore_schedule`); the outcome is kept in `resume_note`."""
         self.resume_note = restore_schedule(self, state)
 
-    def replan(self, start_factor: float) -> None:
-        """From the current epoch, go from `start_factor` to the floor on the last epoch of the horizon."""
-        end = max(self.horizon - 1, self.last_epoch)
-        floor = start_factor if self.name == "none" else self.floor
-        self.phases = [tuple(Phase(self.last_epoch, end, start_factor, floor, self.curve).__dict__.values())]
+    def replan(self, start_factor: float, from_epoch: int) -> None:
+        """Go from `start_factor` at `from_epoch` to the floor at `floor_epoch`; set the current epoch's LR."""
+        end = max(self.floor_epoch, from_epoch + 1)
+        floor = self.floor if start_factor > self.floor else start_factor * FLOOR_PASSED_DECAY
+        floor = start_factor if self.name == "none" else floor
+        self.phases = [tuple(Phase(from_epoch, end, start_factor, floor, self.curve).__dict__.values())]
         apply_lrs(self, self.get_lr())
 
 
@@ -105,7 +109,7 @@ def build_schedule(
         raise SegError(f"the {name} schedule needs a finite horizon: set --trainer.max_epochs")
     floor, curve = plan.floor(options)
     epochs = max_epochs or 0
-    return PhasedSchedule(optimizer, name, plan.phases(epochs, options), epochs, floor, curve)
+    return PhasedSchedule(optimizer, name, plan.phases(epochs, options), epochs, floor, curve, plan.floor_epoch(epochs))
 
 
 def lightning_scheduler_config(scheduler: LRScheduler | ReduceLROnPlateau) -> dict:

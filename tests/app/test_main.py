@@ -106,3 +106,11 @@ def test_missing_data_root_is_one_line_and_exit_2_from_the_real_command(tmp_path
     assert len(errors) == 1 and str(missing) in errors[0] and f"seg synth demo --out {missing}" in errors[0]
     assert "Traceback" not in result.stderr
     assert not missing.exists()  # a datamodule never writes data
+
+
+@pytest.mark.parametrize("interval", ["0.5", "3"])
+def test_validation_inside_an_epoch_is_refused_before_anything_is_built(demo_root, tmp_path, seg, interval):
+    result = seg(*tiny_fit_args(demo_root, f"--trainer.val_check_interval={interval}"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"--trainer.val_check_interval {interval}" in result.stderr and "check_val_every_n_epoch" in result.stderr
+    assert not (tmp_path / "lightning_logs").exists()

@@ -6,6 +6,7 @@ Run A: an uninterrupted 4-epoch run. Run B: the same settings stopped after
 
 from __future__ import annotations
 
+import math
 import subprocess
 from pathlib import Path
 
@@ -81,27 +82,53 @@ def test_exact_continuation(schedule, demo_root, tmp_path, uninterrupted, capsys
     assert sorted(p.name for p in run_b.glob("config*.yaml")) == ["config.resume1.yaml", "config.yaml"]
 
 
-FLOOR = {"none": 1.0, "cosine": 0.01, "polynomial": 0.0, "onecycle": 10 / 25 / 1e4}
+HORIZON_SCHEDULES = ["cosine", "onecycle", "polynomial"]
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
-def test_extending_the_horizon_replans_without_a_jump(schedule, tmp_path, uninterrupted, capsys):
+def test_extending_a_finished_run_keeps_training_at_a_decaying_lr(schedule, tmp_path, uninterrupted, capsys):
+    """The seed's scenario: a finished 4-epoch run continued to 8. Every added epoch trains at a non-zero LR,
+    none above the last trained epoch's, strictly decreasing for the horizon schedules."""
     run = copy_run(uninterrupted(schedule), tmp_path)
     before = schedule_state(run / "checkpoints/epoch=3.ckpt")
-    saved = torch.load(run / "checkpoints/epoch=3.ckpt", weights_only=False)
-    held_lr, base_lr = saved["optimizer_states"][0]["param_groups"][0]["lr"], saved["hyper_parameters"]["lr"]
     out = resume(run / "checkpoints/epoch=3.ckpt", "--trainer.max_epochs=8", capsys=capsys)
     series = lrs(run)
-    assert len(series) == 8
-    assert series[4] == pytest.approx(held_lr), f"LR jumped at the resume boundary: {series}"
-    assert "max_epochs 4 -> 8" in out
+    assert len(series) == 8 and "max_epochs 4 -> 8" in out
+    added, last_trained = series[4:], series[3]
+    assert all(lr > 0 for lr in added), series
+    assert all(lr <= last_trained * (1 + 1e-9) for lr in added), f"LR jumped at the resume boundary: {series}"
     if schedule == "reduce_on_plateau":
         assert f"best {before['best']:.4g}, {before['num_bad_epochs']} bad epochs" in out
+    elif schedule == "none":
+        assert added == pytest.approx([last_trained] * 4)
     else:
-        assert all(b <= a * (1 + 1e-6) for a, b in zip(series[3:], series[4:])), f"LR rose again: {series}"
-        assert series[-1] == pytest.approx(base_lr * FLOOR[schedule], rel=1e-5, abs=1e-12)
-        if schedule != "none":
-            assert "re-planned from lr" in out
+        assert all(b < a for a, b in zip([last_trained, *added], added)), f"not strictly decreasing: {series}"
+        assert f"re-planned from lr {last_trained:.3g} (epoch 3's, the last trained)" in out
+        assert "--model.lr X would start a fresh decay from X instead" in out
+
+
+def test_a_replanned_polynomial_ends_like_a_fresh_plan_of_the_remaining_epochs(tmp_path, uninterrupted, capsys):
+    run = copy_run(uninterrupted("polynomial"), tmp_path)
+    resume(run / "checkpoints/epoch=3.ckpt", "--trainer.max_epochs=8", capsys=capsys)
+    series = lrs(run)
+    # a fresh polynomial plan from epoch 3's LR over the N = 8 - 3 epochs from epoch 3 on (power 0.9)
+    remaining = 8 - 3
+    assert series[-1] == pytest.approx(series[3] * (1 / remaining) ** 0.9, rel=1e-5) and series[-1] > 0
+
+
+def test_a_changed_cosine_floor_applies_from_the_first_resumed_epoch(tmp_path, uninterrupted, capsys):
+    run = copy_run(uninterrupted("cosine"), tmp_path)
+    cosine = lrs(run)
+    for name in ("epoch=2.ckpt", "epoch=3.ckpt", "last.ckpt"):
+        (run / "checkpoints" / name).unlink()
+    out = resume(run / "checkpoints/epoch=1.ckpt", "--model.schedule.cosine_eta_min_factor=0.2", capsys=capsys)
+    assert "cosine options changed" in out and "config model.schedule.cosine_eta_min_factor: 0.01 -> 0.2" in out
+    resumed = [value for _, value in scalars(run, "lr")][-2:]  # epochs 2 and 3
+    base, floor = cosine[0], cosine[0] * 0.2
+    # from epoch 1's LR at epoch 1 to the new floor at epoch 4 (where a fresh 4-epoch plan reaches it)
+    expected = [floor + (cosine[1] - floor) * (1 + math.cos(math.pi * t / 3)) / 2 for t in (1, 2)]
+    assert resumed == pytest.approx(expected, rel=1e-6) and all(lr > floor for lr in resumed)
+    assert resumed[0] < cosine[1] and base > cosine[1]
 
 
 def test_switching_none_to_plateau_keeps_the_optimizer_moments(tmp_path, uninterrupted, capsys):
@@ -129,12 +156,13 @@ def test_switching_cosine_to_plateau_starts_from_the_current_lr(tmp_path, uninte
     assert resumed == pytest.approx([cosine[2], cosine[2]])
 
 
-def test_new_lr_on_resume_takes_effect(tmp_path, uninterrupted, capsys):
+def test_new_lr_on_resume_starts_a_fresh_decay(tmp_path, uninterrupted, capsys):
     run = copy_run(uninterrupted("cosine"), tmp_path)
     out = resume(run / "checkpoints/epoch=1.ckpt", "--model.lr=0.02", capsys=capsys)
-    assert "lr re-based from 0.003 to 0.02 (--model.lr)" in out
+    assert "lr re-based from 0.003 to 0.02 (--model.lr): a fresh decay from it" in out
     resumed = [v for _, v in scalars(run, "lr")][-2:]
-    assert resumed == pytest.approx([0.02, 0.02 * 0.01])
+    # from 0.02 at epoch 2 to 0.02 * 0.01 at epoch 4, where a fresh plan of this horizon reaches its floor
+    assert resumed == pytest.approx([0.02, 0.02 * (0.01 + 0.99 * 0.5)])
 
 
 def test_checkpoint_only_resume_restores_data_settings_and_command_line_wins(demo_root, tmp_path, seg):
