@@ -17,6 +17,7 @@ from ..model.module import SegmentationModule
 from ..training import resume
 from ..training.checkpointing import AtomicCheckpointIO, load_checkpoint
 from ..training.defaults import optional_callbacks, with_default_checkpoints, with_default_logging
+from ..training.evaluation import NativeSpaceScorer
 from ..training.faults import KillBetweenEpochs
 from ..training.prediction import PredictionWriter
 from ..training.records import RunRecord
@@ -149,6 +150,8 @@ class SegCLI(LightningCLI):
             kwargs["plugins"] = [AtomicCheckpointIO()]
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions"))
+        if self.subcommand == "test":
+            callbacks.append(NativeSpaceScorer())
         if self.subcommand == "fit":
             callbacks.append(KillBetweenEpochs())  # a no-op unless SEG_KILL_AT names it (core.faults)
             callbacks += optional_callbacks(

@@ -10,7 +10,7 @@ volumes for validation.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -23,7 +23,7 @@ from .caching import CacheMode, announce_cache, cached_dataset, preprocessing_ke
 from .checks import CheckReport, check_dataset
 from .geometry import first_image_path
 from .sampling import EpochSeededSampler
-from .split import split_cases
+from .split import DataSplit, carve_test, split_cases
 
 
 class VolumeDataModule(pl.LightningDataModule):
@@ -36,7 +36,10 @@ class VolumeDataModule(pl.LightningDataModule):
         samples_per_volume: random patches drawn from each loaded training volume.
         pos_fraction: share of patches centred on foreground.
         spacing: target voxel spacing in mm to resample to; None keeps each image's own.
-        val_fraction: share of cases held out for validation.
+        val_fraction: share of the non-test cases held out for validation.
+        test_fraction: share of the cases held out for `seg test`, carved before the train/val split and
+            never trained on nor used for selection (a dataset's official test split wins; default 0: none).
+        test_on: what `seg test` scores: `test` (the test split) or `val` (the validation cases, labelled so).
         fold: with `num_folds`, the cross-validation fold held out (overrides `val_fraction`).
         num_folds: number of cross-validation folds.
         seed: seed of the split and of each epoch's shuffle and augmentation (`EpochSeededSampler`).
@@ -57,6 +60,8 @@ class VolumeDataModule(pl.LightningDataModule):
         pos_fraction: float = 0.5,
         spacing: Optional[Sequence[float]] = None,
         val_fraction: float = 0.2,
+        test_fraction: float = 0.0,
+        test_on: Literal["test", "val"] = "test",
         fold: Optional[int] = None,
         num_folds: int = 5,
         seed: int = 0,
@@ -71,7 +76,9 @@ class VolumeDataModule(pl.LightningDataModule):
         self.patch_size = list(patch_size)
         self.train_cases: list[dict] = []
         self.val_cases: list[dict] = []
-        self.restored_split: Optional[dict] = None
+        self.test_cases: list[dict] = []
+        self.data_split: Optional[DataSplit] = None
+        self.restored_split: Optional[DataSplit] = None
 
     # --- what a dataset module provides -------------------------------------------------------
     @property
@@ -103,9 +110,17 @@ class VolumeDataModule(pl.LightningDataModule):
         return None
 
     def prediction_to_labels(self, prediction: torch.Tensor) -> torch.Tensor:
-        """A discretised prediction (C, X, Y, Z: one-hot classes incl. background, or thresholded regions
-        when `multilabel`) as a (1, X, Y, Z) label map in the dataset's own label values."""
-        return prediction.argmax(dim=0, keepdim=True)
+        """A discrete prediction as a (1, X, Y, Z) label map in the dataset's own label values.
+
+        `prediction` is a (1, X, Y, Z) map of class indices (softmax classes: class i is label value i
+        here), or (C, X, Y, Z) region masks when `multilabel` (such a dataset overrides this).
+        """
+        return prediction.long()
+
+    def labels_to_targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """A (1, X, Y, Z) label map in the dataset's own values as what metrics compare: an (X, Y, Z) class
+        map, or (C, X, Y, Z) region masks when `multilabel` (such a dataset overrides this)."""
+        return labels[0].long()
 
     # --- derived facts, linked into the model ---------------------------------------------------
     @property
@@ -130,13 +145,13 @@ class VolumeDataModule(pl.LightningDataModule):
             steps.append(mt.Spacingd(keys=keys, pixdim=tuple(self.hparams.spacing), mode=modes))
         return steps
 
-    def preprocessing(self, track_meta: bool = False) -> list[mt.Transform]:
+    def preprocessing(self) -> list[mt.Transform]:
         """Deterministic steps for labelled cases: spatial steps, normalisation, label targets."""
         steps = self.spatial_steps(["image", "label"])
         steps.append(self.intensity_transform())
         if self.label_transform() is not None:
             steps.append(self.label_transform())
-        steps.append(mt.EnsureTyped(keys=["image", "label"], track_meta=track_meta))
+        steps.append(mt.EnsureTyped(keys=["image", "label"], track_meta=False))
         return steps
 
     def predict_transform(self) -> mt.Compose:
@@ -164,25 +179,23 @@ class VolumeDataModule(pl.LightningDataModule):
         ]
 
     def setup(self, stage: Optional[str] = None) -> None:
-        """Split the cases (deterministically) and build the datasets."""
+        """Split the cases (deterministically, or as the checkpoint stored) and build the datasets."""
         cases = self.list_cases()
         if not cases:
             raise SegError(f"no labelled cases found in {self.root}; check --data.root")
         self.check(cases)
         by_id = {case["case"]: case for case in cases}
-        train_ids, val_ids = self.split(list(by_id))
-        if self.restored_split:
-            missing = sorted(set(self.restored_split["train"] + self.restored_split["val"]) - set(by_id))
-            if missing:
-                raise SegError(
-                    f"the checkpoint's data split names cases that are not in {self.root}: {', '.join(missing[:5])}"
-                )
-            train_ids, val_ids = self.restored_split["train"], self.restored_split["val"]
-        if getattr(self, "built_split", None) == (list(train_ids), list(val_ids)):
+        split = self.restored_split or self.split(list(by_id))
+        missing = sorted(set(split.all_ids()) - set(by_id))
+        if missing:
+            raise SegError(
+                f"the checkpoint's data split names cases that are not in {self.root}: {', '.join(missing[:5])}"
+            )
+        if split == self.data_split:
             return  # already built for this split (Lightning calls setup again after `seg estimate` did)
-        self.built_split = (list(train_ids), list(val_ids))
-        self.train_cases = [by_id[i] for i in train_ids]
-        self.val_cases = [by_id[i] for i in val_ids]
+        self.data_split = split
+        self.train_cases, self.val_cases = [by_id[i] for i in split.train], [by_id[i] for i in split.val]
+        self.test_cases = [by_id[i] for i in split.test]
         preprocessing = self.preprocessing()
         if self.hparams.cache in ("memory", "disk"):
             announce_cache(self.train_cases + self.val_cases, mt.Compose(preprocessing), self.hparams.cache,
@@ -206,19 +219,28 @@ class VolumeDataModule(pl.LightningDataModule):
             )
         return report
 
-    def split(self, case_ids: list[str]) -> tuple[list[str], list[str]]:
-        """Train and validation case ids; a dataset with an official split (e.g. a meta.csv) overrides this."""
+    def split(self, case_ids: list[str]) -> DataSplit:
+        """Test, train and validation case ids; a dataset with an official split (a meta.csv) overrides this."""
         h = self.hparams
-        return split_cases(case_ids, h.val_fraction, h.seed, h.fold, h.num_folds)
+        rest, test = carve_test(case_ids, h.test_fraction, h.seed)
+        split = self.split_without_test(rest)
+        return DataSplit(split.train, split.val, test, f"test_fraction {h.test_fraction:g} (seed {h.seed})" if test
+                         else "none")
+
+    def split_without_test(self, case_ids: list[str]) -> DataSplit:
+        """Train and validation case ids of `case_ids` (`val_fraction`, or the `fold`), no test cases."""
+        h = self.hparams
+        train, val = split_cases(case_ids, h.val_fraction, h.seed, h.fold, h.num_folds)
+        return DataSplit(train, val, [])
 
     def state_dict(self) -> dict:
-        """The split, saved in every checkpoint so a resume trains and validates on the same cases."""
-        return {"train": [c["case"] for c in self.train_cases], "val": [c["case"] for c in self.val_cases]}
+        """The split, saved in every checkpoint: a resume trains and validates, and `seg test` tests, on its cases."""
+        return self.data_split.as_state() if self.data_split else {}
 
     def load_state_dict(self, state: dict) -> None:
         """Take the checkpoint's split (re-building the datasets if `setup` already ran with another)."""
-        self.restored_split = {"train": list(state.get("train", [])), "val": list(state.get("val", []))}
-        if self.train_cases and self.restored_split != self.state_dict():
+        self.restored_split = DataSplit.from_state(state)
+        if self.data_split is not None and self.restored_split != self.data_split:
             self.setup("fit")
 
     def preprocessing_key(self) -> str:
@@ -255,10 +277,26 @@ class VolumeDataModule(pl.LightningDataModule):
         """Whole validation volumes, one at a time (their shapes differ)."""
         return DataLoader(self.val_set, batch_size=1, num_workers=self.hparams.num_workers)
 
+    def scored_cases(self) -> tuple[list[dict], str]:
+        """The cases `seg test` scores and the name of their split (`test` unless `--data.test_on val`)."""
+        if self.hparams.test_on == "val":
+            return self.val_cases, "val"
+        if not self.test_cases:
+            raise SegError(
+                f"no test cases: this run's split ({self.root}) holds none, and cases used for training or for "
+                f"choosing best.ckpt are no test. Train with --data.test_fraction F (carved before the train/val "
+                f"split), or score the validation cases with --data.test_on val (labelled val in the table and CSV)"
+            )
+        return self.test_cases, "test"
+
     def test_dataloader(self) -> DataLoader:
-        """The held-out (validation) cases, with metadata kept for HD95 in millimetres."""
-        dataset = Dataset(self.val_cases, mt.Compose(self.preprocessing(track_meta=True)))
-        return DataLoader(dataset, batch_size=1, num_workers=self.hparams.num_workers)
+        """The scored cases as preprocessed images (metadata kept to invert predictions) and their label files."""
+        cases, self.tested_split = self.scored_cases()
+        items = [{"case": c["case"], "image": c["image"], "label_file": c["label"],
+                  "source": str(first_image_path(c["image"]))} for c in cases]
+        # kept: MONAI inverts a transform only with the very instances that applied it
+        self.test_pipeline = self.predict_transform()
+        return DataLoader(Dataset(items, self.test_pipeline), batch_size=1, num_workers=self.hparams.num_workers)
 
     def predict_cases(self) -> list[dict]:
         """Images to predict: `predict_images` if given, else every case of the dataset."""

@@ -117,3 +117,7 @@ class BraTSDataModule(VolumeDataModule):
         """Thresholded regions (3, X, Y, Z) as a (1, X, Y, Z) label map in this layout's values."""
         return regions_to_labels(prediction, self.layout.enhancing)
 
+    def labels_to_targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """A label map in this layout's values as the (3, X, Y, Z) region masks TC, WT, ET that are scored."""
+        return torch.as_tensor(labels_to_regions(labels, self.layout.enhancing)) > 0.5
+

@@ -21,7 +21,8 @@ CacheMode = Literal["none", "memory", "disk"]
 
 # Settings that change what training sees but not what preprocessing produces (not part of the cache key).
 TRAINING_ONLY = {"predict_images", "batch_size", "samples_per_volume", "pos_fraction", "val_fraction", "fold",
-                 "num_folds", "seed", "cache", "cache_dir", "num_workers", "patch_size", "name"}
+                 "num_folds", "seed", "cache", "cache_dir", "num_workers", "patch_size", "name", "test_fraction",
+                 "test_on"}
 
 
 def preprocessing_key(dataset_type: str, settings: Mapping) -> str:

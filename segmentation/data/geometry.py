@@ -1,8 +1,12 @@
-"""Label maps back in each input's own geometry: undoing the preprocessing and saving with the input's header.
+"""Predictions back in each input's own geometry: undoing the preprocessing and saving with the input's header.
 
 `undo_preprocessing` inverts MONAI's spatial steps of one predicted volume (`Invertd`:
-resampling and reorientation, nearest-neighbour); `save_in_input_geometry` writes it
-with the input file's header, so the output has the input's shape, affine and orientation.
+resampling and reorientation). `discrete_in_input_grid` brings class probabilities back
+with linear interpolation and only then takes the argmax (or the 0.5 threshold of sigmoid
+regions), a few channels at a time so that 100+ classes fit: smooth boundaries where the
+training grid is coarser than the input's, where nearest-neighbour inversion of the
+discretised map gives blocks. `save_in_input_geometry` writes the label map with the input
+file's header, so the output has the input's shape, affine and orientation.
 """
 
 from __future__ import annotations
@@ -37,12 +41,39 @@ def save_in_input_geometry(labels: torch.Tensor, source: Path, target: Path) -> 
     return target
 
 
-def undo_preprocessing(item: dict, pipeline: mt.Compose) -> torch.Tensor:
+CHANNELS_PER_INVERSION = 8  # channels resampled at once: bounds the memory of many-class inversions
+
+
+def undo_preprocessing(item: dict, pipeline: mt.Compose, nearest: bool = True) -> torch.Tensor:
     """`item["pred"]` (C, X, Y, Z, on the preprocessed grid of `item["image"]`) back on the input's voxel grid.
 
     `pipeline` must be the very Compose that preprocessed the image (MONAI checks the instances).
+    `nearest`: nearest-neighbour resampling (for label maps); otherwise the image's own (linear) mode.
     """
-    inverse = mt.Invertd(keys="pred", transform=pipeline, orig_keys="image", nearest_interp=True)
+    inverse = mt.Invertd(keys="pred", transform=pipeline, orig_keys="image", nearest_interp=nearest)
     # Invertd silently skips a plain tensor: it must be a MetaTensor to receive the image's operations
     item = {**item, "pred": MetaTensor(item["pred"])}
     return torch.as_tensor(inverse(item)["pred"])
+
+
+def discrete_in_input_grid(item: dict, pipeline: mt.Compose, multilabel: bool) -> torch.Tensor:
+    """Class probabilities `item["pred"]` (C, x, y, z, preprocessed grid) as a discrete prediction on the input's grid.
+
+    Softmax classes: a (1, X, Y, Z) label map, the argmax of the linearly resampled probabilities.
+    Sigmoid regions (`multilabel`): (C, X, Y, Z) boolean masks, each resampled probability > 0.5.
+    """
+    probabilities = item["pred"]
+    masks, best_value, best_index = [], None, None
+    for start in range(0, probabilities.shape[0], CHANNELS_PER_INVERSION):
+        part = undo_preprocessing({**item, "pred": probabilities[start:start + CHANNELS_PER_INVERSION]}, pipeline,
+                                  nearest=False)
+        if multilabel:
+            masks.append(part > 0.5)
+            continue
+        value, index = part.max(dim=0)
+        if best_value is None:
+            best_value, best_index = value, index
+        else:
+            better = value > best_value
+            best_value, best_index = torch.where(better, value, best_value), torch.where(better, index + start, best_index)
+    return torch.cat(masks) if multilabel else best_index[None]

@@ -1,8 +1,9 @@
-"""The deterministic train/validation split (and cross-validation folds) of a dataset's case ids."""
+"""The deterministic test / train / validation split (and cross-validation folds) of a dataset's case ids."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..core.errors import SegError
@@ -25,3 +26,40 @@ def split_cases(
         return sorted(set(ids) - val), sorted(val)
     n_val = max(1, round(len(ids) * val_fraction)) if len(ids) > 1 else 0
     return sorted(ids[n_val:]), sorted(ids[:n_val])
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """The case ids of each split, and where the test cases came from (for `seg test`'s table)."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    test_source: str = "none"
+
+    def as_state(self) -> dict:
+        """Plain lists for a checkpoint."""
+        return {"train": list(self.train), "val": list(self.val), "test": list(self.test), "test_source": self.test_source}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "DataSplit":
+        """The split a checkpoint stored (one from before test splits has no test cases)."""
+        return cls(list(state.get("train", [])), list(state.get("val", [])), list(state.get("test", [])),
+                   state.get("test_source", "none"))
+
+    def all_ids(self) -> list[str]:
+        """Every case id of the split."""
+        return [*self.train, *self.val, *self.test]
+
+
+def carve_test(case_ids: Sequence[str], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(the rest, the test cases): `test_fraction` of the ids, drawn with `seed` before any train/val split.
+
+    With fraction 0 the rest is every id, so the train/val split is what it was without a test split.
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise SegError(f"--data.test_fraction {test_fraction} must be at least 0 and below 1")
+    ids = sorted(case_ids)
+    random.Random(f"seg-test-split-{seed}").shuffle(ids)
+    n_test = round(len(ids) * test_fraction)
+    return sorted(ids[n_test:]), sorted(ids[:n_test])

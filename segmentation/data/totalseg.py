@@ -24,6 +24,7 @@ from monai import transforms as mt
 
 from ..core.errors import SegError
 from .base import VolumeDataModule
+from .split import DataSplit
 from .layouts.totalseg import (
     IMAGE_NAME,
     MASK_FOLDER,
@@ -81,7 +82,7 @@ class TotalSegmentatorDataModule(VolumeDataModule):
     totalseg_<hash of version and class list>/<case>.nii.gz`, built in `setup` for the cases
     whose merge is missing or older than its masks. The split is meta.csv's (train/val rows)
     when it has validation cases and no `fold` is set, else the base's deterministic split or
-    fold; meta.csv's test cases are left out either way.
+    fold; meta.csv's test cases are the test split of `seg test`, never trained on.
 
     Args:
         root: the dataset folder (`s0000/ct.nii.gz`, `s0000/segmentations/`, `meta.csv`).
@@ -170,16 +171,22 @@ class TotalSegmentatorDataModule(VolumeDataModule):
         if not manifest.is_file() or manifest.read_text() != text:
             manifest.write_text(text)
 
-    def split(self, case_ids: list[str]) -> tuple[list[str], list[str]]:
-        """meta.csv's train and val cases; the base's split (or `fold`) when it has no val cases or a fold is set.
+    def split(self, case_ids: list[str]) -> DataSplit:
+        """meta.csv's test cases are the test split; its train and val cases the rest (the base's split, or
+        `fold`, of the non-test cases when meta.csv has no val cases or a fold is set).
 
-        meta.csv's test cases are never used, whichever split applies.
+        Without meta.csv test rows, `--data.test_fraction` carves the test cases as in every dataset.
         """
         official = read_official_split(self.root / META_NAME)
+        test = sorted(case for case in case_ids if official.get(case) == "test")
+        if not test:
+            return super().split(case_ids)
         usable = [case for case in case_ids if official.get(case) != "test"]
         val = [case for case in usable if official.get(case) == "val"]
+        source = f"{META_NAME} test"
         if not val or self.hparams.fold is not None:
-            return super().split(usable)
+            base = super().split_without_test(usable)
+            return DataSplit(base.train, base.val, test, source)
         unlisted = [case for case in usable if case not in official]
         if unlisted:
             warnings.warn(
@@ -187,4 +194,4 @@ class TotalSegmentatorDataModule(VolumeDataModule):
                 f"(e.g. {', '.join(unlisted[:3])})",
                 stacklevel=2,
             )
-        return sorted(case for case in usable if official.get(case) == "train"), sorted(val)
+        return DataSplit(sorted(case for case in usable if official.get(case) == "train"), sorted(val), test, source)

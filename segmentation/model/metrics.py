@@ -102,19 +102,26 @@ class CaseMetrics:
         columns = [key for key in self.rows[0] if key != "case"] if self.rows else []
         return {key: float(np.nanmean([row[key] for row in self.rows])) for key in columns}
 
-    def table(self) -> str:
+    def rows_with_mean(self, split: str) -> list[dict[str, Any]]:
+        """The per-case rows and the mean row, each naming the split its cases came from."""
+        return [{"split": split, **row} for row in [*self.rows, {"case": "mean", **self.means()}]]
+
+    def table(self, split: str = "test") -> str:
         """The per-case table and its mean, as aligned text."""
-        columns = ["case", *[k for k in (self.rows[0] if self.rows else {}) if k != "case"]]
+        rows = self.rows_with_mean(split)
+        columns = list(rows[0])
         lines = ["  ".join(f"{c:>14}" for c in columns)]
-        for row in [*self.rows, {"case": "mean", **self.means()}]:
-            lines.append("  ".join(f"{row[c]:>14.4f}" if c != "case" else f"{row[c]:>14}" for c in columns))
+        for row in rows:
+            lines.append("  ".join(f"{row[c]:>14.4f}" if c not in ("case", "split") else f"{row[c]:>14}"
+                                   for c in columns))
         return "\n".join(lines)
 
-    def write_csv(self, path: Path) -> Path:
-        """The per-case rows and the mean row as CSV."""
+    def write_csv(self, path: Path, split: str = "test") -> Path:
+        """The per-case rows and the mean row as CSV (first columns: split, case)."""
+        rows = self.rows_with_mean(split)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
-            writer.writerows([*self.rows, {"case": "mean", **self.means()}])
+            writer.writerows(rows)
         return path

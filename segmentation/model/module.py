@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Literal, Optional, Sequence, Union
 
 import lightning.pytorch as pl
@@ -15,7 +14,7 @@ from ..core.constants import MONITOR
 from ..core.errors import SegError
 from ..schedules.plans import ScheduleName, ScheduleOptions
 from ..schedules.schedulers import build_schedule, lightning_scheduler_config, step_after_validation, step_at_epoch_end
-from .metrics import CaseMetrics, dice_from_counts, dice_present, first_of_each_case, overlap_counts
+from .metrics import dice_from_counts, dice_present, first_of_each_case, overlap_counts
 from .networks import ArchitectureName, build_network
 
 OptimizerName = Literal["adamw", "adam", "sgd"]
@@ -165,30 +164,18 @@ class SegmentationModule(pl.LightningModule):
         for config in self.trainer.lr_scheduler_configs:
             step_after_validation(config.scheduler, float(mean_dice))
 
-    def on_test_epoch_start(self) -> None:
-        """Start a fresh per-case table."""
-        self.case_metrics = CaseMetrics(self.class_names, self.hparams.multilabel)
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (softmax) or region probabilities (sigmoid) of logits."""
+        return torch.sigmoid(logits) if self.hparams.multilabel else torch.softmax(logits, dim=1)
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        """Dice and HD95 (mm) of each class of one held-out case."""
-        logits = self.infer_volume(batch["image"])
-        spacing = batch["image"].pixdim[0].tolist() if hasattr(batch["image"], "pixdim") else None
-        case = batch["case"][0] if "case" in batch else str(batch_idx)
-        self.case_metrics.add(case, self.predicted_labels(logits)[0], self.target_labels(batch["label"])[0], spacing)
-
-    def on_test_epoch_end(self) -> None:
-        """Log the means, print the per-case table and save it as CSV in the run directory."""
-        for key, value in self.case_metrics.means().items():
-            self.log(f"test/{key}", value)
-        if self.trainer.is_global_zero and self.case_metrics.rows:
-            print(self.case_metrics.table(), flush=True)
-            if self.trainer.log_dir:
-                path = self.case_metrics.write_csv(Path(self.trainer.log_dir) / "test_metrics.csv")
-                print(f"per-case metrics: {path}", flush=True)
+    def test_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """Probabilities of one whole test case; `training.evaluation.NativeSpaceScorer` scores them in the input's
+        geometry against its label file."""
+        return self.probabilities(self.infer_volume(batch["image"]))
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """The discretised whole-volume prediction (written by `training.prediction.PredictionWriter`)."""
-        return self.discretise(self.infer_volume(batch["image"]))
+        """Probabilities of one whole volume (discretised in the input's geometry by `training.prediction`)."""
+        return self.probabilities(self.infer_volume(batch["image"]))
 
     def configure_optimizers(self) -> dict:
         """The optimizer and the schedule, planned over the trainer's `max_epochs`."""

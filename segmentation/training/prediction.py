@@ -7,15 +7,15 @@ from pathlib import Path
 from lightning.pytorch.callbacks import BasePredictionWriter
 from monai.data import decollate_batch
 
-from ..data.geometry import save_in_input_geometry, undo_preprocessing
+from ..data.geometry import discrete_in_input_grid, save_in_input_geometry
 
 
 class PredictionWriter(BasePredictionWriter):
     """Writes `<output_dir>/<case>.nii.gz` for every predicted case.
 
-    Each prediction's preprocessing is undone (`data.geometry.undo_preprocessing`), it is
-    turned into the dataset's own label values (`datamodule.prediction_to_labels`), and it is
-    saved with the input file's header.
+    Each prediction's probabilities are resampled to the input's grid and discretised there
+    (`data.geometry.discrete_in_input_grid`), turned into the dataset's own label values
+    (`datamodule.prediction_to_labels`), and saved with the input file's header.
     """
 
     def __init__(self, output_dir: str | Path):
@@ -28,7 +28,8 @@ class PredictionWriter(BasePredictionWriter):
         datamodule = trainer.datamodule
         items = decollate_batch({"image": batch["image"], "pred": prediction})
         for item, case, source in zip(items, batch["case"], batch["source"]):
-            labels = datamodule.prediction_to_labels(undo_preprocessing(item, datamodule.predict_pipeline))
+            discrete = discrete_in_input_grid(item, datamodule.predict_pipeline, pl_module.hparams.multilabel)
+            labels = datamodule.prediction_to_labels(discrete)
             self.written.append(save_in_input_geometry(labels, Path(source), self.output_dir / f"{case}.nii.gz"))
 
     def on_predict_end(self, trainer, pl_module) -> None:

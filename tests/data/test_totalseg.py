@@ -217,3 +217,30 @@ def test_fit_on_synthetic_totalseg_logs_dice_per_class(synth_root, tmp_path, seg
     merges = list((synth_root / ".seg_cache").glob("totalseg_*/s*.nii.gz"))
     assert len(merges) == 4
     assert all(set(np.unique(np.asanyarray(nib.load(p).dataobj))) == {0, 1, 2} for p in merges)
+
+
+def test_meta_csv_test_cases_are_never_trained_on_and_are_what_seg_test_scores(tmp_path_factory, seg):
+    root = tmp_path_factory.mktemp("totalseg10")
+    assert seg("synth", "totalseg", "--out", str(root), "--cases", "10", "--shape", "24", "24", "24").returncode == 0
+    official = dict(line.split(";") for line in (root / "meta.csv").read_text().split()[1:])
+    test = sorted(case for case, split in official.items() if split == "test")
+    assert test == ["s0009"]
+
+    dm = datamodule(root, ["liver", "spleen"], patch_size=(16, 16, 16))
+    dm.setup("fit")
+    assert [c["case"] for c in dm.test_cases] == test
+    loaded = [item["case"] for dataset in (dm.train_set, dm.val_set) for item in dataset.data]
+    assert len(loaded) == 9 and not set(loaded) & set(test)  # what the training and validation loaders read
+    assert dm.state_dict()["test"] == test and dm.state_dict()["test_source"] == "meta.csv test"
+
+    work = tmp_path_factory.mktemp("totalseg10_run")
+    fit = ["fit", "--config", str(TOTALSEG_CONFIG), "--config", str(TINY_CONFIG), "--data.root", str(root),
+           "--data.classes", "[liver, spleen]", "--trainer.max_epochs=1"]
+    assert seg(*fit, cwd=work).returncode == 0
+    ckpt = next(work.glob("lightning_logs/*/version_0/checkpoints/last.ckpt"))
+    result = seg("test", "--ckpt_path", str(ckpt), cwd=work)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [table] = list(work.glob("lightning_logs/*/version_*/test_metrics.csv"))
+    rows = table.read_text().splitlines()
+    assert rows[0].startswith("split,case,dice/liver,hd95/liver,dice/spleen,hd95/spleen")
+    assert [row.split(",")[:2] for row in rows[1:]] == [["test", "s0009"], ["test", "mean"]]
