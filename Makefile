@@ -6,7 +6,7 @@ SEG := $(PYTHON) -m segmentation
 # the repository, so that `make -f path/to/Makefile ...` works from any folder (runs and data land there)
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
-.PHONY: install demo test test-fast tensorboard resume batch1 batch2 batch3 batch-smoke static-vs-dynamic clean
+.PHONY: install demo test test-fast test-floors tensorboard resume batch1 batch2 batch3 batch-smoke static-vs-dynamic clean
 
 GPUS ?= 1
 # batches: ARCHS, EPOCHS (50), SCHEDULER (reduce_on_plateau), DATA (the dataset's folder), GPUS
@@ -31,6 +31,13 @@ test: .installed  ## the whole test suite (what CI runs); the 10 slowest tests a
 
 test-fast: .installed  ## the inner loop: everything but the tests marked slow
 	cd $(ROOT) && $(PYTHON) -m pytest -q -m "not slow"
+
+# the lowest MONAI and Lightning that pyproject.toml admits (tests/test_packaging.py keeps the two in step)
+FLOORS = monai==1.6.0 lightning==2.6.1
+test-floors: .installed  ## the fast suite again in a venv with the version floors of MONAI and Lightning (CI runs it)
+	$(PYTHON) -m venv --system-site-packages $(ROOT)/.floors
+	$(ROOT)/.floors/bin/python -m pip install -q $(FLOORS)
+	cd $(ROOT) && .floors/bin/python -m pytest -q -m "not slow"
 
 resume: .installed  ## continue RUN (a run directory) from its newest good checkpoint to EPOCHS [SCHEDULER=...]
 	@test -n "$(RUN)" || { echo "usage: make resume RUN=lightning_logs/<run>/version_N EPOCHS=100 [SCHEDULER=reduce_on_plateau]"; exit 2; }

@@ -31,10 +31,11 @@ class Result:
     log: str = ""
 
 
-def seg_executable() -> str:
-    """The installed `seg` console script (beside this Python, or on PATH)."""
+def seg_command() -> list[str]:
+    """The installed `seg` console script beside this Python, else this Python's `-m segmentation` (a venv
+    over the system's packages, as the CI's version-floor run, has no script of its own)."""
     beside = Path(sys.executable).with_name("seg")
-    return str(beside) if beside.exists() else shutil.which("seg") or "seg"
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", "segmentation"]
 
 
 def run_seg(*args: str, cwd: Path, timeout: float = 600, env: Optional[dict] = None) -> subprocess.CompletedProcess:
@@ -42,7 +43,7 @@ def run_seg(*args: str, cwd: Path, timeout: float = 600, env: Optional[dict] = N
     start-up imports); returns the completed process (text output)."""
     environment = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
-        [seg_executable(), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
+        [*seg_command(), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
     )
 
 

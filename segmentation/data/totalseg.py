@@ -24,7 +24,6 @@ from monai import transforms as mt
 
 from ..core.errors import SegError
 from .base import VolumeDataModule
-from .split import DataSplit
 from .layouts.totalseg import (
     IMAGE_NAME,
     MASK_FOLDER,
@@ -34,6 +33,7 @@ from .layouts.totalseg import (
     read_official_split,
     resolve_classes,
 )
+from .split import DataSplit
 
 MERGE_FORMAT = 1  # bump when the merge itself changes, so older caches are not reused
 
