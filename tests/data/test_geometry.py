@@ -70,7 +70,8 @@ def test_probabilities_resampled_linearly_beat_nearest_neighbour_on_a_coarser_gr
     datamodule = MSDDataModule(str(demo_root), spacing=[1.8, 2.6, 3.1], predict_images=[str(tmp_path / "ct.nii.gz")],
                                num_workers=0)
     batch = next(iter(datamodule.predict_dataloader()))
-    soft = torch.as_tensor(mt.Compose(datamodule.spatial_steps(["image"]))({"image": str(tmp_path / "one_hot.nii.gz")})["image"])
+    resample_like_an_image = mt.Compose(datamodule.spatial_steps(["image"]))
+    soft = torch.as_tensor(resample_like_an_image({"image": str(tmp_path / "one_hot.nii.gz")})["image"])
     assert soft.shape[1:] == batch["image"].shape[2:] and soft.shape[1] < shape[0]  # the coarser training grid
 
     item = decollate_batch({"image": batch["image"], "pred": soft[None]})[0]
