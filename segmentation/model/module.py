@@ -14,6 +14,7 @@ from ..core.constants import MONITOR
 from ..core.errors import SegError
 from ..schedules.plans import ScheduleName, ScheduleOptions
 from ..schedules.schedulers import build_schedule, lightning_scheduler_config, step_after_validation, step_at_epoch_end
+from .losses import label_map_dice_ce
 from .metrics import dice_from_counts, dice_present, first_of_each_case, overlap_counts
 from .networks import ArchitectureName, build_network
 
@@ -128,6 +129,10 @@ class SegmentationModule(pl.LightningModule):
         return overlap_counts(self.predicted_labels(logits)[0], self.target_labels(label)[0],
                               self.hparams.out_channels, self.hparams.multilabel)
 
+    def volume_loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """The training loss on a whole volume, without a one-hot copy of the target for softmax classes."""
+        return self.loss(logits, label) if self.hparams.multilabel else label_map_dice_ce(logits, label)
+
     def on_validation_epoch_start(self) -> None:
         """Start a fresh list of validated cases; know each case's index (to count it once on any devices)."""
         self._validated = []
@@ -137,7 +142,8 @@ class SegmentationModule(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Whole-volume loss and per-class overlap counts of one validation case."""
         logits = self.infer_volume(batch["image"])
-        self.log("val/loss", self.loss(logits, batch["label"]), on_epoch=True, batch_size=len(logits), sync_dist=True)
+        self.log("val/loss", self.volume_loss(logits, batch["label"]), on_epoch=True, batch_size=len(logits),
+                 sync_dist=True)
         case = batch.get("case", [None])[0]
         # without a known case id, an index unique to this rank and step (no deduplication possible)
         index = self._case_index.get(case, -1 - (batch_idx * self.trainer.world_size + self.global_rank))

@@ -89,3 +89,17 @@ def test_logged_validation_dice_is_the_mean_of_independent_per_case_values(demo_
     assert values(run, "val/dice/organ")[-1] == pytest.approx(per_class[0], abs=1e-6)
     assert values(run, "val/dice/lesion")[-1] == pytest.approx(per_class[1], abs=1e-6)
     assert values(run, "val/dice_fg"), "the comparison with MONAI's ignore_empty view is logged too"
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 8, 9, 7), (1, 3, 16, 16, 4)])
+def test_label_map_dice_ce_equals_monais_one_hot_dice_ce(shape):
+    from monai.losses import DiceCELoss
+
+    from segmentation.model.losses import label_map_dice_ce
+
+    torch.manual_seed(0)
+    logits = torch.randn(*shape)
+    label = torch.randint(0, shape[1], (shape[0], 1, *shape[2:]))
+    label[0][label[0] == 2] = 0  # a class absent from one case
+    expected = DiceCELoss(to_onehot_y=True, softmax=True)(logits, label)
+    assert float(label_map_dice_ce(logits, label)) == pytest.approx(float(expected), rel=1e-5)
