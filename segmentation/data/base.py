@@ -79,6 +79,8 @@ class VolumeDataModule(pl.LightningDataModule):
         self.test_cases: list[dict] = []
         self.data_split: Optional[DataSplit] = None
         self.restored_split: Optional[DataSplit] = None
+        self.datasets_built = False
+        self._stage: Optional[str] = None
 
     # --- what a dataset module provides -------------------------------------------------------
     @property
@@ -179,7 +181,7 @@ class VolumeDataModule(pl.LightningDataModule):
         ]
 
     def setup(self, stage: Optional[str] = None) -> None:
-        """Split the cases (deterministically, or as the checkpoint stored) and build the datasets."""
+        """Split the cases (deterministically, or as the checkpoint stored); for fit and validate, build the datasets."""
         cases = self.list_cases()
         if not cases:
             raise SegError(f"no labelled cases found in {self.root}; check --data.root")
@@ -191,11 +193,13 @@ class VolumeDataModule(pl.LightningDataModule):
             raise SegError(
                 f"the checkpoint's data split names cases that are not in {self.root}: {', '.join(missing[:5])}"
             )
-        if split == self.data_split:
-            return  # already built for this split (Lightning calls setup again after `seg estimate` did)
-        self.data_split = split
-        self.train_cases, self.val_cases = [by_id[i] for i in split.train], [by_id[i] for i in split.val]
-        self.test_cases = [by_id[i] for i in split.test]
+        self._stage = stage
+        if split != self.data_split:
+            self.data_split, self.datasets_built = split, False
+            self.train_cases, self.val_cases = [by_id[i] for i in split.train], [by_id[i] for i in split.val]
+            self.test_cases = [by_id[i] for i in split.test]
+        if self.datasets_built or stage in ("test", "predict"):  # test and predict read their cases themselves
+            return
         preprocessing = self.preprocessing()
         if self.hparams.cache in ("memory", "disk"):
             announce_cache(self.train_cases + self.val_cases, mt.Compose(preprocessing), self.hparams.cache,
@@ -203,6 +207,7 @@ class VolumeDataModule(pl.LightningDataModule):
         self.train_transform = mt.Compose(preprocessing + self.augmentation())
         self.train_set = self._dataset(self.train_cases, self.train_transform)
         self.val_set = self._dataset(self.val_cases, mt.Compose(preprocessing))
+        self.datasets_built = True
 
     def cache_folder(self) -> Path:
         """Where this dataset's caches live (`cache_dir`, default `<root>/.seg_cache`)."""
@@ -241,7 +246,7 @@ class VolumeDataModule(pl.LightningDataModule):
         """Take the checkpoint's split (re-building the datasets if `setup` already ran with another)."""
         self.restored_split = DataSplit.from_state(state)
         if self.data_split is not None and self.restored_split != self.data_split:
-            self.setup("fit")
+            self.setup(self._stage)
 
     def preprocessing_key(self) -> str:
         """A short hash of every setting that shapes the preprocessed volumes (the disk cache's key)."""
