@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from segmentation.app.main import main
@@ -100,3 +101,11 @@ def copy_run(run: Path, dest: Path) -> Path:
     """A copy of `run` (and its lightning_logs parents) under `dest`; returns the copied run directory."""
     shutil.copytree(run.parents[1], dest / "lightning_logs")
     return dest / run.relative_to(run.parents[2])
+
+
+def dice_by_numpy(prediction: np.ndarray, truth: np.ndarray, value: int) -> float:
+    """Dice of label `value` by seg's policy, written out independently of `segmentation.model.metrics`."""
+    p, t = prediction == value, truth == value
+    if not p.any() and not t.any():
+        return 1.0
+    return float(2.0 * np.logical_and(p, t).sum() / (p.sum() + t.sum()))

@@ -13,6 +13,8 @@ from segmentation.data.msd import MSDDataModule
 from segmentation.data.synthetic.common import ellipsoid_mask
 from segmentation.data.synthetic.msd import ct_case
 
+from ..helpers import dice_by_numpy
+
 
 def oblique_las_affine() -> np.ndarray:
     """LAS axes, anisotropic 0.9 x 1.3 x 3.1 mm voxels, rotated 20 degrees about z, shifted."""
@@ -50,11 +52,6 @@ def test_undoing_the_preprocessing_restores_the_input_grid(demo_root, tmp_path):
     assert np.array_equal(np.asarray(saved.dataobj), label)
 
 
-def dice(prediction: np.ndarray, truth: np.ndarray, value: int) -> float:
-    p, t = prediction == value, truth == value
-    return float(2 * (p & t).sum() / (p.sum() + t.sum()))
-
-
 def test_probabilities_resampled_linearly_beat_nearest_neighbour_on_a_coarser_grid(demo_root, tmp_path, capsys):
     """A perfect model at 2x coarser spacing than an oblique, anisotropic input: its label (one-hot, resampled
     to the training grid like an image) brought back. Linear resampling of probabilities, then argmax, keeps
@@ -80,8 +77,8 @@ def test_probabilities_resampled_linearly_beat_nearest_neighbour_on_a_coarser_gr
     item = decollate_batch({"image": batch["image"], "pred": hard[None]})[0]
     nearest = undo_preprocessing(item, datamodule.predict_pipeline, nearest=True).argmax(0).numpy()
 
-    smooth_dice = [dice(smooth, label, value) for value in (1, 2)]
-    nearest_dice = [dice(nearest, label, value) for value in (1, 2)]
+    smooth_dice = [dice_by_numpy(smooth, label, value) for value in (1, 2)]
+    nearest_dice = [dice_by_numpy(nearest, label, value) for value in (1, 2)]
     with capsys.disabled():
         print(f"\ninversion Dice (organ, lesion): linear probabilities {smooth_dice}, nearest-neighbour {nearest_dice}")
     assert np.mean(smooth_dice) >= 0.95

@@ -17,7 +17,7 @@ from segmentation.model.metrics import (
     overlap_counts,
 )
 
-from ..helpers import only_run_dir, tiny_fit_args, values
+from ..helpers import dice_by_numpy, only_run_dir, tiny_fit_args, values
 
 # a 2 x 3 label map (classes 0..3) and a prediction: class 1 partly found, class 2 predicted but absent
 # from the truth, class 3 absent from both
@@ -55,14 +55,6 @@ def test_case_metrics_rows_follow_the_policy_and_hd95_needs_both_masks():
     row = metrics.rows[0]
     assert (row["dice/a"], row["dice/b"], row["dice/c"]) == pytest.approx((0.5, 0.0, 1.0))
     assert row["hd95/a"] >= 1.0 and np.isnan(row["hd95/b"]) and np.isnan(row["hd95/c"])
-
-
-def dice_by_numpy(prediction: np.ndarray, truth: np.ndarray, value: int) -> float:
-    """The policy written out independently of segmentation.model.metrics."""
-    p, t = prediction == value, truth == value
-    if not p.any() and not t.any():
-        return 1.0
-    return 2.0 * np.logical_and(p, t).sum() / (p.sum() + t.sum())
 
 
 def test_logged_validation_dice_is_the_mean_of_independent_per_case_values(demo_root, tmp_path, seg):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ..helpers import copy_run, only_run_dir, tiny_fit_args
+from ..helpers import copy_run, dice_by_numpy, only_run_dir, tiny_fit_args
 
 
 def csv_rows(work) -> list[dict]:
@@ -36,13 +36,6 @@ def test_validation_cases_on_request_are_labelled_val(finished_run, tmp_path, se
     rows = csv_rows(tmp_path)
     assert [row["case"] for row in rows] == [*val, "mean"] and {row["split"] for row in rows} == {"val"}
     assert "cases of the val split" in result.stdout
-
-
-def dice_by_numpy(prediction: np.ndarray, truth: np.ndarray, value: int) -> float:
-    p, t = prediction == value, truth == value
-    if not p.any() and not t.any():
-        return 1.0
-    return float(2.0 * np.logical_and(p, t).sum() / (p.sum() + t.sum()))
 
 
 def test_the_test_split_is_held_out_and_scored_in_native_space(demo_root, tmp_path, seg):
