@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -75,24 +76,65 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if first_in_dir:
             rank_zero_info(f"checkpoint size: {path.stat().st_size / 1e6:.1f} MB each ({path.parent})")
 
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Optional[bool] = None) -> dict:
+        """Lightning's load of a checkpoint to resume, validate, test or predict from: the safe unpickler too."""
+        try:
+            return read_checkpoint(path, map_location=map_location or "cpu")
+        except UnsafeCheckpoint as err:
+            raise SegError(unsafe_message(path, str(err))) from None
 
+
+TRUST_VARIABLE = "SEG_TRUST_CHECKPOINTS"  # =1: load checkpoints with the full unpickler (only for files you trust)
 _LOADED: dict[tuple, dict] = {}
 
 
+class UnsafeCheckpoint(Exception):
+    """A checkpoint that holds objects torch's safe unpickler refuses (loading them could run code)."""
+
+
+def trusted() -> bool:
+    """Whether the user opted in to the full (code-running) unpickler with `SEG_TRUST_CHECKPOINTS=1`."""
+    return os.environ.get(TRUST_VARIABLE) == "1"
+
+
+def read_checkpoint(path: Path | str, map_location: Any = "cpu") -> dict:
+    """`torch.load` with the safe unpickler (tensors, containers, numbers, strings only), unless trusted.
+
+    UnsafeCheckpoint names the refused type; nothing of the file has been turned into objects then.
+    """
+    try:
+        return torch.load(path, map_location=map_location, mmap=True, weights_only=not trusted())
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if "weights_only" not in str(err) and found is None:
+            raise
+        offending = found.group(1) if found else "an object the safe loader does not accept"
+        raise UnsafeCheckpoint(offending) from None
+
+
+def unsafe_message(path: Path | str, offending: str) -> str:
+    """The refusal of a checkpoint that needs the code-running unpickler."""
+    return (f"checkpoint {path} holds {offending}, which only the full unpickler can load, and unpickling can run "
+            f"code: seg loads checkpoints safely and refuses it. If you trust where the file comes from, run again "
+            f"with {TRUST_VARIABLE}=1")
+
+
 def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint on the CPU (memory-mapped); SegError naming the file when it is unreadable.
+    """Load a checkpoint safely on the CPU (memory-mapped); SegError naming the file when it is unreadable or unsafe.
 
     A resume consults the same file several times (stored config, compatibility,
     summary): it is read once per process while its size and modification time stay.
     """
     try:
         stat = Path(path).stat()
-        key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+        key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, trusted())
         if key not in _LOADED:
-            _LOADED[key] = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+            _LOADED[key] = read_checkpoint(path)
         return _LOADED[key]
     except FileNotFoundError:
         raise SegError(f"checkpoint {path} does not exist (--ckpt_path)") from None
+    except UnsafeCheckpoint as err:
+        raise SegError(unsafe_message(path, str(err))) from None
     except Exception as err:  # a truncated zip, garbage bytes, a pickle error: all mean "not usable"
         good = newest_good_checkpoint(path.parent, exclude=path)
         hint = f"the newest good checkpoint there is {good}" if good else "no other checkpoint there loads"
@@ -119,7 +161,10 @@ def newest_good_checkpoint(directory: Path, exclude: Optional[Path] = None) -> O
         if exclude is not None and path.resolve() == Path(exclude).resolve():
             continue
         try:
-            torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+            read_checkpoint(path)
+        except UnsafeCheckpoint as err:
+            log.warning(f"skipping checkpoint {path}: {unsafe_message(path, str(err))}")
+            continue
         except Exception as err:
             log.warning(f"skipping checkpoint {path}: truncated or corrupt ({type(err).__name__})")
             continue

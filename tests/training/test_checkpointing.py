@@ -128,3 +128,48 @@ def test_kills_during_a_write_and_between_epochs_lose_nothing_saved(demo_root, t
     # an epoch that a kill cut short is logged again by the resume: TensorBoard (and seg report) keep the later
     steps = {step for step, _ in scalars(checkpoints.parent, "lr")}
     assert len(steps) == epochs and sorted(load_run(checkpoints.parent).lr) == list(range(epochs))
+
+
+class RunsCodeWhenUnpickled:
+    """What a malicious checkpoint carries: unpickling it calls `open(marker, "w")` (any callable would do)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def plant_payload(checkpoint: Path, marker: Path) -> None:
+    """Rewrite `checkpoint` with a payload beside its real content."""
+    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    torch.save({**content, "payload": RunsCodeWhenUnpickled(marker)}, checkpoint)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_before_it_runs(finished_run, tmp_path, seg, monkeypatch):
+    run = copy_run(finished_run, tmp_path)
+    evil, marker = run / "checkpoints/epoch=2.ckpt", tmp_path / "the_payload_ran"
+    plant_payload(evil, marker)
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    for command in ("fit", "validate", "predict"):
+        result = seg(command, "--ckpt_path", str(evil), cwd=tmp_path)
+        assert result.returncode == 2, command
+        assert f"checkpoint {evil} holds io.open" in result.stderr and "SEG_TRUST_CHECKPOINTS=1" in result.stderr
+        assert "Traceback" not in result.stderr and not marker.exists(), command
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+    monkeypatch.setenv("SEG_TRUST_CHECKPOINTS", "1")  # the documented opt-in: the full unpickler (so it runs)
+    from segmentation.training.checkpointing import read_checkpoint
+
+    read_checkpoint(evil)
+    assert marker.exists()
+
+
+def test_last_skips_a_checkpoint_that_would_run_code(finished_run, demo_root, tmp_path, seg):
+    run = copy_run(finished_run, tmp_path)
+    marker = tmp_path / "the_payload_ran"
+    plant_payload(run / "checkpoints/last.ckpt", marker)
+    result = seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=4", "--ckpt_path=last"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "skipping checkpoint" in result.log and "last.ckpt holds io.open" in result.log
+    assert "Resuming from" in result.stdout and "epoch=2.ckpt (epoch 2 done" in result.stdout and not marker.exists()
