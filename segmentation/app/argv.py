@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from pathlib import Path
+from typing import Iterator, Optional
 
+import yaml
+
+from ..core.errors import SegError
 from ..training.checkpointing import load_checkpoint
 from ..training.records import stored_config
 from ..training.resume import resolve_checkpoint
@@ -38,3 +42,32 @@ def with_stored_config(argv: list[str]) -> list[str]:
     if not stored:
         return argv
     return [argv[0], "--config", stored, *argv[1:]]
+
+
+def config_arguments(argv: list[str]) -> Iterator[str]:
+    """The values of every `--config X` / `--config=X` in `argv`."""
+    for index, arg in enumerate(argv):
+        if arg == "--config" and index + 1 < len(argv):
+            yield argv[index + 1]
+        elif arg.startswith("--config="):
+            yield arg.split("=", 1)[1]
+
+
+def check_config_files(argv: list[str]) -> None:
+    """SegError naming a `--config` file that does not exist or is not valid YAML (with the line and column).
+
+    A value with a newline or in braces is a YAML string (as seg passes a checkpoint's stored config).
+    """
+    for value in config_arguments(argv):
+        if "\n" in value or value.lstrip().startswith("{"):
+            continue
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise SegError(f"config file {value} does not exist (--config)")
+        try:
+            yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise SegError(f"config file {value} is not valid YAML{where}: {problem}; fix the file") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -21,7 +22,7 @@ from ..training.evaluation import NativeSpaceScorer
 from ..training.faults import KillBetweenEpochs
 from ..training.prediction import PredictionWriter
 from ..training.records import RunRecord
-from .argv import with_stored_config
+from .argv import check_config_files, with_stored_config
 
 
 def run_name(datamodule: Any, model: SegmentationModule) -> str:
@@ -111,6 +112,7 @@ class SegCLI(LightningCLI):
         """Refuse settings seg cannot honour, and a checkpoint whose architecture differs, before anything is built."""
         config = self.config.get(self.subcommand, self.config)
         refuse_validation_inside_epochs(config.get("trainer") or {})
+        refuse_impossible_options(config)
         value = config.get("ckpt_path")
         if not value or value == "last":
             return
@@ -133,7 +135,7 @@ class SegCLI(LightningCLI):
             config_yaml = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
             callbacks.append(RunRecord(config_yaml))
             ckpt, summary = resume.prepare_fit_resume(
-                subcommand_config.get("ckpt_path"), run, dict(self.model.hparams), config_yaml
+                subcommand_config.get("ckpt_path"), run, dict(self.model.hparams), config_yaml, config.get("max_epochs")
             )
             subcommand_config["ckpt_path"] = str(ckpt) if ckpt else None
             callbacks += [summary] if summary else []
@@ -176,9 +178,25 @@ def refuse_validation_inside_epochs(trainer_config) -> None:
         )
 
 
+def refuse_impossible_options(config) -> None:
+    """SegError naming an option whose value no run can use (before anything is built or written)."""
+    lr = (config.get("model") or {}).get("lr")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise SegError(f"--model.lr {lr}: the learning rate must be a positive number (e.g. 1e-3)")
+    data = (config.get("data") or {}).get("init_args") or {}
+    for key in ("batch_size", "samples_per_volume", "num_folds"):
+        value = data.get(key)
+        if value is not None and value < 1:
+            raise SegError(f"--data.{key} {value}: must be 1 or more")
+    max_epochs = (config.get("trainer") or {}).get("max_epochs")
+    if max_epochs is not None and (max_epochs == 0 or max_epochs < -1):
+        raise SegError(f"--trainer.max_epochs {max_epochs}: give the number of epochs to train (or -1 for no limit)")
+
+
 def run_lightning_cli(argv: list[str]) -> int:
     """`seg fit|validate|test|predict ...`: LightningCLI, after a checkpoint's stored config is put first."""
     given = argv
+    check_config_files(argv)
     argv = with_stored_config(argv)
     # pass args only when they differ from sys.argv (LightningCLI warns otherwise)
     SegCLI(args=None if argv == sys.argv[1:] and argv == given else argv)

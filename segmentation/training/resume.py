@@ -72,7 +72,7 @@ def refuse_incompatible(ckpt: Path, saved: dict, current: dict, keys: tuple[str,
 
 
 def prepare_fit_resume(
-    value: Optional[str], run: Path, model_hparams: dict, config_yaml: str
+    value: Optional[str], run: Path, model_hparams: dict, config_yaml: str, max_epochs: Optional[int] = None
 ) -> tuple[Optional[Path], Optional["ResumeSummary"]]:
     """For `seg fit --ckpt_path VALUE`: the checked checkpoint file and the summary callback.
 
@@ -88,6 +88,12 @@ def prepare_fit_resume(
     remove_stale_temporaries(ckpt.parent)  # what a killed writer left behind
     checkpoint = load_checkpoint(ckpt)
     refuse_incompatible(ckpt, checkpoint.get("hyper_parameters", {}), model_hparams)
+    trained = int(checkpoint.get("epoch", -1)) + 1
+    if max_epochs is not None and 0 <= max_epochs < trained:
+        raise SegError(
+            f"--trainer.max_epochs {max_epochs}: checkpoint {ckpt} has trained {trained} epochs already; give "
+            f"at least {trained} (more to continue training); nothing was changed"
+        )
     stored = stored_config(checkpoint)
     differences = config_differences(stored, config_yaml) if stored else []
     return ckpt, ResumeSummary(ckpt, checkpoint, differences)
