@@ -22,6 +22,7 @@ from ..training.evaluation import NativeSpaceScorer
 from ..training.faults import KillBetweenEpochs
 from ..training.prediction import PredictionWriter
 from ..training.records import RunRecord
+from ..training.run_lock import RunDirectoryLock, refuse_if_locked
 from .argv import check_config_files, with_stored_config
 
 
@@ -141,7 +142,9 @@ class SegCLI(LightningCLI):
             callbacks += [summary] if summary else []
             resumed_run = resume.run_directory_of(ckpt) if ckpt else None
             if resumed_run is not None:
+                refuse_if_locked(resumed_run)  # before anything is built: another process trains into it
                 run, version = resumed_run.parent, resumed_run.name
+            callbacks.append(RunDirectoryLock())
         if config.get("logger") in (None, True):
             kwargs["logger"] = TensorBoardLogger(
                 save_dir=str(run.parent), name=run.name, version=version, default_hp_metric=False

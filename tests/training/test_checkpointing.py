@@ -16,6 +16,7 @@ from segmentation.training.checkpointing import (
     newest_good_checkpoint,
     remove_stale_temporaries,
 )
+from segmentation.training.run_lock import LOCK_NAME
 
 from ..helpers import copy_run, only_run_dir, run_seg, scalars, tiny_fit_args
 
@@ -109,6 +110,7 @@ def test_kills_during_a_write_and_between_epochs_lose_nothing_saved(demo_root, t
     killed = run_seg(*args, cwd=tmp_path, env={ENVIRONMENT_VARIABLE: "checkpoint-before-rename:4"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     [temporary] = temporaries(checkpoints)  # the interrupted write: complete, fsynced, never renamed
+    assert (checkpoints.parent / LOCK_NAME).exists()  # the killed process could not release its lock
     assert torch.load(temporary, map_location="cpu", weights_only=False)["epoch"] >= 1
     whole = {p.name: torch.load(p, map_location="cpu", weights_only=False)["epoch"] for p in checkpoints.glob("*.ckpt")}
     assert whole["epoch=0.ckpt"] == 0 and "epoch=2.ckpt" not in whole
@@ -116,6 +118,7 @@ def test_kills_during_a_write_and_between_epochs_lose_nothing_saved(demo_root, t
     killed = run_seg(*args, cwd=tmp_path, env={ENVIRONMENT_VARIABLE: "between-epochs:1"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert "Resuming from" in killed.stdout and not temporaries(checkpoints)  # removed at the resume's start
+    assert "took over the lock of seg process" in killed.stderr  # the stale lock of the first kill
     done = sorted(int(p.stem.split("=")[1]) for p in checkpoints.glob("epoch=*.ckpt"))
     assert done == list(range(done[-1] + 1)) and done[-1] < epochs - 1  # one more epoch, whole, then the kill
     assert torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == done[-1]
@@ -124,7 +127,8 @@ def test_kills_during_a_write_and_between_epochs_lose_nothing_saved(demo_root, t
     assert final.returncode == 0, final.stderr[-2000:]
     assert f"epoch {done[-1]} done; continuing at epoch {done[-1] + 1} of {epochs}" in final.stdout
     assert sorted(p.name for p in checkpoints.glob("epoch=*.ckpt")) == [f"epoch={e}.ckpt" for e in range(epochs)]
-    assert not temporaries(checkpoints)
+    assert not temporaries(checkpoints) and "took over the lock" in final.log
+    assert not (checkpoints.parent / LOCK_NAME).exists()
     # an epoch that a kill cut short is logged again by the resume: TensorBoard (and seg report) keep the later
     steps = {step for step, _ in scalars(checkpoints.parent, "lr")}
     assert len(steps) == epochs and sorted(load_run(checkpoints.parent).lr) == list(range(epochs))
