@@ -141,9 +141,11 @@ class SegCLI(LightningCLI):
             subcommand_config["ckpt_path"] = str(ckpt) if ckpt else None
             callbacks += [summary] if summary else []
             resumed_run = resume.run_directory_of(ckpt) if ckpt else None
-            if resumed_run is not None:
+            if resumed_run is not None and summary.newer is None:
                 refuse_if_locked(resumed_run)  # before anything is built: another process trains into it
                 run, version = resumed_run.parent, resumed_run.name
+            elif resumed_run is not None:  # an older checkpoint: a new version of the same run name
+                run = resumed_run.parent
             callbacks.append(RunDirectoryLock())
         if config.get("logger") in (None, True):
             kwargs["logger"] = TensorBoardLogger(
@@ -184,8 +186,8 @@ def refuse_validation_inside_epochs(trainer_config) -> None:
 def refuse_impossible_options(config) -> None:
     """SegError naming an option whose value no run can use (before anything is built or written)."""
     lr = (config.get("model") or {}).get("lr")
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise SegError(f"--model.lr {lr}: the learning rate must be a positive number (e.g. 1e-3)")
+    if lr is not None and not (math.isfinite(lr) and lr >= 0):
+        raise SegError(f"--model.lr {lr}: the learning rate must be a finite number, 0 or more (e.g. 1e-3)")
     data = (config.get("data") or {}).get("init_args") or {}
     for key in ("batch_size", "samples_per_volume", "num_folds"):
         value = data.get(key)

@@ -24,6 +24,7 @@ from .checkpointing import load_checkpoint, newest_good_checkpoint, remove_stale
 from .config_diff import config_differences, plain
 from .records import record_of, stored_config
 
+BRANCH_RECORD = "BRANCHED_FROM"  # in a branch's run directory: the checkpoint it continued from
 # Hyper-parameters that decide the shapes of the weights (or what the outputs mean).
 MODEL_IDENTITY = ("architecture", "in_channels", "out_channels", "multilabel", "class_names", "network_kwargs")
 
@@ -96,7 +97,16 @@ def prepare_fit_resume(
         )
     stored = stored_config(checkpoint)
     differences = config_differences(stored, config_yaml) if stored else []
-    return ckpt, ResumeSummary(ckpt, checkpoint, differences)
+    return ckpt, ResumeSummary(ckpt, checkpoint, differences, newer_checkpoint_than(ckpt, checkpoint))
+
+
+def newer_checkpoint_than(ckpt: Path, checkpoint: dict) -> Optional[Path]:
+    """The run's newest good checkpoint if it has trained more epochs than `ckpt` (a resume there would
+    overwrite it: seg branches into a new version directory instead), else None."""
+    newest = newest_good_checkpoint(ckpt.parent)
+    if newest is None or int(load_checkpoint(newest).get("epoch", -1)) <= int(checkpoint.get("epoch", -1)):
+        return None
+    return newest
 
 
 def run_directory_of(ckpt: Path) -> Optional[Path]:
@@ -107,8 +117,9 @@ def run_directory_of(ckpt: Path) -> Optional[Path]:
 class ResumeSummary(Callback):
     """Prints one paragraph when a resumed fit starts: checkpoint, epoch, restored, changed."""
 
-    def __init__(self, ckpt_path: Path, checkpoint: dict, differences: list[str]):
+    def __init__(self, ckpt_path: Path, checkpoint: dict, differences: list[str], newer: Optional[Path] = None):
         self.ckpt_path = ckpt_path
+        self.newer = newer  # set: this resume branches into a new version directory
         self.epoch = int(checkpoint.get("epoch", -1))
         self.saved_max_epochs = record_of(checkpoint).get("max_epochs")
         self.differences = differences
@@ -128,5 +139,10 @@ class ResumeSummary(Callback):
             f"of {trainer.max_epochs}, lr {trainer.optimizers[0].param_groups[0]['lr']:.4g}) into {trainer.log_dir}. "
             f"Restored: {restored}. Changed: {'; '.join(changed) if changed else 'nothing'}."
         )
+        if self.newer is not None:
+            self.text += (f" Branched: the run has a newer checkpoint ({self.newer}), which a resume into its "
+                          f"directory would overwrite; this continues in a new version, nothing of the old one changes.")
         if trainer.is_global_zero:
             print(self.text, flush=True)
+            if self.newer is not None and trainer.log_dir:
+                (Path(trainer.log_dir) / BRANCH_RECORD).write_text(f"{self.ckpt_path}\n")

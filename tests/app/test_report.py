@@ -13,7 +13,6 @@ from typing import Optional
 import matplotlib.image
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.summary.writer.record_writer import RecordWriter
@@ -189,20 +188,20 @@ def test_resumed_run_is_one_run_without_duplicated_epochs(demo_root, tmp_path, c
     assert sorted(curves.dice) == sorted(curves.lr) == [0, 1, 2, 3]
     assert [curves.dice[e] for e in range(4)] == pytest.approx([v for _, v in scalars(run, "val/dice")])
 
-    # resuming from an older checkpoint rewrites epoch 3: one run, 4 epochs, epoch 3 from the newest file
+    # resuming from an older checkpoint branches: the run keeps its 4 epochs, a new version holds epoch 3 again
+    before = load_run(run)
     assert seg_main(["fit", "--ckpt_path", str(run / "checkpoints/epoch=2.ckpt")]) == 0
-    files = sorted(run.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
-    assert len(files) == 3
-    newest = EventAccumulator(str(files[-1]))
-    newest.Reload()
-    curves = load_run(run)
-    assert curves.epochs == 4 and sorted(curves.dice) == [0, 1, 2, 3]
-    assert curves.dice[3] == pytest.approx(newest.Scalars("val/dice")[-1].value)
+    branch = run.parent / "version_1"
+    assert (branch / "BRANCHED_FROM").read_text().strip() == str(run / "checkpoints/epoch=2.ckpt")
+    after = load_run(run)
+    assert (after.dice, after.lr) == (before.dice, before.lr) and len(list(run.glob("events.out.tfevents.*"))) == 2
+    assert sorted(load_run(branch).dice) == [3]
 
     # an older run resumed after time/epoch_seconds was added: the missing epochs' times are derived
+    files = sorted(run.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
     mixed = load_run(without_tag(run, tmp_path / "mixed", EPOCH_SECONDS, only=files[0]))
     assert mixed.times_derived and sorted(mixed.epoch_seconds) == [0, 1, 2, 3]
-    assert mixed.epoch_seconds[3] == curves.epoch_seconds[3]  # logged by the newest file, kept as logged
+    assert mixed.epoch_seconds[3] == before.epoch_seconds[3]  # logged by the newest file, kept as logged
 
 
 def test_missing_run_dir_exits_2_naming_it(tmp_path, capsys):

@@ -104,6 +104,12 @@ def early_stopping_state(ckpt: Path) -> dict:
     return next(state for key, state in states.items() if key.startswith("SegEarlyStopping"))
 
 
+def newer_than_epoch_1(run: Path) -> None:
+    """Remove the checkpoints newer than epoch=1.ckpt."""
+    for name in ("epoch=2.ckpt", "last.ckpt"):
+        (run / "checkpoints" / name).unlink()
+
+
 def test_early_stopping_stops_at_the_expected_epoch_and_survives_a_resume(shaped_root, tmp_path, seg):
     """With --model.lr 0 no Dice can improve after the first validation, so patience 2 stops after epoch 3."""
     (tmp_path / "a").mkdir()
@@ -124,6 +130,7 @@ def test_early_stopping_stops_at_the_expected_epoch_and_survives_a_resume(shaped
     # Resumed from epoch=1.ckpt (one validation without improvement): it continues counting and stops
     # after epoch 3 again. A fresh count would run to epoch 5.
     same = shutil.copytree(run.parents[1], tmp_path / "b/lightning_logs") / run.relative_to(run.parents[1])
+    newer_than_epoch_1(same)  # so the resume continues this run rather than branching
     result = seg("fit", f"--ckpt_path={same / 'checkpoints/epoch=1.ckpt'}", cwd=tmp_path / "b")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "early stopping: restored 1 validation(s) without a better val/dice" in result.stdout
@@ -133,6 +140,7 @@ def test_early_stopping_stops_at_the_expected_epoch_and_survives_a_resume(shaped
 
     # A patience given on resume wins over the checkpoint's (Lightning alone would restore 2): stops after epoch 4.
     more = shutil.copytree(run.parents[1], tmp_path / "c/lightning_logs") / run.relative_to(run.parents[1])
+    newer_than_epoch_1(more)
     result = seg("fit", f"--ckpt_path={more / 'checkpoints/epoch=1.ckpt'}", "--early_stopping_patience=3",
                      "--trainer.max_epochs=8", cwd=tmp_path / "c")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -147,20 +147,25 @@ def test_switching_none_to_plateau_keeps_the_optimizer_moments(tmp_path, uninter
 
 
 def test_switching_cosine_to_plateau_starts_from_the_current_lr(tmp_path, uninterrupted, capsys):
+    """Resumed from epoch=1.ckpt of a finished run: a branch (a new version), the finished run untouched."""
     run = copy_run(uninterrupted("cosine"), tmp_path)
     cosine = lrs(run)
-    resume(run / "checkpoints/epoch=1.ckpt", "--model.scheduler=reduce_on_plateau", capsys=capsys)
-    state = schedule_state(run / "checkpoints/last.ckpt")
+    before = {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()}
+    out = resume(run / "checkpoints/epoch=1.ckpt", "--model.scheduler=reduce_on_plateau", capsys=capsys)
+    branch = run.parent / "version_1"
+    assert "Branched: the run has a newer checkpoint" in out and f"into {branch}" in out
+    assert (branch / "BRANCHED_FROM").read_text().strip() == str(run / "checkpoints/epoch=1.ckpt")
+    assert lrs(run) == cosine and {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()} == before
+    state = schedule_state(branch / "checkpoints/last.ckpt")
     assert state["name"] == "reduce_on_plateau" and not {"phases", "horizon", "T_max"} & set(state)
-    resumed = [v for _, v in scalars(run, "lr")][-2:]  # the events of the resumed epochs 2 and 3
-    assert resumed == pytest.approx([cosine[2], cosine[2]])
+    assert lrs(branch) == pytest.approx([cosine[2], cosine[2]])  # the branch's epochs 2 and 3
 
 
 def test_new_lr_on_resume_starts_a_fresh_decay(tmp_path, uninterrupted, capsys):
     run = copy_run(uninterrupted("cosine"), tmp_path)
     out = resume(run / "checkpoints/epoch=1.ckpt", "--model.lr=0.02", capsys=capsys)
     assert "lr re-based from 0.003 to 0.02 (--model.lr): a fresh decay from it" in out
-    resumed = [v for _, v in scalars(run, "lr")][-2:]
+    resumed = lrs(run.parent / "version_1")  # a branch: the finished run has newer checkpoints
     # from 0.02 at epoch 2 to 0.02 * 0.01 at epoch 4, where a fresh plan of this horizon reaches its floor
     assert resumed == pytest.approx([0.02, 0.02 * (0.01 + 0.99 * 0.5)])
 
