@@ -46,7 +46,8 @@ class VolumeDataModule(pl.LightningDataModule):
         cache: none, memory (MONAI CacheDataset) or disk (MONAI PersistentDataset in `cache_dir`).
         cache_dir: folder of the disk cache (default: `<root>/.seg_cache`).
         num_workers: data-loader worker processes.
-        predict_images: image files for `seg predict` (default: every case of the dataset).
+        predict_images: what `seg predict` reads: NIfTI files, folders (their `*.nii.gz` / `*.nii`) or glob patterns
+            (default: every case of the dataset).
     """
 
     dataset_name = "volumes"
@@ -182,6 +183,9 @@ class VolumeDataModule(pl.LightningDataModule):
 
     def setup(self, stage: Optional[str] = None) -> None:
         """Split the cases (deterministically, or as the checkpoint stored); for fit and validate, build the datasets."""
+        self._stage = stage
+        if stage == "predict":
+            return  # `predict_cases` reads the images itself: no split (the checkpoint's included) applies
         cases = self.list_cases()
         if not cases:
             raise SegError(f"no labelled cases found in {self.root}; check --data.root")
@@ -193,7 +197,6 @@ class VolumeDataModule(pl.LightningDataModule):
             raise SegError(
                 f"the checkpoint's data split names cases that are not in {self.root}: {', '.join(missing[:5])}"
             )
-        self._stage = stage
         if split != self.data_split:
             self.data_split, self.datasets_built = split, False
             self.train_cases, self.val_cases = [by_id[i] for i in split.train], [by_id[i] for i in split.val]
@@ -304,12 +307,9 @@ class VolumeDataModule(pl.LightningDataModule):
         return DataLoader(Dataset(items, self.test_pipeline), batch_size=1, num_workers=self.hparams.num_workers)
 
     def predict_cases(self) -> list[dict]:
-        """Images to predict: `predict_images` if given, else every case of the dataset."""
+        """Images to predict: `predict_images` (files, folders, globs) if given, else every case of the dataset."""
         if self.hparams.predict_images:
-            images = [Path(p).expanduser() for p in self.hparams.predict_images]
-            missing = [str(p) for p in images if not p.is_file()]
-            if missing:
-                raise SegError(f"--data.predict_images: no such file: {', '.join(missing)}")
+            images = [image for entry in self.hparams.predict_images for image in images_of(entry)]
             return [{"case": p.name.split(".nii")[0], "image": str(p)} for p in images]
         return [{"case": c["case"], "image": c["image"]} for c in self.list_cases()]
 
@@ -319,3 +319,20 @@ class VolumeDataModule(pl.LightningDataModule):
         # kept: MONAI inverts a transform only with the very instances that applied it
         self.predict_pipeline = self.predict_transform()
         return DataLoader(Dataset(cases, self.predict_pipeline), batch_size=1, num_workers=self.hparams.num_workers)
+
+
+def images_of(entry: str) -> list[Path]:
+    """The NIfTI files an entry of `--data.predict_images` means: a file, a folder's NIfTI files, or a glob."""
+    path = Path(entry).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.name.endswith((".nii.gz", ".nii")) and p.is_file())
+    elif any(char in entry for char in "*?["):
+        found = sorted(p for p in Path(path.anchor or ".").glob(str(path.relative_to(path.anchor or ".")))
+                       if p.is_file())
+    else:
+        raise SegError(f"--data.predict_images: {entry} is no file, folder or glob pattern")
+    if not found:
+        raise SegError(f"--data.predict_images: {entry} holds no NIfTI file (*.nii.gz, *.nii)")
+    return found
