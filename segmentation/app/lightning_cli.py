@@ -36,7 +36,9 @@ class SaveConfigBeside(SaveConfigCallback):
     """Saves the run's config as `config.yaml`; a resumed run's as `config.resume<N>.yaml` beside it."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        """Pick the first free file name, then save as LightningCLI does."""
+        """For a fit: pick the first free file name, then save as LightningCLI does (other stages save nothing)."""
+        if stage != "fit":
+            return
         log_dir = Path(trainer.log_dir or ".")
         number = 0
         while (log_dir / self.config_filename).exists():
@@ -147,7 +149,9 @@ class SegCLI(LightningCLI):
             elif resumed_run is not None:  # an older checkpoint: a new version of the same run name
                 run = resumed_run.parent
             callbacks.append(RunDirectoryLock())
-        if config.get("logger") in (None, True):
+        if config.get("logger") in (None, True) and self.subcommand != "fit":
+            kwargs["logger"] = False  # validate/test/predict print and write their results; no version_N of their own
+        elif config.get("logger") in (None, True):
             kwargs["logger"] = TensorBoardLogger(
                 save_dir=str(run.parent), name=run.name, version=version, default_hp_metric=False
             )
@@ -158,7 +162,7 @@ class SegCLI(LightningCLI):
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions"))
         if self.subcommand == "test":
-            callbacks.append(NativeSpaceScorer())
+            callbacks.append(NativeSpaceScorer(test_table_path(subcommand_config.get("ckpt_path"), run)))
         if self.subcommand == "fit":
             callbacks.append(KillBetweenEpochs())  # a no-op unless SEG_KILL_AT names it (core.faults)
             callbacks += optional_callbacks(
@@ -166,6 +170,13 @@ class SegCLI(LightningCLI):
             )
         kwargs["callbacks"] = with_default_logging(callbacks)
         return super().instantiate_trainer(**kwargs)
+
+
+def test_table_path(ckpt_path: Optional[str], run: Path) -> Path:
+    """`<run dir of the checkpoint>/test/<checkpoint name>.csv` (the configured run's folder without one)."""
+    ckpt = Path(ckpt_path) if ckpt_path and ckpt_path != "last" else None
+    run_dir = resume.run_directory_of(ckpt) if ckpt else None
+    return (run_dir or run) / "test" / f"{ckpt.stem if ckpt else 'untrained'}.csv"
 
 
 def refuse_validation_inside_epochs(trainer_config) -> None:

@@ -22,7 +22,14 @@ from ..model.metrics import CaseMetrics
 
 
 class NativeSpaceScorer(Callback):
-    """Scores each test case in its input's geometry, then logs the means, prints the table and writes the CSV."""
+    """Scores each test case in its input's geometry, then logs the means, prints the table and writes the CSV.
+
+    Args:
+        table_path: where the CSV goes (`<run>/test/<checkpoint name>.csv` beside the tested checkpoint's run).
+    """
+
+    def __init__(self, table_path: Path):
+        self.table_path = Path(table_path)
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         """A fresh table, and the name of the split being scored."""
@@ -42,7 +49,7 @@ class NativeSpaceScorer(Callback):
             self.metrics.add(case, predicted, datamodule.labels_to_targets(truth), spacing)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
-        """Log `test/dice/<class>` and `test/hd95/<class>`, print the table, write `test_metrics.csv`."""
+        """Log `test/dice/<class>` and `test/hd95/<class>`, print the table, write the CSV."""
         for key, value in self.metrics.means().items():
             pl_module.log(f"test/{key}", value)
         if not trainer.is_global_zero or not self.metrics.rows:
@@ -50,6 +57,5 @@ class NativeSpaceScorer(Callback):
         print(f"seg test: {len(self.metrics.rows)} cases of the {self.split} split, scored in each input's "
               f"geometry against its label file", flush=True)
         print(self.metrics.table(self.split), flush=True)
-        if trainer.log_dir:
-            path = self.metrics.write_csv(Path(trainer.log_dir) / "test_metrics.csv", self.split)
-            print(f"per-case metrics: {path}", flush=True)
+        path = self.metrics.write_csv(self.table_path, self.split)
+        print(f"per-case metrics: {path}", flush=True)

@@ -14,10 +14,10 @@ import torch
 from ..helpers import copy_run, dice_by_numpy, only_run_dir, tiny_fit_args
 
 
-def csv_rows(work) -> list[dict]:
-    """The rows of the one `test_metrics.csv` that `seg test` wrote (into a new version of the run's folder)."""
-    [table] = list(work.glob("lightning_logs/*/version_*/test_metrics.csv"))
-    return list(csv.DictReader(table.open()))
+def csv_rows(run, checkpoint: str = "last") -> list[dict]:
+    """The rows of the table `seg test` wrote beside the tested checkpoint's run: `<run>/test/<checkpoint>.csv`."""
+    assert [p.name for p in run.parent.iterdir()] == [run.name]  # seg test made no version_N of its own
+    return list(csv.DictReader((run / "test" / f"{checkpoint}.csv").open()))
 
 
 def test_a_run_without_test_cases_is_refused_saying_how_to_get_some(finished_run, tmp_path, seg):
@@ -25,7 +25,7 @@ def test_a_run_without_test_cases_is_refused_saying_how_to_get_some(finished_run
     result = seg("test", "--ckpt_path", str(run / "checkpoints/last.ckpt"), cwd=tmp_path)
     assert result.returncode == 2
     assert "no test cases" in result.stderr and "--data.test_fraction" in result.stderr
-    assert "--data.test_on val" in result.stderr and not list(tmp_path.glob("lightning_logs/*/*/test_metrics.csv"))
+    assert "--data.test_on val" in result.stderr and not (run / "test").exists()
 
 
 def test_validation_cases_on_request_are_labelled_val(finished_run, tmp_path, seg):
@@ -33,7 +33,7 @@ def test_validation_cases_on_request_are_labelled_val(finished_run, tmp_path, se
     result = seg("test", "--ckpt_path", str(run / "checkpoints/last.ckpt"), "--data.test_on=val", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     val = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["MSDDataModule"]["val"]
-    rows = csv_rows(tmp_path)
+    rows = csv_rows(run)
     assert [row["case"] for row in rows] == [*val, "mean"] and {row["split"] for row in rows} == {"val"}
     assert "cases of the val split" in result.stdout
 
@@ -52,7 +52,7 @@ def test_the_test_split_is_held_out_and_scored_in_native_space(demo_root, tmp_pa
     result = seg("test", "--ckpt_path", str(ckpt), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 cases of the test split, scored in each input's geometry" in result.stdout
-    rows = csv_rows(tmp_path)
+    rows = csv_rows(run)
     assert [row["case"] for row in rows] == [*split["test"], "mean"] and {row["split"] for row in rows} == {"test"}
 
     images = [str(demo_root / "imagesTr" / f"{case}.nii.gz") for case in split["test"]]
