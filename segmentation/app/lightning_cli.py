@@ -57,6 +57,7 @@ class SegCLI(LightningCLI):
     """
 
     def __init__(self, args: Optional[list[str]] = None, run: bool = True):
+        self.command_line = list(args if args is not None else sys.argv[1:])
         super().__init__(
             SegmentationModule,
             VolumeDataModule,
@@ -137,9 +138,12 @@ class SegCLI(LightningCLI):
         if self.subcommand == "fit":
             config_yaml = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
             callbacks.append(RunRecord(config_yaml))
+            given = max_epochs_on_command_line(self.command_line)
             ckpt, summary = resume.prepare_fit_resume(
-                subcommand_config.get("ckpt_path"), run, dict(self.model.hparams), config_yaml, config.get("max_epochs")
+                subcommand_config.get("ckpt_path"), run, dict(self.model.hparams), config_yaml, given
             )
+            if summary is not None and given is None:
+                kwargs.update(keep_the_runs_horizon(summary.saved_max_epochs, config.get("max_epochs")))
             subcommand_config["ckpt_path"] = str(ckpt) if ckpt else None
             callbacks += [summary] if summary else []
             resumed_run = resume.run_directory_of(ckpt) if ckpt else None
@@ -170,6 +174,29 @@ class SegCLI(LightningCLI):
             )
         kwargs["callbacks"] = with_default_logging(callbacks)
         return super().instantiate_trainer(**kwargs)
+
+
+def max_epochs_on_command_line(command_line: list[str]) -> Optional[int]:
+    """`--trainer.max_epochs N` as given on the command line (not from a config file), else None."""
+    for index, arg in enumerate(command_line):
+        if arg == "--trainer.max_epochs" and index + 1 < len(command_line):
+            return int(command_line[index + 1])
+        if arg.startswith("--trainer.max_epochs="):
+            return int(arg.split("=", 1)[1])
+    return None
+
+
+def keep_the_runs_horizon(saved: Optional[int], configured: Optional[int]) -> dict:
+    """Trainer arguments that keep a resumed run's max_epochs when the command line does not change it.
+
+    A config file given again (often the one the run started from, without the `--trainer.max_epochs` of its
+    first command line) must not silently move the horizon; the difference is said.
+    """
+    if saved is None or saved == configured:
+        return {}
+    print(f"max_epochs: the run's {saved} is kept (the config says {configured}); "
+          f"give --trainer.max_epochs on the command line to change it", flush=True)
+    return {"max_epochs": saved}
 
 
 def test_table_path(ckpt_path: Optional[str], run: Path) -> Path:

@@ -225,3 +225,15 @@ def test_resume_on_a_dataset_with_other_classes_is_refused(tmp_path, uninterrupt
     assert result.returncode == 2
     assert "class_names: checkpoint ['organ', 'lesion'], configured ['liver', 'cancer']" in result.stderr
     assert not (run / "checkpoints/epoch=4.ckpt").exists()
+
+
+def test_a_config_given_again_does_not_move_the_horizon(finished_run, demo_root, tmp_path, seg):
+    """The run was started with `--trainer.max_epochs=3` on the command line; its configs say 2 (tiny.yaml)."""
+    run = copy_run(finished_run, tmp_path)
+    result = seg(*tiny_fit_args(demo_root, "--ckpt_path=last"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "max_epochs: the run's 3 is kept (the config says 2)" in result.stdout
+    assert "max_epochs 3 ->" not in result.stdout and not (run / "checkpoints/epoch=3.ckpt").exists()
+    result = seg(*tiny_fit_args(demo_root, "--ckpt_path=last", "--trainer.max_epochs", "4"), cwd=tmp_path)
+    assert result.returncode == 0 and "max_epochs 3 -> 4" in result.stdout
+    assert (run / "checkpoints/epoch=3.ckpt").is_file()
