@@ -136,6 +136,7 @@ class SegCLI(LightningCLI):
         run = run_root / run_name(self.datamodule, self.model)  # the folder of this run's version_N directories
         version = None
         if self.subcommand == "fit":
+            check_data_before_any_run_directory(self.datamodule)
             config_yaml = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
             callbacks.append(RunRecord(config_yaml))
             given = max_epochs_on_command_line(self.command_line)
@@ -174,6 +175,18 @@ class SegCLI(LightningCLI):
             )
         kwargs["callbacks"] = with_default_logging(callbacks)
         return super().instantiate_trainer(**kwargs)
+
+
+def check_data_before_any_run_directory(datamodule: VolumeDataModule) -> None:
+    """The up-front dataset check, before the logger makes a run directory (a broken dataset leaves none).
+
+    Lightning would run it in `setup` only after creating the logger's `version_N`; the per-file check cache
+    makes the second pass there cheap.
+    """
+    datamodule.prepare_data()  # TotalSegmentator merges its masks here: the check reads the merged labels
+    cases = datamodule.list_cases()
+    if cases:
+        datamodule.check(cases)
 
 
 def max_epochs_on_command_line(command_line: list[str]) -> Optional[int]:

@@ -95,7 +95,7 @@ def test_seg_fit_on_a_broken_dataset_exits_before_training(task, tmp_path, seg):
     result = seg(*tiny_fit_args(task), cwd=tmp_path)
     assert result.returncode == 2
     assert "demo_003" in result.stderr and "label missing" in result.stderr and "Traceback" not in result.stderr
-    assert not list(tmp_path.glob("lightning_logs/*/version_*/checkpoints/*.ckpt"))
+    assert not (tmp_path / "lightning_logs").exists()  # not even an empty version_N
 
 
 def test_check_data_prints_a_summary_and_caches_per_file(task, tmp_path, seg):
