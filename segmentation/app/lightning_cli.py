@@ -167,7 +167,7 @@ class SegCLI(LightningCLI):
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions"))
         if self.subcommand == "test":
-            callbacks.append(NativeSpaceScorer(test_table_path(subcommand_config.get("ckpt_path"), run)))
+            callbacks.append(NativeSpaceScorer(scored_table_path(subcommand_config.get("ckpt_path"), run)))
         if self.subcommand == "fit":
             callbacks.append(KillBetweenEpochs())  # a no-op unless SEG_KILL_AT names it (core.faults)
             callbacks += optional_callbacks(
@@ -212,7 +212,7 @@ def keep_the_runs_horizon(saved: Optional[int], configured: Optional[int]) -> di
     return {"max_epochs": saved}
 
 
-def test_table_path(ckpt_path: Optional[str], run: Path) -> Path:
+def scored_table_path(ckpt_path: Optional[str], run: Path) -> Path:
     """`<run dir of the checkpoint>/test/<checkpoint name>.csv` (the configured run's folder without one)."""
     ckpt = Path(ckpt_path) if ckpt_path and ckpt_path != "last" else None
     run_dir = resume.run_directory_of(ckpt) if ckpt else None
