@@ -180,8 +180,8 @@ class SegCLI(LightningCLI):
 def check_data_before_any_run_directory(datamodule: VolumeDataModule) -> None:
     """The up-front dataset check, before the logger makes a run directory (a broken dataset leaves none).
 
-    Lightning would run it in `setup` only after creating the logger's `version_N`; the per-file check cache
-    makes the second pass there cheap.
+    Lightning would run it in `setup` only after creating the logger's `version_N`; `setup` then finds these
+    cases checked already.
     """
     datamodule.prepare_data()  # TotalSegmentator merges its masks here: the check reads the merged labels
     cases = datamodule.list_cases()

@@ -82,6 +82,7 @@ class VolumeDataModule(pl.LightningDataModule):
         self.restored_split: Optional[DataSplit] = None
         self.datasets_built = False
         self._stage: Optional[str] = None
+        self._passed_check: Optional[list[dict]] = None
 
     # --- what a dataset module provides -------------------------------------------------------
     @property
@@ -216,8 +217,14 @@ class VolumeDataModule(pl.LightningDataModule):
         """Where this dataset's caches live (`cache_dir`, default `<root>/.seg_cache`)."""
         return Path(self.hparams.cache_dir or self.root / CACHE_FOLDER_NAME)
 
-    def check(self, cases: list[dict]) -> CheckReport:
-        """The up-front check of every case; SegError listing every problem, so training never starts."""
+    def check(self, cases: list[dict]) -> Optional[CheckReport]:
+        """The up-front check of every case; SegError listing every problem, so training never starts.
+
+        The same cases are checked once per datamodule (`seg fit` checks before the run directory exists,
+        Lightning's `setup` would check again); None when they passed already.
+        """
+        if cases == self._passed_check:
+            return None
         report = check_dataset(cases, self.label_values(), self.cache_folder(), workers=max(2, self.hparams.num_workers))
         if report.problems:
             listed = "\n".join(f"  {problem}" for problem in report.problems)
@@ -225,6 +232,7 @@ class VolumeDataModule(pl.LightningDataModule):
                 f"the dataset check found {len(report.problems)} problem(s) in {self.root}; training was not "
                 f"started. Fix or remove these cases (seg check-data re-runs the check alone):\n{listed}"
             )
+        self._passed_check = list(cases)
         return report
 
     def split(self, case_ids: list[str]) -> DataSplit:
