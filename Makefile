@@ -54,7 +54,7 @@ batch3: .installed  ## TotalSegmentator
 
 batch-smoke: .installed  ## the three batches on synthetic data, tiny networks, 2 epochs
 	test -f $(SMOKE)/brats/BraTS2021_00000/BraTS2021_00000_seg.nii.gz || $(SEG) synth brats --out $(SMOKE)/brats --cases 4 --shape 32 32 32
-	test -f $(SMOKE)/liver/dataset.json || $(SEG) synth msd --out $(SMOKE)/liver --cases 4 --shape 32 32 32
+	test -f $(SMOKE)/liver/dataset.json || $(SEG) synth msd --out $(SMOKE)/liver --cases 4 --shape 64 64 32
 	test -f $(SMOKE)/totalseg/meta.csv || $(SEG) synth totalseg --out $(SMOKE)/totalseg --cases 4 --shape 32 32 32
 	$(SEG) batch --smoke --epochs 2 --name smoke1 --config $(ROOT)/configs/brats.yaml --config $(SMOKE_FRAGMENT) --data $(SMOKE)/brats
 	$(SEG) batch --smoke --epochs 2 --name smoke2 --config $(ROOT)/configs/msd_liver.yaml --config $(SMOKE_FRAGMENT) --data $(SMOKE)/liver

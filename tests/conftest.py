@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from pathlib import Path
 
 import lightning.pytorch  # noqa: F401  (imported at collection: its log handlers must not bind to one test's capture)
@@ -10,7 +11,7 @@ import pytest
 
 from segmentation.data.synthetic import write
 
-from .helpers import Result, only_run_dir, seg_in_process, tiny_fit_args
+from .helpers import Mounts, Result, only_run_dir, seg_in_process, tiny_fit_args
 
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 
@@ -61,3 +62,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture()
+def mounts(tmp_path):
+    """`Mounts` for read-only and full file systems, unmounted after the test; skipped where mounting is refused."""
+    found = Mounts()
+    probe = tmp_path / "mount-probe"
+    try:
+        found.small_disk(probe, "1m")
+    except (subprocess.CalledProcessError, FileNotFoundError) as err:
+        pytest.skip(f"needs permission to mount (root, as on the CI machine): {getattr(err, 'stderr', err)}")
+    found.release()
+    yield found
+    found.release()

@@ -109,3 +109,51 @@ def dice_by_numpy(prediction: np.ndarray, truth: np.ndarray, value: int) -> floa
     if not p.any() and not t.any():
         return 1.0
     return float(2.0 * np.logical_and(p, t).sum() / (p.sum() + t.sum()))
+
+
+class Mounts:
+    """Real read-only and size-limited file systems for the fault tests (needs root, as on the CI machine).
+
+    Permission bits stop nobody running as root; a read-only bind mount and a small tmpfs refuse writes
+    exactly as a read-only share or a full disk does.
+    """
+
+    def __init__(self) -> None:
+        self.mounted: list[Path] = []
+
+    def _mount(self, *args: str) -> None:
+        subprocess.run(["mount", *args], check=True, capture_output=True, text=True)
+
+    def read_only(self, folder: Path) -> Path:
+        """`folder` (made if missing) remounted onto itself read-only; returns it."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self._mount("--bind", str(folder), str(folder))
+        self.mounted.append(folder)
+        self._mount("-o", "remount,bind,ro", str(folder))
+        return folder
+
+    def small_disk(self, folder: Path, size: str) -> Path:
+        """A tmpfs of `size` (e.g. "32m") mounted on `folder` (made if missing); returns it."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self._mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder))
+        self.mounted.append(folder)
+        return folder
+
+    def release(self) -> None:
+        """Unmount everything this object mounted, newest first."""
+        for folder in reversed(self.mounted):
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+        self.mounted.clear()
+
+
+def fill_disk(folder: Path, leave_bytes: int) -> Path:
+    """Fill `folder`'s file system with one file until `leave_bytes` stay free; returns the filler file."""
+    filler = folder / "filler.bin"
+    free = shutil.disk_usage(folder).free
+    with open(filler, "wb") as handle:
+        remaining = max(0, free - leave_bytes)
+        while remaining > 0:
+            chunk = min(remaining, 1 << 24)
+            handle.write(b"\0" * chunk)
+            remaining -= chunk
+    return filler

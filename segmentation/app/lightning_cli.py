@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -12,7 +11,6 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ..core.errors import SegError
 from ..data.base import VolumeDataModule
 from ..model.module import SegmentationModule
 from ..training import resume
@@ -24,6 +22,12 @@ from ..training.prediction import PredictionWriter
 from ..training.records import RunRecord
 from ..training.run_lock import RunDirectoryLock, refuse_if_locked
 from .argv import check_config_files, with_stored_config
+from .checks import (
+    check_data_before_any_run_directory,
+    refuse_impossible_options,
+    refuse_unwritable,
+    refuse_validation_inside_epochs,
+)
 
 
 def run_name(datamodule: Any, model: SegmentationModule) -> str:
@@ -117,6 +121,8 @@ class SegCLI(LightningCLI):
         config = self.config.get(self.subcommand, self.config)
         refuse_validation_inside_epochs(config.get("trainer") or {})
         refuse_impossible_options(config)
+        if self.subcommand == "predict":
+            refuse_unwritable(config.get("prediction_dir") or "predictions", "--prediction_dir")
         value = config.get("ckpt_path")
         if not value or value == "last":
             return
@@ -137,6 +143,7 @@ class SegCLI(LightningCLI):
         version = None
         if self.subcommand == "fit":
             check_data_before_any_run_directory(self.datamodule)
+            refuse_unwritable(run_root, "--trainer.default_root_dir (or run seg in a writable folder)")
             config_yaml = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
             callbacks.append(RunRecord(config_yaml))
             given = max_epochs_on_command_line(self.command_line)
@@ -177,18 +184,6 @@ class SegCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def check_data_before_any_run_directory(datamodule: VolumeDataModule) -> None:
-    """The up-front dataset check, before the logger makes a run directory (a broken dataset leaves none).
-
-    Lightning would run it in `setup` only after creating the logger's `version_N`; `setup` then finds these
-    cases checked already.
-    """
-    datamodule.prepare_data()  # TotalSegmentator merges its masks here: the check reads the merged labels
-    cases = datamodule.list_cases()
-    if cases:
-        datamodule.check(cases)
-
-
 def max_epochs_on_command_line(command_line: list[str]) -> Optional[int]:
     """`--trainer.max_epochs N` as given on the command line (not from a config file), else None."""
     for index, arg in enumerate(command_line):
@@ -217,36 +212,6 @@ def scored_table_path(ckpt_path: Optional[str], run: Path) -> Path:
     ckpt = Path(ckpt_path) if ckpt_path and ckpt_path != "last" else None
     run_dir = resume.run_directory_of(ckpt) if ckpt else None
     return (run_dir or run) / "test" / f"{ckpt.stem if ckpt else 'untrained'}.csv"
-
-
-def refuse_validation_inside_epochs(trainer_config) -> None:
-    """SegError for `--trainer.val_check_interval` other than once per epoch.
-
-    The plateau schedule, `best.ckpt` and early stopping step once per validation and count
-    epochs; several validations per epoch would step them several times per epoch.
-    """
-    interval = trainer_config.get("val_check_interval")
-    if interval is not None and float(interval) != 1.0:
-        raise SegError(
-            f"--trainer.val_check_interval {interval}: seg validates once per epoch (the plateau schedule, "
-            f"best.ckpt and early stopping step once per validation). Leave it unset; to validate less often "
-            f"use --trainer.check_val_every_n_epoch N"
-        )
-
-
-def refuse_impossible_options(config) -> None:
-    """SegError naming an option whose value no run can use (before anything is built or written)."""
-    lr = (config.get("model") or {}).get("lr")
-    if lr is not None and not (math.isfinite(lr) and lr >= 0):
-        raise SegError(f"--model.lr {lr}: the learning rate must be a finite number, 0 or more (e.g. 1e-3)")
-    data = (config.get("data") or {}).get("init_args") or {}
-    for key in ("batch_size", "samples_per_volume", "num_folds"):
-        value = data.get(key)
-        if value is not None and value < 1:
-            raise SegError(f"--data.{key} {value}: must be 1 or more")
-    max_epochs = (config.get("trainer") or {}).get("max_epochs")
-    if max_epochs is not None and (max_epochs == 0 or max_epochs < -1):
-        raise SegError(f"--trainer.max_epochs {max_epochs}: give the number of epochs to train (or -1 for no limit)")
 
 
 def run_lightning_cli(argv: list[str]) -> int:

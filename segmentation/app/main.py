@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import Optional
 
 from ..core.errors import user_error
+from ..core.storage import write_refusal_in
 
 # name -> (module with `main(argv) -> int`, one line for `seg --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -55,16 +56,17 @@ def dispatch(argv: list[str]) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point of the `seg` console script: a SegError is one line on stderr and exit status 2."""
+    """Entry point of the `seg` console script: a SegError is one line on stderr and exit status 2 (3 when the
+    disk refused a write: full, over quota or read-only)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return dispatch(argv)
     except Exception as exc:
-        err = user_error(exc)
+        err = user_error(exc) or write_refusal_in(exc)
         if err is None:
             raise
         print(f"seg: error: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ class SegError(Exception):
     """A user-facing error: bad input, a missing file, an unknown option.
 
     The message must name the file or option and say what to do; `seg` prints
-    it on one line and exits with status 2.
+    it on one line and exits with status `exit_code`.
     """
+
+    exit_code = 2
 
 
 def user_error(exc: Optional[BaseException]) -> Optional[SegError]:

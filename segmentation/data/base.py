@@ -19,6 +19,7 @@ from monai.data import DataLoader, Dataset
 
 from ..core.constants import CACHE_FOLDER_NAME
 from ..core.errors import SegError
+from ..core.storage import writable_problem
 from .caching import CacheMode, announce_cache, cached_dataset, preprocessing_key
 from .checks import CheckReport, check_dataset
 from .geometry import first_image_path
@@ -225,15 +226,40 @@ class VolumeDataModule(pl.LightningDataModule):
         """
         if cases == self._passed_check:
             return None
-        report = check_dataset(cases, self.label_values(), self.cache_folder(), workers=max(2, self.hparams.num_workers))
+        report = self.check_report(cases)
         if report.problems:
             listed = "\n".join(f"  {problem}" for problem in report.problems)
             raise SegError(
                 f"the dataset check found {len(report.problems)} problem(s) in {self.root}; training was not "
                 f"started. Fix or remove these cases (seg check-data re-runs the check alone):\n{listed}"
             )
+        if self.patch_problem(report):
+            raise SegError(self.patch_problem(report))
+        unwritable = writable_problem(self.cache_folder()) if self.hparams.cache == "disk" else ""
+        if unwritable:
+            raise SegError(f"--data.cache disk: cannot write the cache in {self.cache_folder()} ({unwritable}); "
+                           f"set --data.cache_dir to a writable folder (e.g. on local scratch) or use --data.cache memory")
         self._passed_check = list(cases)
         return report
+
+    def check_report(self, cases: list[dict]) -> CheckReport:
+        """Every file of `cases` read and checked against this dataset's label values and channel count."""
+        return check_dataset(cases, self.label_values(), self.cache_folder(), self.num_channels,
+                             workers=max(2, self.hparams.num_workers))
+
+    def patch_problem(self, report: CheckReport) -> str:
+        """Why `patch_size` suits none of the checked volumes ("" if it suits): larger than all along an axis."""
+        if not report.extents:
+            return ""
+        largest = report.largest_extent(self.hparams.spacing)
+        axes = [name for name, patch, most in zip("XYZ", self.patch_size, largest) if patch > most]
+        if not axes:
+            return ""
+        resampled = f" at spacing {list(self.hparams.spacing)} mm" if self.hparams.spacing else ""
+        fitting = [min(patch, most) for patch, most in zip(self.patch_size, largest)]
+        return (f"--data.patch_size {self.patch_size} is larger than every volume of {self.root} along "
+                f"{', '.join(axes)} (the largest is {largest} voxels{resampled}): patches would be mostly padding. "
+                f"Use at most {fitting}")
 
     def split(self, case_ids: list[str]) -> DataSplit:
         """Test, train and validation case ids; a dataset with an official split (a meta.csv) overrides this."""

@@ -1,21 +1,28 @@
 """The cache modes of the datamodules: none, memory (MONAI CacheDataset), disk (MONAI PersistentDataset).
 
 The disk cache lives in a folder keyed by every setting that shapes the preprocessed
-volumes, so changing e.g. the spacing never reuses a stale cache. Before caching starts,
-one case is preprocessed to announce the expected size and time.
+volumes, so changing e.g. the spacing never reuses a stale cache. Each entry is written
+beside its final name and renamed (a kill never leaves half an entry), and an entry that
+fails to load is rebuilt with a warning naming it. Before caching starts, one case is
+preprocessed to announce the expected size and time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+import warnings
+from copy import deepcopy
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
+import torch
 from lightning.pytorch.utilities import rank_zero_info
 from monai import transforms as mt
 from monai.data import CacheDataset, Dataset, PersistentDataset
+from monai.utils import convert_to_tensor
 
 CacheMode = Literal["none", "memory", "disk"]
 
@@ -37,7 +44,7 @@ def cached_dataset(cases: list[dict], transform: mt.Compose, mode: CacheMode, di
     if mode == "memory":
         return CacheDataset(cases, transform, cache_rate=1.0, num_workers=None, progress=False)
     if mode == "disk":
-        return PersistentDataset(cases, transform, cache_dir=disk_folder)
+        return SelfHealingDiskCache(cases, transform, cache_dir=disk_folder)
     return Dataset(cases, transform)
 
 
@@ -58,3 +65,38 @@ def announce_cache(cases: list[dict], preprocessing: mt.Compose, mode: CacheMode
         f"caching {len(cases)} cases in {place}: about {nbytes * len(cases) / 2**20:,.1f} MiB "
         f"({nbytes / 2**20:,.2f} MiB and {seconds:.2f} s to load and preprocess one case)"
     )
+
+
+class SelfHealingDiskCache(PersistentDataset):
+    """MONAI's PersistentDataset whose entries are written atomically in place and rebuilt when they do not load.
+
+    MONAI writes an entry in the system's temporary folder and moves it, which across file systems
+    is a copy that a kill can truncate; it also raises, every epoch, on an entry truncated that way.
+    """
+
+    def _cachecheck(self, item_transformed: Any) -> Any:
+        if self.cache_dir is None:
+            return super()._cachecheck(item_transformed)
+        entry = self.cache_dir / f"{self.hash_func(item_transformed).decode('utf-8')}{self.transform_hash}.pt"
+        if entry.is_file():
+            try:
+                return torch.load(entry, weights_only=True)
+            except Exception as err:  # truncated, garbage or foreign bytes: all mean "build it again"
+                warnings.warn(f"disk cache entry {entry} (case {item_transformed.get('case', '?')}) does not load "
+                              f"({type(err).__name__}); rebuilding it", stacklevel=2)
+                entry.unlink(missing_ok=True)
+        result = self._pre_transform(deepcopy(item_transformed))
+        self._write(result, entry)
+        return result
+
+    def _write(self, result: Any, entry: Path) -> None:
+        partial = entry.with_name(f".{entry.name}.{os.getpid()}.partial")
+        try:
+            torch.save(convert_to_tensor(result, convert_numeric=False, track_meta=self.track_meta), partial)
+            os.replace(partial, entry)
+        except (OSError, RuntimeError) as err:  # disk full or read-only: train on, uncached, and say so
+            warnings.warn(f"could not write disk cache entry {entry} ({err}); this case is preprocessed "
+                          f"again each time it is read", stacklevel=2)
+        finally:
+            if os.path.lexists(partial):
+                partial.unlink()

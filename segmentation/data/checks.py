@@ -4,7 +4,9 @@ A broken case is reported by name before training starts, never as a crash in
 epoch 37. The check reads each image and label file completely (a truncated
 `.nii.gz` only fails when its data is read) and looks for: missing or unreadable
 files, image/label shapes and affines that disagree, label values outside the
-dataset's declared set, NaN or Inf voxels. All problems are listed together.
+dataset's declared set, NaN or Inf voxels, images that are not 3D volumes or hold
+another number of channels than the dataset declares, symbolic-link loops. All
+problems are listed together.
 
 Results are cached per file (by path, size and modification time) in the
 dataset's cache folder, so a second run checks only what changed.
@@ -12,15 +14,19 @@ dataset's cache folder, so a second run checks only what changed.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import nibabel as nib
 import numpy as np
+from nibabel.orientations import io_orientation
 
 CACHE_NAME = "check_cache.json"
 AFFINE_TOLERANCE = 1e-3  # mm; headers written by different tools round differently
@@ -38,10 +44,24 @@ class FileFacts:
     error: str = ""
 
 
+def unopenable(path: Path) -> str:
+    """Why `path` cannot be opened as a file ("" when it can): missing, a dangling link, a link loop, a folder."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symbolic link loop (it points back at itself); replace it with the file"
+        if path.is_symlink():
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+        return "missing" if err.errno == errno.ENOENT else f"cannot be opened ({err.strerror})"
+    return "" if path.is_file() else "is not a file"
+
+
 def read_facts(path: Path, is_label: bool) -> FileFacts:
     """Read `path` completely and describe it; an unreadable file gives `error`."""
-    if not path.is_file():
-        return FileFacts(error="missing")
+    why = unopenable(path)
+    if why:
+        return FileFacts(error=why)
     try:
         image = nib.load(str(path))
         data = np.asanyarray(image.dataobj)
@@ -80,6 +100,13 @@ class CheckReport:
     shapes: Counter = field(default_factory=Counter)
     spacings: Counter = field(default_factory=Counter)
     label_voxels_cases: Counter = field(default_factory=Counter)  # label value -> number of cases holding it
+    extents: list[tuple[tuple[int, ...], tuple[float, ...]]] = field(default_factory=list)  # RAS shape, spacing
+
+    def largest_extent(self, spacing: Optional[Sequence[float]] = None) -> list[int]:
+        """Per RAS axis, the most voxels any good case has there (after resampling to `spacing`, if given)."""
+        if spacing:
+            return [max(round(shape[a] * own[a] / spacing[a]) for shape, own in self.extents) for a in range(3)]
+        return [max(shape[a] for shape, _ in self.extents) for a in range(3)]
 
     def summary(self) -> str:
         """A few lines for the console: cases, shapes, spacings, label values, problems."""
@@ -101,8 +128,10 @@ class FactCache:
         self.entries: dict[str, Any] = {}
         if self.path and self.path.is_file():
             try:
-                self.entries = json.loads(self.path.read_text())
-            except (OSError, json.JSONDecodeError):
+                self.entries = dict(json.loads(self.path.read_text()))
+            except (OSError, ValueError, TypeError) as err:
+                warnings.warn(f"the dataset check cache {self.path} is unreadable ({type(err).__name__}); "
+                              f"every file is checked again and the cache rewritten", stacklevel=2)
                 self.entries = {}
 
     @staticmethod
@@ -125,14 +154,16 @@ class FactCache:
         return facts
 
     def save(self) -> None:
-        """Write the cache; a read-only dataset folder just goes without."""
+        """Write the cache atomically; a read-only dataset folder just goes without."""
         if not self.path:
             return
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.entries))
+            partial.write_text(json.dumps(self.entries))
+            os.replace(partial, self.path)  # a kill mid-write leaves the old cache or the new one, never half of one
         except OSError:
-            pass
+            partial.unlink(missing_ok=True)
 
 
 def case_files(case: dict) -> Iterable[tuple[str, Path, bool]]:
@@ -146,11 +177,13 @@ def case_files(case: dict) -> Iterable[tuple[str, Path, bool]]:
         yield f"mask {name}", Path(path), True
 
 
-def check_case(case: dict, facts: dict[Path, FileFacts], label_values: set[int]) -> list[Problem]:
-    """Every problem of one case, given the facts of its files."""
+def check_case(case: dict, facts: dict[Path, FileFacts], label_values: set[int], channels: int) -> list[Problem]:
+    """Every problem of one case, given the facts of its files and the dataset's number of image channels."""
     problems: list[Problem] = []
     reference: Optional[FileFacts] = None
-    for role, path, is_label in case_files(case):
+    files = list(case_files(case))
+    images = [path for role, path, _ in files if role == "image"]
+    for role, path, is_label in files:
         fact = facts[path]
         say = lambda message: problems.append(Problem(case["case"], str(path), message))  # noqa: E731
         if fact.error:
@@ -158,6 +191,10 @@ def check_case(case: dict, facts: dict[Path, FileFacts], label_values: set[int])
             continue
         if not fact.finite:
             say(f"{role} holds NaN or Inf voxels")
+        wrong_dimensions = dimension_problem(role, fact.shape, len(images), channels)
+        if wrong_dimensions:
+            say(wrong_dimensions)
+            continue
         if reference is None:
             reference = fact
         elif fact.shape[:3] != reference.shape[:3]:
@@ -171,7 +208,33 @@ def check_case(case: dict, facts: dict[Path, FileFacts], label_values: set[int])
     return problems
 
 
-def check_dataset(cases: list[dict], label_values: set[int], cache_folder: Optional[Path], workers: int = 4) -> CheckReport:
+def dimension_problem(role: str, shape: tuple[int, ...], image_files: int, channels: int) -> str:
+    """What is wrong with a file's dimensions ("" if nothing): 3D volumes, or one 4D file holding every channel."""
+    spatial_3d = len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)
+    if role != "image" or image_files > 1:
+        if spatial_3d:
+            return "" if role != "image" or image_files == channels else (
+                f"image is one of {image_files} channel files, but the dataset declares {channels} channel(s)")
+        return f"{role} has shape {list(shape)}: expected a 3D volume (X, Y, Z)"
+    if len(shape) not in (3, 4):
+        return f"image has {len(shape)} dimensions {list(shape)}: expected a 3D volume (X, Y, Z) or (X, Y, Z, channels)"
+    found = shape[3] if len(shape) == 4 else 1
+    if found != channels:
+        return f"image holds {found} channel(s) {list(shape)}, but the dataset declares {channels}"
+    return ""
+
+
+def ras_extent(fact: FileFacts) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The file's spatial shape and spacing in RAS axis order (as the pipeline's reorientation leaves it)."""
+    order = io_orientation(np.asarray(fact.affine))[:, 0].astype(int)
+    shape, spacing = [0, 0, 0], [0.0, 0.0, 0.0]
+    for axis, target in enumerate(order):
+        shape[target], spacing[target] = fact.shape[axis], fact.spacing[axis]
+    return tuple(shape), tuple(spacing)
+
+
+def check_dataset(cases: list[dict], label_values: set[int], cache_folder: Optional[Path], channels: int,
+                  workers: int = 4) -> CheckReport:
     """Check every file of every case (in parallel threads, cached per file) and summarise."""
     cache = FactCache(cache_folder)
     unique = {path: is_label for case in cases for _, path, is_label in case_files(case)}
@@ -180,12 +243,15 @@ def check_dataset(cases: list[dict], label_values: set[int], cache_folder: Optio
     cache.save()
     report = CheckReport(cases=len(cases))
     for case in cases:
-        report.problems += check_case(case, facts, label_values)
+        found = check_case(case, facts, label_values, channels)
+        report.problems += found
         files = list(case_files(case))
         first = facts[files[0][1]]
         if not first.error:
             report.shapes[first.shape] += 1
             report.spacings[first.spacing] += 1
+        if not found:
+            report.extents.append(ras_extent(first))
         for role, path, _ in files:
             if role == "label":
                 report.label_voxels_cases.update(facts[path].values)

@@ -146,6 +146,20 @@ class TotalSegmentatorDataModule(VolumeDataModule):
         self.merge_labels(self.list_cases())
         super().setup(stage)
 
+    def check_report(self, cases: list[dict]):
+        """The base's check; a merged label map that does not load is rebuilt (with a warning) and checked again."""
+        report = super().check_report(cases)
+        broken = [case for case in cases if any(problem.file == case["label"] and "unreadable" in problem.message
+                                                for problem in report.problems)]
+        if not broken:
+            return report
+        warnings.warn(f"rebuilding {len(broken)} merged label map(s) that do not load: "
+                      f"{', '.join(case['label'] for case in broken[:5])}", stacklevel=2)
+        for case in broken:
+            Path(case["label"]).unlink(missing_ok=True)
+        self.merge_labels(broken)
+        return super().check_report(cases)
+
     def merge_labels(self, cases: list[dict]) -> None:
         """Write the merged label map of every case in `cases` whose cached one is missing or stale."""
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
+import torch
 from monai.networks.nets import UNETR, DynUNet, SegResNet, SwinUNETR, UNet
 from torch import nn
 
@@ -109,6 +110,40 @@ def build_network(
             f"{chosen.patch_multiple} (set --data.patch_size)"
         )
     try:
-        return chosen.build(in_channels, out_channels, roi_size, **overrides)
+        network = chosen.build(in_channels, out_channels, roi_size, **overrides)
     except TypeError as err:
         raise SegError(f"--model.network_kwargs {overrides} do not fit {name}: {err}") from None
+    refuse_too_small_patch(name, in_channels, out_channels, roi_size, overrides)
+    return network
+
+
+def shape_problem(name: str, in_channels: int, out_channels: int, roi_size: Sequence[int], overrides: dict) -> str:
+    """Why a training step on `roi_size` patches fails in network `name` ("" if it runs, or if it cannot be told).
+
+    The network is built and run on PyTorch's meta device: shapes are computed, nothing is allocated.
+    """
+    try:
+        with torch.device("meta"):
+            probe = ARCHITECTURES[name].build(in_channels, out_channels, roi_size, **overrides).train()
+            probe(torch.zeros(2, in_channels, *roi_size))
+    except Exception as err:  # a shape error of the network's own, raised by whichever layer meets it
+        return "" if "meta" in str(err) else f"{type(err).__name__}: {str(err)[:160]}"
+    return ""
+
+
+def refuse_too_small_patch(name: str, in_channels: int, out_channels: int, roi_size: Sequence[int],
+                           overrides: dict) -> None:
+    """SegError when `roi_size` is too small for the network's depth (e.g. a bottleneck of one voxel per axis)."""
+    problem = shape_problem(name, in_channels, out_channels, roi_size, overrides)
+    if not problem:
+        return
+    multiple = ARCHITECTURES[name].patch_multiple
+    start = -(-max(roi_size) // multiple) * multiple  # the next multiple of the architecture's patch multiple
+    fitting = (size for size in range(start, 513, multiple)
+               if not shape_problem(name, in_channels, out_channels, [size] * 3, overrides))
+    smallest = next(fitting, None)
+    hint = f"use at least [{smallest}, {smallest}, {smallest}]" if smallest else "use a larger patch"
+    raise SegError(
+        f"--data.patch_size {list(roi_size)} is too small for {name} at this depth ({problem}); {hint}, "
+        f"or fewer levels with --model.network_kwargs"
+    )

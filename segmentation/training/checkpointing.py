@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from ..core.errors import SegError
 from ..core.faults import fault_point
+from ..core.storage import StorageError, free_space, is_write_refusal
 
 TEMP_MARK = ".tmp-"
 # Lightning's logger is the one a user sees (warnings filters must not hide a skipped checkpoint)
@@ -32,6 +33,11 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _discard(temporary: Path) -> None:
+    if os.path.lexists(temporary):  # (unlinking a missing file on a read-only mount raises EROFS)
+        temporary.unlink()
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
@@ -71,8 +77,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             fault_point("checkpoint-before-rename")
             os.replace(temporary, path)
             _fsync_directory(path.parent)
+        except Exception as err:
+            _discard(temporary)  # first, so that the message counts its space as free
+            if not (is_write_refusal(err) or isinstance(err, PermissionError)):
+                raise
+            raise checkpoint_not_written(path, err) from None
         finally:
-            temporary.unlink(missing_ok=True)
+            _discard(temporary)
         if first_in_dir:
             rank_zero_info(f"checkpoint size: {path.stat().st_size / 1e6:.1f} MB each ({path.parent})")
 
@@ -82,6 +93,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return read_checkpoint(path, map_location=map_location or "cpu")
         except UnsafeCheckpoint as err:
             raise SegError(unsafe_message(path, str(err))) from None
+
+
+def checkpoint_not_written(path: Path, err: Exception) -> StorageError:
+    """The one-line error of a checkpoint the disk refused (full, read-only): what is intact, how to go on."""
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else "the write failed"
+    good = newest_good_checkpoint(path.parent)
+    kept = f"the newest good checkpoint is {good.name}" if good else "no earlier checkpoint exists"
+    return StorageError(
+        f"could not write checkpoint {path} ({reason}; {free_space(path.parent)}); nothing was overwritten and "
+        f"{kept}. Free space or make {path.parent} writable, then continue with seg fit --ckpt_path last"
+    )
 
 
 TRUST_VARIABLE = "SEG_TRUST_CHECKPOINTS"  # =1: load checkpoints with the full unpickler (only for files you trust)

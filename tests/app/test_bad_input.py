@@ -1,15 +1,44 @@
-"""Bad input gets one line naming the file or option, exit status 2, no traceback, and nothing saved changes.
+"""The catalogue of bad input: each case exits non-zero before any training step, with no traceback and one
+`seg: error:` naming the file or option, and nothing saved changes.
 
-(The growing catalogue of issue 10; the dataset-file cases live in tests/data/test_checks.py.)
+(Issue 10's list. Damaged data files in detail: tests/data/test_checks.py; unsafe checkpoints and the run lock:
+tests/training; a disk that fills up mid-run: tests/training/test_checkpointing.py.)
 """
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+import nibabel as nib
+import numpy as np
 import pytest
 
-from ..helpers import copy_run, tiny_fit_args
+from ..helpers import Mounts, copy_run, tiny_fit_args
+
+TOO_DEEP = '--model.network_kwargs={"channels": [4, 8, 16, 32, 64], "strides": [2, 2, 2, 2], "num_res_units": 0}'
+
+
+@dataclass
+class Setting:
+    """What a case may use: the demo data, a finished run's copy, a scratch folder, and mounts."""
+
+    root: Path
+    run: Path
+    tmp: Path
+    mounts: Mounts
+
+    def last(self) -> str:
+        return f"--ckpt_path={self.run / 'checkpoints/last.ckpt'}"
+
+    def broken_data(self, breaker: Callable[[Path], None]) -> Path:
+        """A copy of the demo data with one thing broken by `breaker(data folder)`."""
+        data = self.tmp / "data"
+        shutil.copytree(self.root, data, ignore=shutil.ignore_patterns(".seg_cache"))
+        breaker(data)
+        return data
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -23,29 +52,74 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-CASES = {
-    "negative lr": (lambda root, run, tmp: tiny_fit_args(root, "--model.lr=-0.001"), "--model.lr -0.001"),
-    "zero batch size": (lambda root, run, tmp: tiny_fit_args(root, "--data.batch_size=0"), "--data.batch_size 0"),
-    "zero epochs": (lambda root, run, tmp: tiny_fit_args(root, "--trainer.max_epochs=0"), "--trainer.max_epochs 0"),
-    "max_epochs below the checkpoint's": (
-        lambda root, run, tmp: ["fit", f"--ckpt_path={run / 'checkpoints/last.ckpt'}", "--trainer.max_epochs=2"],
-        "--trainer.max_epochs 2: checkpoint"),
+def rewrite_image(case: str, transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
+    """A breaker that rewrites `imagesTr/<case>.nii.gz` as `transform` of its voxels."""
+    def breaker(data: Path) -> None:
+        path = data / "imagesTr" / f"{case}.nii.gz"
+        image = nib.load(str(path))
+        nib.save(nib.Nifti1Image(transform(np.asanyarray(image.dataobj)), image.affine), str(path))
+    return breaker
+
+
+def link_loop(case: str) -> Callable[[Path], None]:
+    def breaker(data: Path) -> None:
+        path = data / "imagesTr" / f"{case}.nii.gz"
+        path.unlink()
+        path.symlink_to(path.name)  # points at itself
+    return breaker
+
+
+def file_in_the_way(path: Path) -> Path:
+    path.write_text("not a folder")
+    return path
+
+
+# name -> (arguments, given a Setting; what the error names)
+CASES: dict[str, tuple[Callable[[Setting], list[str]], str]] = {
+    "negative lr": (lambda s: tiny_fit_args(s.root, "--model.lr=-0.001"), "--model.lr -0.001"),
+    "zero batch size": (lambda s: tiny_fit_args(s.root, "--data.batch_size=0"), "--data.batch_size 0"),
+    "zero epochs": (lambda s: tiny_fit_args(s.root, "--trainer.max_epochs=0"), "--trainer.max_epochs 0"),
+    "max_epochs below the checkpoint's": (lambda s: ["fit", s.last(), "--trainer.max_epochs=2"],
+                                          "--trainer.max_epochs 2: checkpoint"),
     "YAML syntax error": (
-        lambda root, run, tmp: ["fit", "--config", str(write(tmp / "broken.yaml", "trainer:\n  max_epochs: [1, 2\n"))],
+        lambda s: ["fit", "--config", str(write(s.tmp / "broken.yaml", "trainer:\n  max_epochs: [1, 2\n"))],
         "broken.yaml is not valid YAML at line"),
-    "missing config file": (lambda root, run, tmp: ["fit", "--config", str(tmp / "nowhere.yaml")],
+    "missing config file": (lambda s: ["fit", "--config", str(s.tmp / "nowhere.yaml")],
                             "nowhere.yaml does not exist (--config)"),
+    "2D image in a 3D task": (
+        lambda s: tiny_fit_args(s.broken_data(rewrite_image("demo_000", lambda d: d[:, :, 16]))),
+        "demo_000.nii.gz: image has 2 dimensions [32, 32]"),
+    "4D image with another channel count": (
+        lambda s: tiny_fit_args(s.broken_data(rewrite_image("demo_001", lambda d: np.stack([d, d], -1)))),
+        "demo_001.nii.gz: image holds 2 channel(s) [32, 32, 32, 2], but the dataset declares 1"),
+    "symbolic link loop": (lambda s: tiny_fit_args(s.broken_data(link_loop("demo_002"))),
+                           "demo_002.nii.gz: image is a symbolic link loop"),
+    "patch larger than every volume": (lambda s: tiny_fit_args(s.root, "--data.patch_size=[16,16,64]"),
+                                       "--data.patch_size [16, 16, 64] is larger than every volume"),
+    "patch too small for the network's depth": (lambda s: tiny_fit_args(s.root, TOO_DEEP),
+                                                "--data.patch_size [16, 16, 16] is too small for unet"),
+    "prediction folder that is a file": (
+        lambda s: ["predict", s.last(), f"--prediction_dir={file_in_the_way(s.tmp / 'out')}"], "--prediction_dir"),
+    "read-only run folder": (
+        lambda s: tiny_fit_args(s.root, f"--trainer.default_root_dir={s.mounts.read_only(s.tmp / 'shared')}"),
+        "Read-only file system); choose a writable folder with --trainer.default_root_dir"),
+    "read-only data folder with a disk cache": (
+        lambda s: tiny_fit_args(s.mounts.read_only(s.broken_data(lambda data: None)), "--data.cache=disk"),
+        "set --data.cache_dir to a writable folder"),
+    "read-only prediction folder": (
+        lambda s: ["predict", s.last(), f"--prediction_dir={s.mounts.read_only(s.tmp / 'ro') / 'out'}"],
+        "ro is not writable (Read-only file system); choose a writable folder with --prediction_dir"),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, demo_root, finished_run, tmp_path, seg):
+def test_bad_input_exits_2_naming_it_and_changes_nothing(name, demo_root, finished_run, tmp_path, seg, mounts):
     run = copy_run(finished_run, tmp_path)
     before = snapshot(tmp_path / "lightning_logs")
     make_args, named = CASES[name]
-    result = seg(*make_args(demo_root, run, tmp_path), cwd=tmp_path)
+    result = seg(*make_args(Setting(demo_root, run, tmp_path, mounts)), cwd=tmp_path)
     assert result.returncode == 2, (name, result.stdout[-1000:], result.stderr[-1000:])
     errors = [line for line in result.stderr.splitlines() if line.startswith("seg: error:")]
-    assert len(errors) == 1 and named in errors[0], result.stderr[-1000:]
+    assert len(errors) == 1 and named in result.stderr, result.stderr[-1000:]
     assert "Traceback" not in result.stderr
     assert snapshot(tmp_path / "lightning_logs") == before  # no checkpoint touched, no run directory made

@@ -37,6 +37,18 @@ def test_smoke_batch_runs_every_architecture_and_survives_a_failed_run(tmp_path,
     assert "estimate n/a  estimate failed" in run_lines[0] and "total (measured on this machine)" in plan
 
 
+@pytest.mark.parametrize("config,kind,shape", [("brats", "brats", "32 32 32"), ("msd_liver", "msd", "64 64 32"),
+                                               ("totalseg", "totalseg", "32 32 32")])
+def test_the_smoke_fragment_suits_each_dataset_config_on_the_make_targets_data(config, kind, shape, tmp_path, seg):
+    # the shapes `make batch-smoke` synthesises; the configs' own (not smoke-sized) networks
+    makefile = (REPO / "Makefile").read_text()
+    assert f"synth {kind} --out $(SMOKE)/" in makefile and f"--shape {shape}" in makefile.split(f"synth {kind}")[1][:80]
+    assert seg("synth", kind, "--out", str(tmp_path / kind), "--cases", "3", "--shape", *shape.split()).returncode == 0
+    result = seg("check-data", "--config", str(REPO / f"configs/{config}.yaml"), "--config", str(SMOKE_FRAGMENT),
+                 f"--data.root={tmp_path / kind}", cwd=tmp_path)
+    assert result.returncode == 0 and "patch: fits" in result.stdout, result.stdout[-1500:] + result.stderr[-1500:]
+
+
 def test_make_batch_smoke_composes_the_smoke_fragment(tmp_path):
     dry = subprocess.run(["make", "-s", "-n", "-f", str(REPO / "Makefile"), "-o", ".installed", "batch-smoke"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)

@@ -7,6 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from segmentation.core.errors import SegError
 from segmentation.data.msd import MSDDataModule
@@ -21,8 +22,8 @@ def task(tmp_path):
     return write("demo", tmp_path / "task", cases=4, shape=(16, 16, 16), seed=0)
 
 
-def problems_of(root) -> str:
-    datamodule = MSDDataModule(str(root), num_workers=0, cache="none")
+def problems_of(root, patch_size=(16, 16, 16)) -> str:
+    datamodule = MSDDataModule(str(root), num_workers=0, cache="none", patch_size=patch_size)
     with pytest.raises(SegError) as caught:
         datamodule.setup("fit")
     return str(caught.value)
@@ -71,7 +72,7 @@ def test_label_on_another_voxel_grid_is_reported(task):
 
 def test_float_label_files_with_integer_values_are_accepted(task):
     rewrite(task / "labelsTr/demo_000.nii.gz", lambda d: d.astype(np.float32))
-    datamodule = MSDDataModule(str(task), num_workers=0, cache="none")
+    datamodule = MSDDataModule(str(task), num_workers=0, cache="none", patch_size=(16, 16, 16))
     datamodule.setup("fit")
     assert len(datamodule.train_cases) + len(datamodule.val_cases) == 4
 
@@ -100,20 +101,87 @@ def test_seg_fit_on_a_broken_dataset_exits_before_training(task, tmp_path, seg):
 
 def test_check_data_prints_a_summary_and_caches_per_file(task, tmp_path, seg):
     result = seg("check-data", "--config", str(DEMO_CONFIG), f"--data.root={task}", cwd=tmp_path)
+    assert result.returncode == 1 and "patch: --data.patch_size [32, 32, 32] is larger than every volume" in result.stdout
+    result = seg("check-data", "--config", str(DEMO_CONFIG), f"--data.root={task}", "--data.patch_size=[16,16,16]",
+                 cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cases: 4" in result.stdout and "[16, 16, 16] x4" in result.stdout and "problems: 0" in result.stdout
     assert (task / ".seg_cache/check_cache.json").is_file()
     rewrite(task / "labelsTr/demo_000.nii.gz", lambda d: set_voxel(d, 7))
-    result = seg("check-data", "--config", str(DEMO_CONFIG), f"--data.root={task}", cwd=tmp_path)
+    result = seg("check-data", "--config", str(DEMO_CONFIG), f"--data.root={task}", "--data.patch_size=[16,16,16]",
+                 cwd=tmp_path)
     assert result.returncode == 1 and "values [7.0] outside" in result.stdout  # the changed file was re-read
 
 
 def test_disk_cache_is_keyed_by_the_preprocessing_settings(task):
-    first = MSDDataModule(str(task), spacing=[1.5, 1.5, 2.0], cache="disk", num_workers=0)
+    first = MSDDataModule(str(task), spacing=[1.5, 1.5, 2.0], cache="disk", num_workers=0, patch_size=(8, 8, 8))
     first.setup("fit")
     next(iter(first.train_dataloader()))
-    other = MSDDataModule(str(task), spacing=[3.0, 3.0, 3.0], cache="disk", num_workers=0)
-    same = MSDDataModule(str(task), spacing=[1.5, 1.5, 2.0], cache="disk", num_workers=0, batch_size=8)
+    other = MSDDataModule(str(task), spacing=[3.0, 3.0, 3.0], cache="disk", num_workers=0, patch_size=(8, 8, 8))
+    same = MSDDataModule(str(task), spacing=[1.5, 1.5, 2.0], cache="disk", num_workers=0, batch_size=8, patch_size=(8, 8, 8))
     assert other.preprocessing_key() != first.preprocessing_key() == same.preprocessing_key()
     folders = list((task / ".seg_cache").glob("preprocessed_*"))
     assert [f.name for f in folders] == [f"preprocessed_{first.preprocessing_key()}"] and list(folders[0].iterdir())
+
+
+def test_dimensions_channels_and_link_loops_are_named_together(task):
+    rewrite(task / "imagesTr/demo_000.nii.gz", lambda d: d[:, :, 8].copy())  # a 2D slice in a 3D task
+    rewrite(task / "imagesTr/demo_001.nii.gz", lambda d: np.stack([d, d], axis=-1))  # 2 channels; the task has 1
+    rewrite(task / "labelsTr/demo_002.nii.gz", lambda d: np.stack([d, d], axis=-1))  # a label with a 4th axis
+    loop = task / "imagesTr/demo_003.nii.gz"
+    loop.unlink()
+    loop.symlink_to(loop.name)
+    message = problems_of(task)
+    assert "found 4 problem(s)" in message
+    assert "demo_000.nii.gz: image has 2 dimensions [16, 16]: expected a 3D volume" in message
+    assert "demo_001.nii.gz: image holds 2 channel(s) [16, 16, 16, 2], but the dataset declares 1" in message
+    assert "demo_002.nii.gz: label has shape [16, 16, 16, 2]: expected a 3D volume (X, Y, Z)" in message
+    assert "demo_003.nii.gz: image is a symbolic link loop" in message
+
+
+def test_a_dangling_link_says_where_it_points_and_a_good_link_is_followed(task, tmp_path):
+    elsewhere = tmp_path / "other_disk"
+    elsewhere.mkdir()
+    image = task / "imagesTr/demo_000.nii.gz"
+    image.rename(elsewhere / image.name)
+    image.symlink_to(elsewhere / image.name)  # images on another disk: the owner's link, followed
+    dangling = task / "labelsTr/demo_001.nii.gz"
+    dangling.unlink()
+    dangling.symlink_to(tmp_path / "gone.nii.gz")
+    message = problems_of(task)
+    assert "found 1 problem(s)" in message
+    assert f"label is a symbolic link to {tmp_path / 'gone.nii.gz'}, which does not exist" in message
+
+
+def test_a_patch_larger_than_every_volume_is_refused_with_the_size_that_fits(task):
+    message = problems_of(task, patch_size=(16, 16, 32))
+    assert "--data.patch_size [16, 16, 32] is larger than every volume" in message
+    assert "along Z (the largest is [16, 16, 16] voxels)" in message and "Use at most [16, 16, 16]" in message
+
+
+def test_a_corrupt_check_cache_is_rebuilt_with_a_warning(task):
+    MSDDataModule(str(task), num_workers=0, cache="none", patch_size=(16, 16, 16)).setup("fit")
+    cache = task / ".seg_cache/check_cache.json"
+    entries = json.loads(cache.read_text())
+    cache.write_text(cache.read_text()[:100])  # as a kill mid-write would have left it before writes were atomic
+    with pytest.warns(UserWarning, match="check_cache.json is unreadable"):
+        MSDDataModule(str(task), num_workers=0, cache="none", patch_size=(16, 16, 16)).setup("fit")
+    assert json.loads(cache.read_text()) == entries
+    assert not list(cache.parent.glob(".*partial"))
+
+
+def test_a_truncated_disk_cache_entry_is_rebuilt_with_a_warning_naming_it(task):
+    def first_item():
+        datamodule = MSDDataModule(str(task), cache="disk", num_workers=0, patch_size=(8, 8, 8))
+        datamodule.setup("fit")
+        return datamodule.val_set[0]
+
+    fresh = first_item()
+    entries = sorted((task / ".seg_cache").glob("preprocessed_*/*.pt"), key=lambda p: p.stat().st_mtime_ns)
+    assert entries and not list((task / ".seg_cache").glob("preprocessed_*/.*partial"))
+    for entry in entries:
+        entry.write_bytes(entry.read_bytes()[:200])
+    with pytest.warns(UserWarning, match=r"disk cache entry .*\.pt \(case demo_\d+\) does not load .* rebuilding"):
+        rebuilt = first_item()
+    assert torch.equal(rebuilt["image"], fresh["image"]) and torch.equal(rebuilt["label"], fresh["label"])
+    assert all(torch.load(entry, weights_only=True) is not None for entry in entries if entry.is_file())

@@ -111,6 +111,17 @@ def test_a_changed_class_list_rebuilds_the_merge(tmp_path):
     assert merged(first, "s0001")[7, 7, 7] == 1 and merged(first, "s0001")[1, 1, 1] == 0
 
 
+def test_a_merged_label_that_does_not_load_is_rebuilt_with_a_warning(tmp_path):
+    root = hand_dataset(tmp_path, 2)
+    datamodule(root, ["liver", "spleen"]).setup("fit")
+    label = Path(datamodule(root, ["liver", "spleen"]).list_cases()[0]["label"])
+    good = label.read_bytes()
+    label.write_bytes(good[: len(good) // 2])  # newer than its masks, so only reading it shows the damage
+    with pytest.warns(UserWarning, match=f"rebuilding 1 merged label map.*{label.name}"):
+        datamodule(root, ["liver", "spleen"]).setup("fit")
+    assert merged(datamodule(root, ["liver", "spleen"]), "s0000")[1, 1, 1] == 1 and label.read_bytes() == good
+
+
 def test_groups_resolve_per_version_and_v1_is_detected(tmp_path):
     write_hand_case(tmp_path, "s0000", MARKS, names=CLASSES_V1)
     dm = datamodule(tmp_path, "cardiac")

@@ -56,3 +56,12 @@ def test_smoke_size_builds_a_tiny_network(architecture):
     full = build_network(architecture, 1, 2, roi)
     assert sum(p.numel() for p in tiny.parameters()) * 3 < sum(p.numel() for p in full.parameters())
     assert tiny(torch.zeros(1, 1, *roi)).shape == (1, 2, *roi)
+
+
+def test_a_patch_too_small_for_the_network_depth_is_refused_with_the_smallest_that_fits():
+    # four stride-2 levels leave a 16^3 patch one voxel at the bottom, where instance norm cannot run
+    with pytest.raises(SegError, match=r"--data.patch_size \[16, 16, 16\] is too small for unet at this depth "
+                                       r"\(ValueError: Expected more than 1 spatial element.*use at least \[32, 32, 32\]"):
+        build_network("unet", 4, 3, [16, 16, 16])
+    assert build_network("unet", 4, 3, [32, 32, 32]) is not None
+    assert build_network("unet", 4, 3, [16, 16, 16], channels=[4, 8, 16], strides=[2, 2], num_res_units=0)

@@ -10,15 +10,17 @@ import torch
 
 from segmentation.app.commands.report import load_run
 from segmentation.core.faults import ENVIRONMENT_VARIABLE
+from segmentation.core.storage import StorageError
 from segmentation.training.checkpointing import (
     AtomicCheckpointIO,
     checkpoint_candidates,
     newest_good_checkpoint,
+    read_checkpoint,
     remove_stale_temporaries,
 )
 from segmentation.training.run_lock import LOCK_NAME
 
-from ..helpers import copy_run, only_run_dir, run_seg, scalars, tiny_fit_args
+from ..helpers import copy_run, fill_disk, only_run_dir, run_seg, scalars, tiny_fit_args
 
 
 def test_a_write_that_dies_midway_leaves_the_previous_file_intact(tmp_path, monkeypatch):
@@ -36,6 +38,37 @@ def test_a_write_that_dies_midway_leaves_the_previous_file_intact(tmp_path, monk
     monkeypatch.undo()
     assert torch.load(target, weights_only=False)["epoch"] == 1
     assert list(tmp_path.iterdir()) == [target]  # no temporary left behind
+
+
+def test_a_read_only_checkpoint_folder_is_a_storage_error_naming_the_file(tmp_path, mounts):
+    folder = tmp_path / "checkpoints"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"epoch": 1, "weights": torch.ones(1000)}, folder / "epoch=1.ckpt")
+    mounts.read_only(folder)
+    with pytest.raises(StorageError, match=r"could not write checkpoint .*epoch=2.ckpt \(Read-only file system; .* "
+                                           r"nothing was overwritten and the newest good checkpoint is epoch=1.ckpt"):
+        io.save_checkpoint({"epoch": 2}, folder / "epoch=2.ckpt")
+    assert [p.name for p in folder.iterdir()] == ["epoch=1.ckpt"]
+
+
+def test_a_full_disk_stops_the_run_with_every_checkpoint_intact_and_resume_continues(demo_root, tmp_path, seg, mounts):
+    disk = mounts.small_disk(tmp_path / "disk", "48m")
+    assert seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=1"), cwd=disk).returncode == 0
+    checkpoints = only_run_dir(disk / "lightning_logs") / "checkpoints"
+    saved = {p.name: p.stat().st_mtime_ns for p in checkpoints.iterdir()}
+    filler = fill_disk(disk, leave_bytes=(checkpoints / "last.ckpt").stat().st_size // 2)  # room for logs, not a ckpt
+    result = seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=2", "--ckpt_path=last"), cwd=disk)
+    assert result.returncode == 3, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("seg: error:")]
+    assert len(errors) == 1 and "could not write checkpoint" in errors[0] and "epoch=1" in errors[0], errors
+    assert "newest good checkpoint is last.ckpt" in errors[0] and "seg fit --ckpt_path last" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in checkpoints.iterdir()} == saved  # nothing half-written, none lost
+    assert read_checkpoint(checkpoints / "last.ckpt")["epoch"] == 0
+    filler.unlink()  # space freed: the same command continues the run
+    result = seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=2", "--ckpt_path=last"), cwd=disk)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_checkpoint(checkpoints / "epoch=1.ckpt")["epoch"] == 1
 
 
 def test_stale_temporaries_are_removed_and_never_candidates(tmp_path):

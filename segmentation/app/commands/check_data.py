@@ -7,7 +7,7 @@ import time
 USAGE = """usage: seg check-data --config CONFIG [--data.root DIR ...]
 
 Reads every case of the configured dataset and lists cases, shapes, spacings, label values
-and every problem (exit 1 if any)."""
+every problem, and whether the patch size fits the volumes (exit 1 if anything is wrong)."""
 
 
 def main(argv: list[str]) -> int:
@@ -15,14 +15,15 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
-    from ...data.checks import check_dataset
     from ..lightning_cli import build_cli
 
     datamodule = build_cli(argv).datamodule
     datamodule.prepare_data()  # e.g. TotalSegmentator merges its per-class masks here
     cases = datamodule.list_cases()
     started = time.perf_counter()
-    report = check_dataset(cases, datamodule.label_values(), datamodule.cache_folder())
+    report = datamodule.check_report(cases)
     print(report.summary())
+    patch = datamodule.patch_problem(report)
+    print(f"patch: {patch or 'fits'}")
     print(f"checked {len(cases)} cases in {time.perf_counter() - started:.1f} s ({datamodule.root})")
-    return 1 if report.problems else 0
+    return 1 if report.problems or patch else 0

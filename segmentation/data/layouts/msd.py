@@ -7,6 +7,7 @@ cases (`training`: image and label paths relative to the task folder).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ...core.errors import SegError
@@ -50,9 +51,14 @@ def class_names(meta: dict) -> list[str]:
 
 
 def inside_root(root: Path, relative: str) -> Path:
-    """`root / relative`, resolved; a SegError when it points outside `root` (untrusted json)."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
+    """`root / relative`, normalised; a SegError when it points outside `root` (untrusted json).
+
+    Normalised as text, not resolved: a symbolic link the dataset's owner placed inside the root (to
+    images on another disk) is theirs to make; the check reports a broken or looping one by name.
+    """
+    base = Path(os.path.normpath(root.absolute()))
+    path = Path(os.path.normpath(base / relative))
+    if not path.is_relative_to(base):
         raise SegError(f"{root / DATASET_JSON}: entry {relative!r} points outside the dataset root")
     return path
 

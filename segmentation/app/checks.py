@@ -1,0 +1,60 @@
+"""The up-front refusals of `seg fit|validate|test|predict`: options no run can use, data that would fail,
+folders that cannot be written. Each raises a SegError before anything is built, trained or written."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..core.errors import SegError
+from ..core.storage import writable_problem
+from ..data.base import VolumeDataModule
+
+
+def refuse_validation_inside_epochs(trainer_config) -> None:
+    """SegError for `--trainer.val_check_interval` other than once per epoch.
+
+    The plateau schedule, `best.ckpt` and early stopping step once per validation and count
+    epochs; several validations per epoch would step them several times per epoch.
+    """
+    interval = trainer_config.get("val_check_interval")
+    if interval is not None and float(interval) != 1.0:
+        raise SegError(
+            f"--trainer.val_check_interval {interval}: seg validates once per epoch (the plateau schedule, "
+            f"best.ckpt and early stopping step once per validation). Leave it unset; to validate less often "
+            f"use --trainer.check_val_every_n_epoch N"
+        )
+
+
+def refuse_impossible_options(config) -> None:
+    """SegError naming an option whose value no run can use (before anything is built or written)."""
+    lr = (config.get("model") or {}).get("lr")
+    if lr is not None and not (math.isfinite(lr) and lr >= 0):
+        raise SegError(f"--model.lr {lr}: the learning rate must be a finite number, 0 or more (e.g. 1e-3)")
+    data = (config.get("data") or {}).get("init_args") or {}
+    for key in ("batch_size", "samples_per_volume", "num_folds"):
+        value = data.get(key)
+        if value is not None and value < 1:
+            raise SegError(f"--data.{key} {value}: must be 1 or more")
+    max_epochs = (config.get("trainer") or {}).get("max_epochs")
+    if max_epochs is not None and (max_epochs == 0 or max_epochs < -1):
+        raise SegError(f"--trainer.max_epochs {max_epochs}: give the number of epochs to train (or -1 for no limit)")
+
+
+def check_data_before_any_run_directory(datamodule: VolumeDataModule) -> None:
+    """The up-front dataset check, before the logger makes a run directory (a broken dataset leaves none).
+
+    Lightning would run it in `setup` only after creating the logger's `version_N`; `setup` then finds these
+    cases checked already.
+    """
+    datamodule.prepare_data()  # TotalSegmentator merges its masks here: the check reads the merged labels
+    cases = datamodule.list_cases()
+    if cases:
+        datamodule.check(cases)
+
+
+def refuse_unwritable(folder: Path | str, option: str) -> None:
+    """SegError when seg cannot write in `folder` (read-only mount, a file in the way, no permission)."""
+    problem = writable_problem(folder)
+    if problem:
+        raise SegError(f"cannot write {folder}: {problem}; choose a writable folder with {option}")

@@ -1,0 +1,78 @@
+"""Whether seg can write where it is about to, and the error for when the disk refuses mid-run.
+
+A read-only or unwritable folder is found before anything is trained (`writable_problem`);
+a disk that fills up during the run is a `StorageError`: exit status 3, every file
+written before it intact.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import SegError
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}  # only a write raises these
+
+
+class StorageError(SegError):
+    """The machine refused a write seg needed (disk full, quota, read-only): exit status 3, not a user error."""
+
+    exit_code = 3
+
+
+def nearest_existing(folder: Path) -> Path:
+    """`folder` itself, or its nearest ancestor that exists (where creating it would start)."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def writable_problem(folder: Path | str) -> str:
+    """Why seg could not create and write files in `folder` ("" if it can); nothing is left behind.
+
+    Tried for real (a temporary file), because permission bits say nothing to root or to a read-only mount.
+    """
+    existing = nearest_existing(Path(folder))
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        return f"{existing} is not writable ({err.strerror})"
+    return ""
+
+
+def free_space(folder: Path) -> str:
+    """The free space of `folder`'s file system, for messages ("unknown" if it cannot be read)."""
+    try:
+        return f"{shutil.disk_usage(nearest_existing(folder)).free / 2**20:,.1f} MiB free"
+    except OSError:
+        return "free space unknown"
+
+
+def is_write_refusal(err: BaseException) -> bool:
+    """Whether `err` is the file system refusing a write (disk full, quota, read-only file system)."""
+    if isinstance(err, OSError):
+        return err.errno in WRITE_ERRNOS
+    # torch's zip writer reports a failed write as a RuntimeError from inline_container.cc, without errno
+    return isinstance(err, RuntimeError) and ("PytorchStreamWriter" in str(err) or "file write failed" in str(err))
+
+
+def write_refusal_in(exc: BaseException | None) -> StorageError | None:
+    """A StorageError for the write refusal in `exc`'s chain of causes, if there is one."""
+    while exc is not None:
+        if isinstance(exc, StorageError):
+            return exc
+        if isinstance(exc, OSError) and is_write_refusal(exc):
+            where = Path(exc.filename) if exc.filename else Path(".")
+            return StorageError(
+                f"could not write {where}: {exc.strerror} ({free_space(where.parent)}). Files written before are "
+                f"intact; free space or make the folder writable, then continue with seg fit --ckpt_path last"
+            )
+        exc = exc.__cause__ or exc.__context__
+    return None
