@@ -60,7 +60,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (run it where one is visible)")
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:  # (a parameter id "gpu" is a keyword too)
             item.add_marker(skip)
 
 

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -15,7 +16,12 @@ from ..data.base import VolumeDataModule
 from ..model.module import SegmentationModule
 from ..training import resume
 from ..training.checkpointing import AtomicCheckpointIO, load_checkpoint
-from ..training.defaults import optional_callbacks, with_default_checkpoints, with_default_logging
+from ..training.defaults import (
+    accelerator_defaults,
+    optional_callbacks,
+    with_default_checkpoints,
+    with_default_logging,
+)
 from ..training.evaluation import NativeSpaceScorer
 from ..training.faults import KillBetweenEpochs
 from ..training.prediction import PredictionWriter
@@ -181,6 +187,7 @@ class SegCLI(LightningCLI):
                 subcommand_config.get("early_stopping_patience"), subcommand_config.get("preview_every_n_epochs") or 0
             )
         kwargs["callbacks"] = with_default_logging(callbacks)
+        kwargs.update(accelerator_defaults(dict(config), torch.cuda.is_available()))
         return super().instantiate_trainer(**kwargs)
 
 

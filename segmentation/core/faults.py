@@ -11,6 +11,8 @@ Points (where they sit and what a kill there leaves behind):
   the rename onto its final name has not happened (`training.checkpointing`).
 * `between-epochs`: an epoch's checkpoints are all written, the next epoch has not
   started (`training.faults.KillBetweenEpochs`).
+* `store-before-commit`: a stored case's arrays are written, its json record (the
+  commit) is not (`data.store`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import signal
 from collections import Counter
 
 ENVIRONMENT_VARIABLE = "SEG_KILL_AT"
-POINTS = ("checkpoint-before-rename", "between-epochs")
+POINTS = ("checkpoint-before-rename", "between-epochs", "store-before-commit")
 _arrivals: Counter = Counter()
 
 

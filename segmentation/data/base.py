@@ -14,17 +14,20 @@ from typing import Literal, Optional, Sequence
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from monai import transforms as mt
 from monai.data import DataLoader, Dataset
 
 from ..core.constants import CACHE_FOLDER_NAME
 from ..core.errors import SegError
 from ..core.storage import writable_problem
-from .caching import CacheMode, announce_cache, cached_dataset, preprocessing_key
+from .caching import STORE_MODES, CacheMode, announce_cache, cached_dataset, preprocessing_key, stored_datasets
 from .checks import CheckReport, check_dataset
 from .geometry import first_image_path
+from .layouts.common import images_of
 from .sampling import EpochSeededSampler
 from .split import DataSplit, carve_test, split_cases
+from .store import Store
 
 
 class VolumeDataModule(pl.LightningDataModule):
@@ -44,8 +47,10 @@ class VolumeDataModule(pl.LightningDataModule):
         fold: with `num_folds`, the cross-validation fold held out (overrides `val_fraction`).
         num_folds: number of cross-validation folds.
         seed: seed of the split and of each epoch's shuffle and augmentation (`EpochSeededSampler`).
-        cache: none, memory (MONAI CacheDataset) or disk (MONAI PersistentDataset in `cache_dir`).
-        cache_dir: folder of the disk cache (default: `<root>/.seg_cache`).
+        cache: none; memory (MONAI CacheDataset); disk (MONAI PersistentDataset in `cache_dir`); store (each case
+            preprocessed once, cropped and stored compactly in `cache_dir`, patches read by memory map: `data.store`);
+            gpu (the store, its training volumes held on the accelerator, or in RAM on a CPU-only machine).
+        cache_dir: folder of the caches (default: `<root>/.seg_cache`).
         num_workers: data-loader worker processes.
         predict_images: what `seg predict` reads: NIfTI files, folders (their `*.nii.gz` / `*.nii`) or glob patterns
             (default: every case of the dataset).
@@ -205,6 +210,15 @@ class VolumeDataModule(pl.LightningDataModule):
             self.test_cases = [by_id[i] for i in split.test]
         if self.datasets_built or stage in ("test", "predict"):  # test and predict read their cases themselves
             return
+        if self.hparams.cache in STORE_MODES:
+            self.build_store(self.train_cases + self.val_cases)  # nothing to do when prepare_data built them
+            device = self.training_device() if self.hparams.cache == "gpu" else None
+            self.train_transform = None
+            self.train_set, self.val_set = stored_datasets(
+                self.store(), [c["case"] for c in self.train_cases], [c["case"] for c in self.val_cases], device,
+                self.hparams, self.label_transform())
+            self.datasets_built = True
+            return
         preprocessing = self.preprocessing()
         if self.hparams.cache in ("memory", "disk"):
             announce_cache(self.train_cases + self.val_cases, mt.Compose(preprocessing), self.hparams.cache,
@@ -213,6 +227,33 @@ class VolumeDataModule(pl.LightningDataModule):
         self.train_set = self._dataset(self.train_cases, self.train_transform)
         self.val_set = self._dataset(self.val_cases, mt.Compose(preprocessing))
         self.datasets_built = True
+
+    def prepare_data(self) -> None:
+        """With `cache: store|gpu`, check every case, then build the store (Lightning: once per node, before setup)."""
+        if self.hparams.cache in STORE_MODES:
+            cases = self.list_cases()
+            if cases:
+                self.check(cases)
+                self.build_store(cases)
+
+    def store(self) -> Store:
+        """The crop-first store of this dataset's preprocessing settings (`data.store`)."""
+        return Store(self.cache_folder() / f"store_{self.preprocessing_key()}")
+
+    def build_store(self, cases: list[dict]) -> None:
+        """Store every case of `cases` that is not stored yet (or changed since), saying size and progress."""
+        spatial = mt.Compose([*self.spatial_steps(["image", "label"]),
+                              mt.EnsureTyped(keys=["image", "label"], track_meta=False)])
+        # the label transform (e.g. BraTS regions) runs per patch: the store keeps the compact label map
+        self.store().build(cases, spatial, self.intensity_transform(), workers=max(1, self.hparams.num_workers),
+                           say=rank_zero_info)
+
+    def training_device(self) -> torch.device:
+        """Where `cache: gpu` holds the training volumes: `gpu_cache_device` if set (seg bench), else the
+        trainer's device (the CPU without a trainer)."""
+        trainer = getattr(self, "trainer", None)
+        default = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        return getattr(self, "gpu_cache_device", None) or default
 
     def cache_folder(self) -> Path:
         """Where this dataset's caches live (`cache_dir`, default `<root>/.seg_cache`)."""
@@ -298,16 +339,18 @@ class VolumeDataModule(pl.LightningDataModule):
         # samples_per_volume patches come from each volume, so fewer volumes make a batch
         volumes_per_batch = max(1, self.hparams.batch_size // self.hparams.samples_per_volume)
         generator = torch.Generator()
+        stored = self.hparams.cache in STORE_MODES
         sampler = EpochSeededSampler(
-            len(self.train_set), self.hparams.seed, generator, self.train_transform, self.first_epoch()
+            len(self.train_set), self.hparams.seed, generator, self.train_transform, self.first_epoch(), stored
         )
-        # workers are not persistent: each epoch's workers are seeded from that epoch's generator
+        # workers are not persistent: each epoch's workers are seeded from that epoch's generator.
+        # cache: gpu slices tensors held on the device, which worker processes cannot share
         return DataLoader(
             self.train_set,
             batch_size=volumes_per_batch,
             sampler=sampler,
             generator=generator,
-            num_workers=self.hparams.num_workers,
+            num_workers=0 if self.hparams.cache == "gpu" else self.hparams.num_workers,
         )
 
     def first_epoch(self) -> int:
@@ -354,19 +397,3 @@ class VolumeDataModule(pl.LightningDataModule):
         self.predict_pipeline = self.predict_transform()
         return DataLoader(Dataset(cases, self.predict_pipeline), batch_size=1, num_workers=self.hparams.num_workers)
 
-
-def images_of(entry: str) -> list[Path]:
-    """The NIfTI files an entry of `--data.predict_images` means: a file, a folder's NIfTI files, or a glob."""
-    path = Path(entry).expanduser()
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.name.endswith((".nii.gz", ".nii")) and p.is_file())
-    elif any(char in entry for char in "*?["):
-        found = sorted(p for p in Path(path.anchor or ".").glob(str(path.relative_to(path.anchor or ".")))
-                       if p.is_file())
-    else:
-        raise SegError(f"--data.predict_images: {entry} is no file, folder or glob pattern")
-    if not found:
-        raise SegError(f"--data.predict_images: {entry} holds no NIfTI file (*.nii.gz, *.nii)")
-    return found

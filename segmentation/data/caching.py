@@ -1,4 +1,6 @@
-"""The cache modes of the datamodules: none, memory (MONAI CacheDataset), disk (MONAI PersistentDataset).
+"""The cache modes of the datamodules: none, memory (MONAI CacheDataset), disk (MONAI PersistentDataset),
+store (the crop-first preprocessed store, memory-mapped) and gpu (the store's training volumes held as
+tensors on the accelerator, or in RAM on a CPU-only machine).
 
 The disk cache lives in a folder keyed by every setting that shapes the preprocessed
 volumes, so changing e.g. the spacing never reuses a stale cache. Each entry is written
@@ -16,7 +18,7 @@ import time
 import warnings
 from copy import deepcopy
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Optional
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
@@ -24,7 +26,12 @@ from monai import transforms as mt
 from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.utils import convert_to_tensor
 
-CacheMode = Literal["none", "memory", "disk"]
+from ..core.errors import SegError
+from .patches import StoredPatches, StoredVolumes, open_volumes
+from .store import Store
+
+CacheMode = Literal["none", "memory", "disk", "store", "gpu"]
+STORE_MODES = ("store", "gpu")
 
 # Settings that change what training sees but not what preprocessing produces (not part of the cache key).
 TRAINING_ONLY = {"predict_images", "batch_size", "samples_per_volume", "pos_fraction", "val_fraction", "fold",
@@ -100,3 +107,38 @@ class SelfHealingDiskCache(PersistentDataset):
         finally:
             if os.path.lexists(partial):
                 partial.unlink()
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on `device`: the accelerator's free memory, or the RAM the kernel says is available."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 2**62  # unknown: do not refuse
+
+
+def refuse_if_it_does_not_fit(store: Store, case_ids: list[str], device: torch.device) -> None:
+    """SegError naming both sizes when the stored training volumes would not fit in `device`'s free memory."""
+    needed = sum(store.array_path(case, role).stat().st_size for case in case_ids for role in ("image", "label"))
+    free = free_memory(device)
+    if needed > 0.8 * free:  # leave room for the network, its activations and the optimizer
+        raise SegError(
+            f"--data.cache gpu: the {len(case_ids)} training volumes take {needed / 2**30:,.2f} GiB, but "
+            f"{device} has {free / 2**30:,.2f} GiB free (80% of it may be used); use --data.cache store "
+            f"(memory-mapped from disk) instead"
+        )
+
+
+def stored_datasets(store: Store, train_ids: list[str], val_ids: list[str], device: Optional[torch.device],
+                    settings: Mapping, label_transform: Any) -> tuple[StoredPatches, StoredVolumes]:
+    """The training patches and validation volumes of `cache: store` (device None) or `gpu` (on `device`)."""
+    if device is not None:
+        refuse_if_it_does_not_fit(store, train_ids, device)
+    train = StoredPatches(open_volumes(store, train_ids, device), settings["patch_size"],
+                          settings["samples_per_volume"], settings["pos_fraction"], settings["seed"], label_transform)
+    return train, StoredVolumes(open_volumes(store, val_ids), label_transform)

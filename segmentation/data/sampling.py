@@ -16,7 +16,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 12345) % 2**31
 
 
-class EpochSeededSampler(Sampler[int]):
+class EpochSeededSampler(Sampler):
     """Shuffles the training volumes in an order that is a function of (seed, epoch) alone.
 
     Lightning calls `set_epoch` at the start of every epoch (also the first
@@ -34,8 +34,10 @@ class EpochSeededSampler(Sampler[int]):
         generator: torch.Generator,
         transform: Optional[mt.Compose] = None,
         start_epoch: int = 0,
+        with_epoch: bool = False,
     ):
         self.size, self.seed, self.generator, self.transform = size, seed, generator, transform
+        self.with_epoch = with_epoch  # yield (index, epoch): the dataset seeds each item from them
         # Lightning creates the first iterator (and forks its workers) before its first `set_epoch`,
         # so the sampler must already be at the epoch a resumed run starts with.
         self.set_epoch(start_epoch)
@@ -51,10 +53,11 @@ class EpochSeededSampler(Sampler[int]):
         if self.transform is not None:
             self.transform.set_random_state(seed=seed)
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator:
         # a private generator: the order must not depend on how many draws the loader made before
         order = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return iter(torch.randperm(self.size, generator=order).tolist())
+        indices = torch.randperm(self.size, generator=order).tolist()
+        return iter([(index, self.epoch) for index in indices] if self.with_epoch else indices)
 
     def __len__(self) -> int:
         return self.size

@@ -138,8 +138,10 @@ class TotalSegmentatorDataModule(VolumeDataModule):
         return mt.ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
 
     def prepare_data(self) -> None:
-        """Merge the label maps that are missing or stale (Lightning runs this once, before `setup` on any rank)."""
+        """Merge the label maps that are missing or stale, then the base's (the store) (Lightning runs this once,
+        before `setup` on any rank)."""
         self.merge_labels(self.list_cases())
+        super().prepare_data()
 
     def setup(self, stage: Optional[str] = None) -> None:
         """Merge the label maps that are still missing or stale, then check, split and build the datasets."""

@@ -7,6 +7,7 @@ from typing import Literal, Optional, Sequence, Union
 
 import lightning.pytorch as pl
 import torch
+from monai.data import MetaTensor
 from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 
@@ -40,6 +41,8 @@ class SegmentationModule(pl.LightningModule):
         sw_batch_size: patches per forward pass in sliding-window inference.
         sw_overlap: overlap of sliding-window patches.
         network_kwargs: overrides of the network constructor's defaults (e.g. `{channels: [8, 16, 32]}`).
+        compile: compile the network in place with `torch.compile` (`nn.Module.compile`: checkpoint keys stay
+            plain, so a compiled run's checkpoint resumes uncompiled and the reverse).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class SegmentationModule(pl.LightningModule):
         sw_batch_size: int = 2,
         sw_overlap: float = 0.25,
         network_kwargs: Optional[dict] = None,
+        compile: bool = False,
     ):
         # saved as a plain dict (in checkpoints and hparams.yaml: no pickled class); checked against the fields
         schedule = asdict(as_schedule_options(schedule))
@@ -65,6 +69,8 @@ class SegmentationModule(pl.LightningModule):
         self.save_hyperparameters()
         self.class_names = list(class_names) if class_names else self._default_class_names()
         self.net = build_network(architecture, in_channels, out_channels, roi_size, **(network_kwargs or {}))
+        if compile:
+            self.net.compile()  # in place: the state dict has no `_orig_mod.` prefix
         self.loss = DiceCELoss(
             to_onehot_y=not multilabel, softmax=not multilabel, sigmoid=multilabel, squared_pred=False
         )
@@ -79,8 +85,8 @@ class SegmentationModule(pl.LightningModule):
         return ScheduleOptions(**self.hparams.schedule)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits for a batch of patches."""
-        return self.net(image)
+        """Logits for a batch of patches (a MONAI MetaTensor enters as a plain tensor: cheaper, and compilable)."""
+        return self.net(image.as_tensor() if isinstance(image, MetaTensor) else image)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """DiceCE loss on a batch of random patches."""
@@ -94,7 +100,7 @@ class SegmentationModule(pl.LightningModule):
             image,
             roi_size=tuple(self.hparams.roi_size),
             sw_batch_size=self.hparams.sw_batch_size,
-            predictor=self.net,
+            predictor=self.forward,
             overlap=self.hparams.sw_overlap,
             mode="gaussian",
         )

@@ -80,3 +80,17 @@ def optional_callbacks(early_stopping_patience: Optional[int], preview_every_n_e
     if preview_every_n_epochs > 0:
         callbacks.append(ValidationPreviews(preview_every_n_epochs))
     return callbacks
+
+
+def accelerator_defaults(trainer_config: dict, cuda_available: bool) -> dict:
+    """Trainer arguments for a CUDA machine that the config leaves unset: bf16 mixed precision and cuDNN's
+    autotuner (off when `deterministic` asks for reproducible kernels). Nothing on a CPU-only machine."""
+    accelerator = str(trainer_config.get("accelerator") or "auto")
+    if not cuda_available or accelerator not in ("auto", "gpu", "cuda"):
+        return {}
+    defaults = {}
+    if trainer_config.get("precision") is None:
+        defaults["precision"] = "bf16-mixed"
+    if trainer_config.get("benchmark") is None and not trainer_config.get("deterministic"):
+        defaults["benchmark"] = True
+    return defaults

@@ -82,6 +82,19 @@ def test_exact_continuation(schedule, demo_root, tmp_path, uninterrupted, capsys
     assert sorted(p.name for p in run_b.glob("config*.yaml")) == ["config.resume1.yaml", "config.yaml"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("cache", ["store", "gpu"])
+def test_exact_continuation_from_the_store(cache, demo_root, tmp_path, capsys):
+    """The store's patches are a function of (seed, epoch, volume): a resume trains on the same ones, bitwise."""
+    run_a = fit(demo_root, tmp_path / "a", f"--data.cache={cache}", f"--trainer.max_epochs={EPOCHS}")
+    run_b = fit(demo_root, tmp_path / "b", f"--data.cache={cache}", f"--trainer.max_epochs={EPOCHS}",
+                f"--trainer.max_steps={2 * STEPS_PER_EPOCH}")
+    resume(run_b / "checkpoints/epoch=1.ckpt", "--trainer.max_steps=-1", capsys=capsys)
+    final_a, final_b = weights(run_a / "checkpoints/last.ckpt"), weights(run_b / "checkpoints/last.ckpt")
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a), "weights differ from the uninterrupted run"
+    assert [v for _, v in scalars(run_b, "val/dice")] == [v for _, v in scalars(run_a, "val/dice")]
+
+
 HORIZON_SCHEDULES = ["cosine", "onecycle", "polynomial"]
 
 
@@ -237,3 +250,14 @@ def test_a_config_given_again_does_not_move_the_horizon(finished_run, demo_root,
     result = seg(*tiny_fit_args(demo_root, "--ckpt_path=last", "--trainer.max_epochs", "4"), cwd=tmp_path)
     assert result.returncode == 0 and "max_epochs 3 -> 4" in result.stdout
     assert (run / "checkpoints/epoch=3.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_a_compiled_run_resumes_uncompiled_and_the_reverse(finished_run, tmp_path, capsys):
+    """`--model.compile` compiles the network in place: checkpoint keys stay plain either way."""
+    run = copy_run(finished_run, tmp_path)
+    resume(run / "checkpoints/epoch=2.ckpt", "--trainer.max_epochs=4", "--model.compile=true", capsys=capsys)
+    compiled = weights(run / "checkpoints/epoch=3.ckpt")
+    assert set(compiled) == set(weights(run / "checkpoints/epoch=2.ckpt"))  # no `_orig_mod.` prefix
+    resume(run / "checkpoints/epoch=3.ckpt", "--trainer.max_epochs=5", "--model.compile=false", capsys=capsys)
+    assert not all(torch.equal(compiled[k], weights(run / "checkpoints/epoch=4.ckpt")[k]) for k in compiled)

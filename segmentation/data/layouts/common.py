@@ -1,4 +1,5 @@
-"""Messages shared by the layouts: a missing data root, and how to get a synthetic stand-in."""
+"""Shared by the layouts: the missing-root message, the synthetic stand-in hint, and the images an entry of
+`--data.predict_images` means."""
 
 from __future__ import annotations
 
@@ -17,3 +18,20 @@ def missing_root(root: Path, expected: str, kind: str) -> SegError:
     return SegError(
         f"data root {root} does not exist (--data.root). Point it at {expected}, or {synth_hint(root, kind)}"
     )
+
+
+def images_of(entry: str) -> list[Path]:
+    """The NIfTI files an entry of `--data.predict_images` means: a file, a folder's NIfTI files, or a glob."""
+    path = Path(entry).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.name.endswith((".nii.gz", ".nii")) and p.is_file())
+    elif any(char in entry for char in "*?["):
+        found = sorted(p for p in Path(path.anchor or ".").glob(str(path.relative_to(path.anchor or ".")))
+                       if p.is_file())
+    else:
+        raise SegError(f"--data.predict_images: {entry} is no file, folder or glob pattern")
+    if not found:
+        raise SegError(f"--data.predict_images: {entry} holds no NIfTI file (*.nii.gz, *.nii)")
+    return found

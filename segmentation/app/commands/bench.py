@@ -1,0 +1,91 @@
+"""`seg bench --config X [--data.* ...] [--steps N] [--json]`: data pipeline, network ceiling, seg fit and a plain
+loop, measured side by side on this machine and data (`training.bench`)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+USAGE = """usage: seg bench --config CONFIG [--data.* ...] [--steps N] [--json]
+
+Measures, in one process: (a) the data pipeline alone in patches/s for each cache mode (none, store, gpu and the
+configured one) with one worker and with the configured workers; (b) the network alone on synthetic tensors on
+the device (forward + backward + optimizer step, the configured precision and compile): the ceiling; (c) seg fit's
+training loop; (d) a plain MONAI + PyTorch loop on the same data. Prints the table, the ratios fit/ceiling and
+fit/plain, and a verdict (--json: every figure). --steps: timed steps or batches per figure (default 10)."""
+
+MODES = ("none", "store", "gpu")
+
+
+def split_options(argv: list[str]) -> tuple[list[str], int, bool]:
+    """(LightningCLI arguments, --steps, --json) of the command line."""
+    steps, as_json, rest = 10, False, []
+    arguments = iter(argv)
+    for arg in arguments:
+        if arg == "--json":
+            as_json = True
+        elif arg == "--steps" or arg.startswith("--steps="):
+            steps = int(arg.split("=", 1)[1] if "=" in arg else next(arguments))
+        else:
+            rest.append(arg)
+    return rest, max(1, steps), as_json
+
+
+def measure_data(rest: list[str], configured, device, steps: int, figures) -> None:
+    """Patches/s of each cache mode's loader (and its one-off preparation), into `figures`."""
+    from ...data.caching import STORE_MODES
+    from ...training.bench import data_rate
+    from ..lightning_cli import build_cli
+
+    for mode in dict.fromkeys([*MODES, configured.hparams.cache]):
+        is_configured = mode == configured.hparams.cache
+        datamodule = configured if is_configured else build_cli([*rest, f"--data.cache={mode}"]).datamodule
+        datamodule.gpu_cache_device = device
+        started = time.perf_counter()
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        if mode != "none":
+            figures.preparation_seconds[mode] = time.perf_counter() - started
+        configured_workers = datamodule.hparams.num_workers
+        for workers in [0] if mode == "gpu" else sorted({1, configured_workers}):
+            datamodule.hparams.num_workers = workers
+            where = "in process" if workers == 0 else f"{workers} worker{'s' if workers > 1 else ''}"
+            figures.data_patches_per_second[f"{mode}, {where}"] = data_rate(datamodule.train_dataloader(), steps)
+        datamodule.hparams.num_workers = configured_workers
+        del datamodule.gpu_cache_device
+        if mode in STORE_MODES:
+            datamodule.datasets_built = False  # rebuilt with the trainer's device by the fit below
+
+
+def main(argv: list[str]) -> int:
+    """Measure the four figures and print them (table and verdict, or JSON)."""
+    rest, steps, as_json = split_options(argv)
+    if not rest or rest[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    from ...training.bench import (
+        BenchFigures,
+        device_of,
+        fit_rate,
+        network_ceiling,
+        plain_loop_rate,
+        trainer_settings,
+    )
+    from ..lightning_cli import build_cli
+
+    cli = build_cli(rest)
+    trainer_config = trainer_settings(dict(cli.config_init.get("trainer") or {}))
+    device, datamodule, model = device_of(trainer_config), cli.datamodule, cli.model
+    precision = str(trainer_config.get("precision") or "32-true")
+    figures = BenchFigures(device=str(device), precision=precision, compiled=bool(model.hparams.compile),
+                           batch_size=datamodule.hparams.batch_size)
+    measure_data(rest, datamodule, device, steps, figures)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    figures.ceiling_samples_per_second = network_ceiling(model, batch, device, precision, steps)
+    plain = [plain_loop_rate(model, datamodule.train_dataloader(), device, precision, steps)]
+    figures.fit_samples_per_second = fit_rate(model, datamodule, trainer_config, steps)
+    plain.append(plain_loop_rate(model, datamodule.train_dataloader(), device, precision, steps))
+    figures.plain_samples_per_second = sum(plain) / len(plain)
+    print(json.dumps(figures.as_dict()) if as_json else figures.table(), flush=True)
+    return 0

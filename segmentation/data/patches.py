@@ -1,0 +1,150 @@
+"""Training patches and validation volumes read from the store (`data.store`), on the CPU or on the GPU.
+
+A training item is `samples_per_volume` patches of one volume, drawn as the MONAI pipeline of
+the other cache modes draws them (`RandCropByPosNegLabeld`), so that the cache mode never
+changes what the network learns: with probability `pos_fraction` around a foreground voxel
+(a label value chosen in proportion to its voxels, then one of its stored locations), else
+around any voxel; kept inside the volume where it is larger than the patch; then flipped per
+axis and scaled/shifted in intensity (±10%). Every random choice comes from a
+generator seeded by (seed, epoch, volume index): an item is the same whichever worker,
+process or resumed run draws it.
+
+The arrays are memory maps (`store`: a patch reads only its own voxels) or tensors held in
+RAM or on the accelerator (`gpu`: slicing, flips and intensity changes run there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .store import Store, StoredCase
+
+Array = Union[np.ndarray, torch.Tensor]
+
+
+@dataclass
+class StoredVolume:
+    """One stored case: its record and its cropped image (C, X, Y, Z) and label (1, X, Y, Z) arrays."""
+
+    record: StoredCase
+    image: Array
+    label: Array
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the two arrays."""
+        return sum(a.nbytes if isinstance(a, np.ndarray) else a.element_size() * a.numel()
+                   for a in (self.image, self.label))
+
+
+def open_volumes(store: Store, case_ids: Sequence[str], device: Optional[torch.device] = None) -> list[StoredVolume]:
+    """The stored cases, memory-mapped (`device` None) or loaded as tensors onto `device` (RAM or accelerator)."""
+    volumes = []
+    for case_id in case_ids:
+        image, label = store.arrays(case_id)
+        if device is not None:
+            image, label = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (image, label))
+        volumes.append(StoredVolume(store.record(case_id), image, label))
+    return volumes
+
+
+def start_around(location: Sequence[int], shape: Sequence[int], patch: Sequence[int]) -> list[int]:
+    """Patch start per axis that holds `location`, as centred as the volume allows (inside it when it is larger)."""
+    return [min(max(c - p // 2, min(0, s - p)), max(0, s - p)) for c, s, p in zip(location, shape, patch)]
+
+
+def random_start(shape: Sequence[int], patch: Sequence[int], rng: np.random.Generator) -> list[int]:
+    """The start of a patch around a uniformly drawn voxel (kept inside the volume as `start_around` does).
+
+    Drawing the voxel, not the start, places patches at the volume's border as often as MONAI's negative
+    samples do; uniform starts would cover a border voxel rarely (1 / (size - patch + 1) of the patches).
+    """
+    return start_around([int(rng.integers(0, s)) for s in shape], shape, patch)
+
+
+def read_window(array: Array, starts: Sequence[int], size: Sequence[int], fill: Sequence[float]) -> torch.Tensor:
+    """array[:, starts:starts+size] as a tensor on the array's device; outside the array, `fill` per channel."""
+    shape = array.shape[1:]
+    inner = [(max(0, a), min(s, a + n)) for a, s, n in zip(starts, shape, size)]
+    source = array[(slice(None), *(slice(lo, hi) for lo, hi in inner))]
+    source = torch.from_numpy(np.ascontiguousarray(source)) if isinstance(source, np.ndarray) else source
+    if list(source.shape[1:]) == list(size):
+        return source  # (a view of a held tensor: callers convert dtype, which copies)
+    out = torch.empty((array.shape[0], *size), dtype=source.dtype, device=source.device)
+    out[:] = torch.as_tensor(fill, dtype=source.dtype, device=source.device).view(-1, 1, 1, 1)
+    target = (slice(None), *(slice(lo - a, hi - a) for (lo, hi), a in zip(inner, starts)))
+    out[target] = source
+    return out
+
+
+class StoredPatches(Dataset):
+    """Training items from stored volumes: `samples_per_volume` random patches each (see the module's text).
+
+    Indexed by `(volume index, epoch)` (what `EpochSeededSampler(with_epoch=True)` yields) or by a volume index
+    alone (epoch 0).
+    """
+
+    def __init__(self, volumes: list[StoredVolume], patch_size: Sequence[int], samples_per_volume: int,
+                 pos_fraction: float, seed: int, label_transform: Optional[Callable[[dict], dict]] = None):
+        self.volumes, self.patch_size = volumes, list(patch_size)
+        self.samples_per_volume, self.pos_fraction, self.seed = samples_per_volume, pos_fraction, seed
+        self.label_transform = label_transform
+
+    def __len__(self) -> int:
+        return len(self.volumes)
+
+    def __getitem__(self, key: Union[int, tuple[int, int]]) -> list[dict]:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        rng = np.random.default_rng([self.seed, epoch, index])
+        return [self.patch(self.volumes[index], rng) for _ in range(self.samples_per_volume)]
+
+    def patch(self, volume: StoredVolume, rng: np.random.Generator) -> dict:
+        """One augmented patch of `volume` with its label, every choice drawn from `rng`."""
+        shape = volume.image.shape[1:]
+        locations = volume.record.locations
+        if locations and rng.random() < self.pos_fraction:
+            values = sorted(locations, key=int)
+            voxels = np.array([volume.record.counts[value] for value in values], dtype=float)
+            chosen = locations[values[int(rng.choice(len(values), p=voxels / voxels.sum()))]]
+            starts = start_around(chosen[int(rng.integers(len(chosen)))], shape, self.patch_size)
+        else:
+            starts = random_start(shape, self.patch_size, rng)
+        image = read_window(volume.image, starts, self.patch_size, volume.record.background).float()
+        label = read_window(volume.label, starts, self.patch_size, [0]).float()
+        flips = [axis for axis in (1, 2, 3) if rng.random() < 0.5]
+        if flips:
+            image, label = image.flip(flips), label.flip(flips)
+        if rng.random() < 0.5:
+            image = image * (1.0 + float(rng.uniform(-0.1, 0.1)))
+        if rng.random() < 0.5:
+            image = image + float(rng.uniform(-0.1, 0.1))
+        item = {"image": image, "label": label}
+        return self.label_transform(item) if self.label_transform is not None else item
+
+
+class StoredVolumes(Dataset):
+    """Validation items: whole preprocessed volumes, padded back from their stored box to their full shape.
+
+    Outside the box every voxel held its channel's background value, so the padded volume equals the
+    preprocessed one (within float16 rounding) and sliding-window Dice is unchanged.
+    """
+
+    def __init__(self, volumes: list[StoredVolume], label_transform: Optional[Callable[[dict], dict]] = None):
+        self.volumes, self.label_transform = volumes, label_transform
+
+    def __len__(self) -> int:
+        return len(self.volumes)
+
+    def __getitem__(self, index: int) -> dict:
+        volume = self.volumes[index]
+        record = volume.record
+        starts = [-a for a in record.box_start]  # the full volume's origin, in the box's coordinates
+        image = read_window(volume.image, starts, record.full_shape, record.background).float()
+        label = read_window(volume.label, starts, record.full_shape, [0]).float()
+        item = {"case": record.case, "image": image, "label": label}  # the case id: validation counts each once
+        return self.label_transform(item) if self.label_transform is not None else item

@@ -1,0 +1,216 @@
+"""The crop-first preprocessed store (`--data.cache store` and `gpu`): each case preprocessed once, cropped, compact.
+
+Per case, in `<cache folder>/store_<preprocessing key>/`:
+
+* `<case>.image.npy`: the preprocessed image (channels first, RAS, resampled, normalised), cropped to the box
+  where any channel differs from its minimum or the label is nonzero, as float16;
+* `<case>.label.npy`: the label map in the dataset's own values (before any region transform), uint8, same box;
+* `<case>.json`: the box, the full preprocessed shape, each channel's background value (what padding back
+  restores exactly), sub-sampled foreground locations and the voxel count per label value, and the source
+  files' fingerprints.
+
+Uncompressed `.npy` files are opened by memory map, so a random patch reads only its own voxels. Each file is
+written beside its final name and renamed; the json is written last and is what marks a case as stored, so a
+kill during the build leaves no case that a later run reads. A case whose source files changed (path, size,
+mtime) is rebuilt; a changed setting is another folder (the key), never stale content.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..core.faults import fault_point
+from ..core.formatting import format_duration
+
+STORE_FORMAT = 2  # bump when the stored content changes, so older stores are not read
+MAX_LOCATIONS = 10_000  # foreground voxels kept per label value (nnU-Net keeps a similar sub-sample)
+
+
+@dataclass
+class StoredCase:
+    """What `<case>.json` records about one stored case."""
+
+    case: str
+    box_start: list[int]
+    full_shape: list[int]
+    background: list[float]
+    locations: dict[str, list[list[int]]]
+    counts: dict[str, int]
+    sources: dict[str, list]
+    format: int = STORE_FORMAT
+
+
+def fingerprint(paths: Sequence[str]) -> dict[str, list]:
+    """Path -> [size, mtime_ns] of each source file: a change to any of them rebuilds the case."""
+    found = {}
+    for path in paths:
+        stat = os.stat(path)
+        found[str(path)] = [stat.st_size, stat.st_mtime_ns]
+    return found
+
+
+def source_files(case: dict) -> list[str]:
+    """Every file a case is made of: its image channels and its label."""
+    images = case["image"] if isinstance(case["image"], (list, tuple)) else [case["image"]]
+    return [str(p) for p in images] + [str(case["label"])]
+
+
+def content_box(image: np.ndarray, label: np.ndarray) -> tuple[list[int], list[int]]:
+    """[start, stop) per spatial axis of the voxels where a channel differs from its minimum or the label is set
+    (`image` before normalisation)."""
+    mask = (image != image.reshape(image.shape[0], -1).min(axis=1)[:, None, None, None]).any(axis=0) | (label[0] > 0)
+    if not mask.any():
+        return [0, 0, 0], list(mask.shape)
+    starts, stops = [], []
+    for axis in range(3):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        starts.append(int(present[0]))
+        stops.append(int(present[-1]) + 1)
+    return starts, stops
+
+
+def background_values(raw: np.ndarray, normalised: np.ndarray) -> list[float]:
+    """Per channel, the normalised value of the raw background (the raw minimum): what lies outside the box."""
+    values = []
+    for channel in range(raw.shape[0]):
+        at_minimum = raw[channel] == raw[channel].min()
+        values.append(float(normalised[channel][at_minimum].flat[0]))
+    return values
+
+
+def foreground_locations(label: np.ndarray, seed: int) -> dict[str, list[list[int]]]:
+    """Label value -> up to MAX_LOCATIONS voxel coordinates (x, y, z) holding it, sub-sampled reproducibly."""
+    rng = np.random.default_rng(seed)
+    found = {}
+    for value in np.unique(label):
+        if value == 0:
+            continue
+        where = np.argwhere(label[0] == value)
+        if len(where) > MAX_LOCATIONS:
+            where = where[np.sort(rng.choice(len(where), MAX_LOCATIONS, replace=False))]
+        found[str(int(value))] = where.astype(int).tolist()
+    return found
+
+
+def _save_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        if os.path.lexists(partial):
+            partial.unlink()
+
+
+class Store:
+    """The store folder of one preprocessing key: which cases are stored, building the others, reading them."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def meta_path(self, case_id: str) -> Path:
+        return self.folder / f"{case_id}.json"
+
+    def array_path(self, case_id: str, role: str) -> Path:
+        return self.folder / f"{case_id}.{role}.npy"
+
+    def stored(self, case: dict) -> Optional[StoredCase]:
+        """The record of `case` if it is stored, complete and built from its current source files; else None."""
+        path = self.meta_path(case["case"])
+        try:
+            record = StoredCase(**json.loads(path.read_text()))
+            current = fingerprint(source_files(case))
+        except (OSError, ValueError, TypeError):
+            return None
+        if record.format != STORE_FORMAT or record.sources != current:
+            return None
+        if not all(self.array_path(case["case"], role).is_file() for role in ("image", "label")):
+            return None
+        return record
+
+    def missing(self, cases: list[dict]) -> list[dict]:
+        """The cases that must be (re)built: never stored, half-written, or changed since."""
+        return [case for case in cases if self.stored(case) is None]
+
+    def build_case(self, case: dict, spatial: Callable[[dict], dict], normalise: Callable[[dict], dict],
+                   seed: int = 0) -> StoredCase:
+        """Preprocess `case`, crop it to its content and write its arrays, then its json (the commit).
+
+        The box is found before normalisation, where the background is one value per channel (zero around a
+        skull-stripped brain, the scanner's fill value around a CT's field of view); the intensity transforms
+        map it to one value again, which is recorded so that padding back restores the volume exactly.
+        """
+        sources = fingerprint(source_files(case))  # before reading: a file changed meanwhile is rebuilt next time
+        item = spatial(dict(case))
+        raw = torch.as_tensor(item["image"]).float().numpy().copy()  # (normalising may work in place)
+        label = np.asarray(torch.as_tensor(item["label"]).numpy())
+        starts, stops = content_box(raw, label)
+        image = np.asarray(torch.as_tensor(normalise(item)["image"]).float().numpy())
+        crop = (slice(None), *(slice(a, b) for a, b in zip(starts, stops)))
+        cropped_label = np.ascontiguousarray(label[crop]).astype(np.uint8)
+        record = StoredCase(
+            case=case["case"], box_start=starts, full_shape=list(image.shape[1:]),
+            background=background_values(raw, image), locations=foreground_locations(cropped_label, seed),
+            counts={str(int(v)): int(n) for v, n in zip(*np.unique(cropped_label, return_counts=True)) if v},
+            sources=sources,
+        )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        arrays = {"image": np.ascontiguousarray(image[crop]).astype(np.float16), "label": cropped_label}
+        for role, array in arrays.items():
+            _save_atomically(self.array_path(case["case"], role), lambda p, a=array: _write_npy(p, a))
+        fault_point("store-before-commit")
+        _save_atomically(self.meta_path(case["case"]), lambda p: p.write_text(json.dumps(asdict(record))))
+        return record
+
+    def build(self, cases: list[dict], spatial: Callable[[dict], dict], normalise: Callable[[dict], dict],
+              workers: int, say: Callable[[str], None] = print) -> int:
+        """Build every missing case in parallel threads, saying progress; returns how many were built."""
+        todo = self.missing(cases)
+        if not todo:
+            return 0
+        started = time.perf_counter()
+        first = self.build_case(todo[0], spatial, normalise)
+        per_case = self.case_bytes(first.case)
+        say(f"store: building {len(todo)} of {len(cases)} cases in {self.folder}: about "
+            f"{per_case * len(cases) / 2**20:,.0f} MiB for all ({per_case / 2**20:,.1f} MiB and "
+            f"{time.perf_counter() - started:.1f} s for the first)")
+        done, report_every = 1, max(1, len(todo) // 10)
+        with ThreadPoolExecutor(max(1, workers)) as pool:  # decompression and resampling release the GIL
+            for _ in pool.map(lambda case: self.build_case(case, spatial, normalise), todo[1:]):
+                done += 1
+                if done % report_every == 0 or done == len(todo):
+                    elapsed = time.perf_counter() - started
+                    left = elapsed / done * (len(todo) - done)
+                    say(f"store: {done}/{len(todo)} cases, {format_duration(elapsed)} so far, "
+                        f"about {format_duration(left)} left")
+        return len(todo)
+
+    def case_bytes(self, case_id: str) -> int:
+        """Bytes one stored case takes on disk (arrays and record)."""
+        return sum(p.stat().st_size for p in (self.meta_path(case_id), self.array_path(case_id, "image"),
+                                                 self.array_path(case_id, "label")))
+
+    def record(self, case_id: str) -> StoredCase:
+        """The json record of a stored case (call after `build`)."""
+        return StoredCase(**json.loads(self.meta_path(case_id).read_text()))
+
+    def arrays(self, case_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """The cropped image (float16) and label (uint8) of a stored case, memory-mapped (read on access)."""
+        return (np.load(self.array_path(case_id, "image"), mmap_mode="r"),
+                np.load(self.array_path(case_id, "label"), mmap_mode="r"))
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, array)
+        handle.flush()
+        os.fsync(handle.fileno())

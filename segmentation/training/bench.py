@@ -1,0 +1,193 @@
+"""Where a training step's time goes, measured side by side on the user's machine and data (`seg bench`).
+
+Four figures, in one process:
+(a) the data pipeline alone: patches/s per cache mode, with one worker and with the configured workers;
+(b) the network alone on synthetic tensors on the device: forward + backward + optimizer step, the
+    configured precision (and compile) — the ceiling no pipeline can pass;
+(c) `seg fit`'s training loop (Lightning, seg's callbacks, the configured data), wall time between steps;
+(d) a plain MONAI + PyTorch loop doing the same work on the same loader.
+(c) and (d) are interleaved (plain, fit, plain) so that a machine that speeds up or slows down affects both.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+from lightning.pytorch import Callback, Trainer
+
+from .defaults import accelerator_defaults
+
+WARMUP = 2  # steps or batches not timed: worker start, cuDNN autotuning, compilation
+
+
+@dataclass
+class BenchFigures:
+    """Every measured figure of one `seg bench` run (samples = patches)."""
+
+    device: str
+    precision: str
+    compiled: bool
+    batch_size: int
+    data_patches_per_second: dict[str, float] = field(default_factory=dict)
+    preparation_seconds: dict[str, float] = field(default_factory=dict)
+    ceiling_samples_per_second: float = 0.0
+    fit_samples_per_second: float = 0.0
+    plain_samples_per_second: float = 0.0
+
+    @property
+    def fit_over_ceiling(self) -> float:
+        """How much of the network's possible rate `seg fit` reaches (1.0: never waits on data)."""
+        return self.fit_samples_per_second / self.ceiling_samples_per_second
+
+    @property
+    def fit_over_plain(self) -> float:
+        """`seg fit`'s rate over the plain loop's on the same data (below 1.0: what seg + Lightning cost)."""
+        return self.fit_samples_per_second / self.plain_samples_per_second
+
+    def verdict(self) -> str:
+        """The figures in words: is the accelerator starved, and does seg cost anything over a plain loop."""
+        waiting = 1.0 - self.fit_over_ceiling
+        words = [f"the {self.device} waits {waiting:.0%} of the time on data" if waiting > 0.1 else
+                 f"the {self.device} is kept busy ({self.fit_over_ceiling:.0%} of the network's own rate)"]
+        if waiting > 0.1:
+            words.append("try --data.cache gpu (or store) and more --data.num_workers")
+        cost = 1.0 - self.fit_over_plain
+        words.append(f"seg fit costs {cost:.0%} over a plain loop" if cost > 0.05 else
+                     f"seg fit runs at {self.fit_over_plain:.0%} of a plain loop's rate")
+        return "; ".join(words)
+
+    def as_dict(self) -> dict[str, Any]:
+        """All figures and ratios (for `--json`)."""
+        return {**asdict(self), "fit_over_ceiling": self.fit_over_ceiling, "fit_over_plain": self.fit_over_plain,
+                "verdict": self.verdict()}
+
+    def table(self) -> str:
+        """The figures as a console table."""
+        rows = [(f"data: {name}", f"{rate:,.1f} patches/s") for name, rate in self.data_patches_per_second.items()]
+        rows += [(f"preparation: {name}", f"{seconds:,.1f} s once") for name, seconds in
+                 self.preparation_seconds.items()]
+        rows += [
+            (f"network ceiling ({self.precision}{', compiled' if self.compiled else ''})",
+             f"{self.ceiling_samples_per_second:,.1f} samples/s"),
+            ("seg fit (Lightning)", f"{self.fit_samples_per_second:,.1f} samples/s"),
+            ("plain MONAI + PyTorch loop", f"{self.plain_samples_per_second:,.1f} samples/s"),
+            ("fit / ceiling", f"{self.fit_over_ceiling:.2f}"),
+            ("fit / plain loop", f"{self.fit_over_plain:.2f}"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join([*(f"{name:<{width}}  {value}" for name, value in rows), f"verdict: {self.verdict()}"])
+
+
+def plain(tensor: torch.Tensor) -> torch.Tensor:
+    """A MONAI MetaTensor as a plain tensor (as seg's module passes it to the network); others unchanged."""
+    return tensor.as_tensor() if hasattr(tensor, "as_tensor") else tensor
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of `precision` on `device` (none for full precision)."""
+    if "bf16" in precision:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if "16" in precision and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return nullcontext()
+
+
+def timed_rate(steps: Iterable[int], count: int, device: torch.device) -> float:
+    """Items per second over `steps` (each yields how many items it handled), the first WARMUP not timed."""
+    done, started = 0, None
+    for index, items in enumerate(steps):
+        if index == WARMUP - 1:
+            _synchronise(device)
+            started = time.perf_counter()
+        elif index >= WARMUP:
+            done += items
+        if index + 1 >= WARMUP + count:
+            break
+    _synchronise(device)
+    return done / (time.perf_counter() - started)
+
+
+def data_rate(loader: Iterable[dict], batches: int) -> float:
+    """Patches per second the loader delivers (the CPU or device work of loading and augmenting alone)."""
+    return timed_rate((len(batch["image"]) for batch in _cycle(loader)), batches, torch.device("cpu"))
+
+
+def training_steps(net: torch.nn.Module, loss_fn: Callable, batches: Iterable[dict], device: torch.device,
+                   precision: str) -> Iterable[int]:
+    """Forward, loss, backward and AdamW step for each batch; yields the batch's sample count."""
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    net.train()
+    for batch in batches:
+        image, label = plain(batch["image"]).to(device), plain(batch["label"]).to(device)
+        with autocast(device, precision):
+            loss = loss_fn(net(image), label)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        yield len(image)
+
+
+def network_ceiling(model, batch: dict, device: torch.device, precision: str, steps: int) -> float:
+    """Samples/s of the network alone: one batch's shapes as tensors already on the device, repeated."""
+    net = copy.deepcopy(model.net).to(device)
+    image = torch.randn(batch["image"].shape, device=device)
+    label = plain(batch["label"]).to(device)
+    repeated = ({"image": image, "label": label} for _ in range(WARMUP + steps))
+    return timed_rate(training_steps(net, model.loss, repeated, device, precision), steps, device)
+
+
+def plain_loop_rate(model, loader: Iterable[dict], device: torch.device, precision: str, steps: int) -> float:
+    """Samples/s of a plain PyTorch loop over the same loader, network and loss (wall time, loading included)."""
+    net = copy.deepcopy(model.net).to(device)
+    return timed_rate(training_steps(net, model.loss, _cycle(loader), device, precision), steps, device)
+
+
+def _cycle(loader: Iterable[dict]) -> Iterable[dict]:
+    while True:
+        yield from loader
+
+
+class StepWallTimer(Callback):
+    """Wall time between consecutive training-step ends (loading, the step and every callback included)."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+        self.samples: list[int] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        _synchronise(pl_module.device)
+        self.ends.append(time.perf_counter())
+        self.samples.append(len(batch["image"]))
+
+
+def fit_rate(model, datamodule, trainer_config: dict, steps: int) -> float:
+    """Samples/s of `seg fit`'s training loop: Lightning with the configured precision, no validation."""
+    timer = StepWallTimer()
+    keep = {k: trainer_config[k] for k in ("accelerator", "precision", "benchmark") if trainer_config.get(k) is not None}
+    trainer = Trainer(**keep, devices=1, max_steps=WARMUP + steps, limit_val_batches=0, num_sanity_val_steps=0,
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[timer])
+    trainer.fit(copy.deepcopy(model), datamodule=datamodule)
+    timed = slice(WARMUP, None)
+    return sum(timer.samples[timed]) / (timer.ends[-1] - timer.ends[WARMUP - 1])
+
+
+def trainer_settings(trainer_config: dict) -> dict:
+    """The trainer configuration with seg's accelerator defaults filled in (as `seg fit` would run)."""
+    return {**trainer_config, **accelerator_defaults(trainer_config, torch.cuda.is_available())}
+
+
+def device_of(trainer_config: dict) -> torch.device:
+    """The device `seg fit` would train on with this configuration."""
+    wanted = str(trainer_config.get("accelerator") or "auto")
+    return torch.device("cuda" if wanted in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
