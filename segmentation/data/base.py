@@ -343,14 +343,17 @@ class VolumeDataModule(pl.LightningDataModule):
         sampler = EpochSeededSampler(
             len(self.train_set), self.hparams.seed, generator, self.train_transform, self.first_epoch(), stored
         )
-        # workers are not persistent: each epoch's workers are seeded from that epoch's generator.
-        # cache: gpu slices tensors held on the device, which worker processes cannot share
+        # MONAI pipelines: workers are not persistent, each epoch's are seeded from that epoch's generator.
+        # The store seeds each item from (seed, epoch, case), so its workers persist. cache: gpu slices
+        # tensors held on the device, which worker processes cannot share.
+        workers = 0 if self.hparams.cache == "gpu" else self.hparams.num_workers
         return DataLoader(
             self.train_set,
             batch_size=volumes_per_batch,
             sampler=sampler,
             generator=generator,
-            num_workers=0 if self.hparams.cache == "gpu" else self.hparams.num_workers,
+            num_workers=workers,
+            persistent_workers=stored and workers > 0,
         )
 
     def first_epoch(self) -> int:

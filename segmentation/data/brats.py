@@ -22,6 +22,9 @@ from .layouts.brats import EDEMA, NECROTIC, REGIONS, case_folders, detect_layout
 
 def labels_to_regions(label: NdarrayOrTensor, enhancing: int) -> NdarrayOrTensor:
     """A (1, X, Y, Z) label map as (3, X, Y, Z) float regions TC, WT, ET (`enhancing`: 4 or 3)."""
+    if isinstance(label, torch.Tensor):  # the store's patches: three comparisons, ~10x faster than MONAI's general
+        et, whole = label[0] == enhancing, label[0] > 0  # (label values were checked up front)
+        return torch.stack([et | (label[0] == NECROTIC), whole, et]).float()
     regions = mt.ConvertToMultiChannelBasedOnBratsClasses(et_label=enhancing)(label)
     # bool channels would not survive padding, and the sigmoid loss wants float targets
     return regions.float() if isinstance(regions, torch.Tensor) else regions.astype("float32")

@@ -48,7 +48,7 @@ def open_volumes(store: Store, case_ids: Sequence[str], device: Optional[torch.d
     for case_id in case_ids:
         image, label = store.arrays(case_id)
         if device is not None:
-            image, label = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (image, label))
+            image, label = (torch.from_numpy(np.array(a)).to(device) for a in (image, label))  # (copies the map)
         volumes.append(StoredVolume(store.record(case_id), image, label))
     return volumes
 
@@ -67,19 +67,25 @@ def random_start(shape: Sequence[int], patch: Sequence[int], rng: np.random.Gene
     return start_around([int(rng.integers(0, s)) for s in shape], shape, patch)
 
 
-def read_window(array: Array, starts: Sequence[int], size: Sequence[int], fill: Sequence[float]) -> torch.Tensor:
-    """array[:, starts:starts+size] as a tensor on the array's device; outside the array, `fill` per channel."""
+def read_window(array: Array, starts: Sequence[int], size: Sequence[int], fill: Sequence[float],
+                flips: Sequence[int] = ()) -> torch.Tensor:
+    """array[:, starts:starts+size] flipped along the `flips` axes (1..3), as a tensor on the array's device;
+    outside the array, `fill` per channel. A window inside a memory map is copied once, already flipped."""
     shape = array.shape[1:]
     inner = [(max(0, a), min(s, a + n)) for a, s, n in zip(starts, shape, size)]
     source = array[(slice(None), *(slice(lo, hi) for lo, hi in inner))]
-    source = torch.from_numpy(np.ascontiguousarray(source)) if isinstance(source, np.ndarray) else source
-    if list(source.shape[1:]) == list(size):
-        return source  # (a view of a held tensor: callers convert dtype, which copies)
-    out = torch.empty((array.shape[0], *size), dtype=source.dtype, device=source.device)
-    out[:] = torch.as_tensor(fill, dtype=source.dtype, device=source.device).view(-1, 1, 1, 1)
-    target = (slice(None), *(slice(lo - a, hi - a) for (lo, hi), a in zip(inner, starts)))
-    out[target] = source
-    return out
+    inside = list(source.shape[1:]) == list(size)
+    if isinstance(source, np.ndarray):
+        if inside:
+            reverse = tuple(slice(None, None, -1) if axis in flips else slice(None) for axis in range(4))
+            return torch.from_numpy(np.ascontiguousarray(source[reverse]))
+        source = torch.from_numpy(np.ascontiguousarray(source))
+    if not inside:
+        out = torch.empty((array.shape[0], *size), dtype=source.dtype, device=source.device)
+        out[:] = torch.as_tensor(fill, dtype=source.dtype, device=source.device).view(-1, 1, 1, 1)
+        out[(slice(None), *(slice(lo - a, hi - a) for (lo, hi), a in zip(inner, starts)))] = source
+        source = out
+    return source.flip(list(flips)) if flips else source  # (a view of a held tensor is converted, so copied, later)
 
 
 class StoredPatches(Dataset):
@@ -114,15 +120,14 @@ class StoredPatches(Dataset):
             starts = start_around(chosen[int(rng.integers(len(chosen)))], shape, self.patch_size)
         else:
             starts = random_start(shape, self.patch_size, rng)
-        image = read_window(volume.image, starts, self.patch_size, volume.record.background).float()
-        label = read_window(volume.label, starts, self.patch_size, [0]).float()
         flips = [axis for axis in (1, 2, 3) if rng.random() < 0.5]
-        if flips:
-            image, label = image.flip(flips), label.flip(flips)
+        window = read_window(volume.image, starts, self.patch_size, volume.record.background, flips)
+        image = window.to(torch.float32, copy=True)  # this patch's own copy: the changes below work in place
+        label = read_window(volume.label, starts, self.patch_size, [0], flips).float()
         if rng.random() < 0.5:
-            image = image * (1.0 + float(rng.uniform(-0.1, 0.1)))
+            image.mul_(1.0 + float(rng.uniform(-0.1, 0.1)))
         if rng.random() < 0.5:
-            image = image + float(rng.uniform(-0.1, 0.1))
+            image.add_(float(rng.uniform(-0.1, 0.1)))
         item = {"image": image, "label": label}
         return self.label_transform(item) if self.label_transform is not None else item
 

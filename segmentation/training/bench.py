@@ -66,12 +66,24 @@ class BenchFigures:
         return {**asdict(self), "fit_over_ceiling": self.fit_over_ceiling, "fit_over_plain": self.fit_over_plain,
                 "verdict": self.verdict()}
 
+    def data_as_dict(self) -> dict[str, Any]:
+        """The data figures alone (`--data-only --json`)."""
+        keep = ("device", "batch_size", "data_patches_per_second", "preparation_seconds")
+        return {key: value for key, value in asdict(self).items() if key in keep}
+
+    def data_rows(self) -> list[tuple[str, str]]:
+        """(name, value) rows of the data pipeline figures."""
+        rows = [(f"data: {name}", f"{rate:,.1f} patches/s") for name, rate in self.data_patches_per_second.items()]
+        return rows + [(f"preparation: {name}", f"{seconds:,.1f} s once") for name, seconds in
+                       self.preparation_seconds.items()]
+
+    def data_table(self) -> str:
+        """The data figures alone as a console table."""
+        return _aligned(self.data_rows())
+
     def table(self) -> str:
         """The figures as a console table."""
-        rows = [(f"data: {name}", f"{rate:,.1f} patches/s") for name, rate in self.data_patches_per_second.items()]
-        rows += [(f"preparation: {name}", f"{seconds:,.1f} s once") for name, seconds in
-                 self.preparation_seconds.items()]
-        rows += [
+        rows = self.data_rows() + [
             (f"network ceiling ({self.precision}{', compiled' if self.compiled else ''})",
              f"{self.ceiling_samples_per_second:,.1f} samples/s"),
             ("seg fit (Lightning)", f"{self.fit_samples_per_second:,.1f} samples/s"),
@@ -79,8 +91,12 @@ class BenchFigures:
             ("fit / ceiling", f"{self.fit_over_ceiling:.2f}"),
             ("fit / plain loop", f"{self.fit_over_plain:.2f}"),
         ]
-        width = max(len(name) for name, _ in rows)
-        return "\n".join([*(f"{name:<{width}}  {value}" for name, value in rows), f"verdict: {self.verdict()}"])
+        return _aligned(rows) + f"\nverdict: {self.verdict()}"
+
+
+def _aligned(rows: list[tuple[str, str]]) -> str:
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
 def plain(tensor: torch.Tensor) -> torch.Tensor:

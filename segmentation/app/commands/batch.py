@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ...core.errors import user_error
 from ...core.formatting import format_duration
 from .report import read_run
 
@@ -94,17 +93,16 @@ def smoke_network(architecture: str) -> dict:
 
 
 def measured_estimate(run: Run) -> Optional[float]:
-    """Projected seconds of `run`, measured as `seg estimate` does (None, with a note, if that failed)."""
-    from ...training.estimate import measure
-    from ..lightning_cli import build_cli
-
-    try:
-        cli = build_cli(run.fit_args)
-        return measure(cli.model, cli.datamodule, dict(cli.config_init.get("trainer") or {})).projected_seconds
-    except (Exception, SystemExit) as err:  # the run itself will report the problem in full
-        cause = user_error(err) if isinstance(err, Exception) else None
-        run.notes.append(f"estimate failed: {cause or type(err).__name__}"[:200])
-        return None
+    """Projected seconds of `run`, measured by `seg estimate` in a child process (so that this process holds no
+    accelerator memory while the runs train); None, with the reason in the run's notes, if that failed."""
+    measured = subprocess.run([*seg_command(), "estimate", *run.fit_args, "--json"], capture_output=True, text=True)
+    figures = [line for line in measured.stdout.splitlines() if line.startswith("{")]
+    if measured.returncode == 0 and figures:
+        return float(json.loads(figures[-1])["projected_seconds"])
+    lines = [line for line in measured.stderr.splitlines() if line.strip()]
+    reason = next((line for line in lines if line.startswith("seg: error:")), lines[-1] if lines else "")
+    run.notes.append(f"estimate failed: {reason.removeprefix('seg: error: ') or f'exit {measured.returncode}'}"[:200])
+    return None
 
 
 def print_plan(runs: list[Run], args: argparse.Namespace) -> None:

@@ -12,23 +12,24 @@ Measures, in one process: (a) the data pipeline alone in patches/s for each cach
 configured one) with one worker and with the configured workers; (b) the network alone on synthetic tensors on
 the device (forward + backward + optimizer step, the configured precision and compile): the ceiling; (c) seg fit's
 training loop; (d) a plain MONAI + PyTorch loop on the same data. Prints the table, the ratios fit/ceiling and
-fit/plain, and a verdict (--json: every figure). --steps: timed steps or batches per figure (default 10)."""
+fit/plain, and a verdict (--json: every figure). --steps: timed steps or batches per figure (default 10).
+--data-only: (a) alone (a CPU-only machine measuring the pipeline it would feed a GPU with)."""
 
 MODES = ("none", "store", "gpu")
 
 
-def split_options(argv: list[str]) -> tuple[list[str], int, bool]:
-    """(LightningCLI arguments, --steps, --json) of the command line."""
-    steps, as_json, rest = 10, False, []
+def split_options(argv: list[str]) -> tuple[list[str], int, bool, bool]:
+    """(LightningCLI arguments, --steps, --json, --data-only) of the command line."""
+    steps, as_json, data_only, rest = 10, False, False, []
     arguments = iter(argv)
     for arg in arguments:
-        if arg == "--json":
-            as_json = True
+        if arg in ("--json", "--data-only"):
+            as_json, data_only = as_json or arg == "--json", data_only or arg == "--data-only"
         elif arg == "--steps" or arg.startswith("--steps="):
             steps = int(arg.split("=", 1)[1] if "=" in arg else next(arguments))
         else:
             rest.append(arg)
-    return rest, max(1, steps), as_json
+    return rest, max(1, steps), as_json, data_only
 
 
 def measure_data(rest: list[str], configured, device, steps: int, figures) -> None:
@@ -59,7 +60,7 @@ def measure_data(rest: list[str], configured, device, steps: int, figures) -> No
 
 def main(argv: list[str]) -> int:
     """Measure the four figures and print them (table and verdict, or JSON)."""
-    rest, steps, as_json = split_options(argv)
+    rest, steps, as_json, data_only = split_options(argv)
     if not rest or rest[0] in ("-h", "--help"):
         print(USAGE)
         return 0
@@ -80,6 +81,9 @@ def main(argv: list[str]) -> int:
     figures = BenchFigures(device=str(device), precision=precision, compiled=bool(model.hparams.compile),
                            batch_size=datamodule.hparams.batch_size)
     measure_data(rest, datamodule, device, steps, figures)
+    if data_only:
+        print(json.dumps(figures.data_as_dict()) if as_json else figures.data_table(), flush=True)
+        return 0
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
     figures.ceiling_samples_per_second = network_ceiling(model, batch, device, precision, steps)
