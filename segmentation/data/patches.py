@@ -78,8 +78,8 @@ def read_window(array: Array, starts: Sequence[int], size: Sequence[int], fill: 
     if isinstance(source, np.ndarray):
         if inside:
             reverse = tuple(slice(None, None, -1) if axis in flips else slice(None) for axis in range(4))
-            return torch.from_numpy(np.ascontiguousarray(source[reverse]))
-        source = torch.from_numpy(np.ascontiguousarray(source))
+            return torch.from_numpy(np.array(source[reverse]))  # (a copy: memory maps are read-only)
+        source = torch.from_numpy(np.array(source))
     if not inside:
         out = torch.empty((array.shape[0], *size), dtype=source.dtype, device=source.device)
         out[:] = torch.as_tensor(fill, dtype=source.dtype, device=source.device).view(-1, 1, 1, 1)
