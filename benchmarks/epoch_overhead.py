@@ -94,9 +94,9 @@ def main() -> None:
         "seg fit, no checkpoints": seg_epoch_seconds(root, work, epochs, "--trainer.enable_checkpointing=false"),
     }
     plain.append(plain_epoch_seconds(root, work, epochs))  # interleaved: before and after the seg runs
-    rows["plain MONAI + PyTorch loop (mean of 2)"] = sum(plain) / 2
+    reference = rows["plain MONAI + PyTorch loop (mean of 2)"] = sum(plain) / 2
     for name, value in rows.items():
-        print(f"{name:<42} {value:6.2f} s/epoch   ratio to plain {value / rows['plain MONAI + PyTorch loop (mean of 2)']:.2f}")
+        print(f"{name:<42} {value:6.2f} s/epoch   ratio to plain {value / reference:.2f}")
 
 
 if __name__ == "__main__":

@@ -22,3 +22,18 @@ def test_a_bf16_fit_on_the_gpu_checkpoints_and_validates(demo_root, tmp_path, se
     assert len(dice) == 2 and all(math.isfinite(d) and 0.0 <= d <= 1.0 for d in dice)
     weights = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())  # autocast, not bf16 weights
+
+
+@pytest.mark.gpu
+def test_the_gpu_cache_trains_on_the_device_with_seg_defaults_and_resumes(demo_root, tmp_path, seg):
+    """cache gpu holds the training volumes on CUDA; bf16 comes from seg's CUDA defaults, not the command line."""
+    args = tiny_fit_args(demo_root, "--trainer.accelerator=gpu", "--trainer.devices=1", "--data.cache=gpu",
+                         "--trainer.max_epochs=1")
+    first = seg(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "bf16" in first.stderr + first.log  # Lightning announces "Using bf16 Automatic Mixed Precision"
+    run = only_run_dir(tmp_path / "lightning_logs")
+    result = seg("fit", f"--ckpt_path={run / 'checkpoints/last.ckpt'}", "--trainer.max_epochs=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    dice = values(run, "val/dice")
+    assert len(dice) == 2 and all(math.isfinite(d) and 0.0 <= d <= 1.0 for d in dice)
