@@ -29,17 +29,13 @@ Array = Union[np.ndarray, torch.Tensor]
 
 @dataclass
 class StoredVolume:
-    """One stored case: its record and its cropped image (C, X, Y, Z) and label (1, X, Y, Z) arrays."""
+    """One stored case: its record, its cropped image (C, X, Y, Z) and label (1, X, Y, Z) arrays, and its
+    foreground locations (rows grouped by label value as `record.locations` says)."""
 
     record: StoredCase
     image: Array
     label: Array
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the two arrays."""
-        return sum(a.nbytes if isinstance(a, np.ndarray) else a.element_size() * a.numel()
-                   for a in (self.image, self.label))
+    foreground: np.ndarray
 
 
 def open_volumes(store: Store, case_ids: Sequence[str], device: Optional[torch.device] = None) -> list[StoredVolume]:
@@ -49,7 +45,7 @@ def open_volumes(store: Store, case_ids: Sequence[str], device: Optional[torch.d
         image, label = store.arrays(case_id)
         if device is not None:
             image, label = (torch.from_numpy(np.array(a)).to(device) for a in (image, label))  # (copies the map)
-        volumes.append(StoredVolume(store.record(case_id), image, label))
+        volumes.append(StoredVolume(store.record(case_id), image, label, store.foreground(case_id)))
     return volumes
 
 
@@ -116,8 +112,9 @@ class StoredPatches(Dataset):
         if locations and rng.random() < self.pos_fraction:
             values = sorted(locations, key=int)
             voxels = np.array([volume.record.counts[value] for value in values], dtype=float)
-            chosen = locations[values[int(rng.choice(len(values), p=voxels / voxels.sum()))]]
-            starts = start_around(chosen[int(rng.integers(len(chosen)))], shape, self.patch_size)
+            first, stop = locations[values[int(rng.choice(len(values), p=voxels / voxels.sum()))]]
+            chosen = volume.foreground[first + int(rng.integers(stop - first))]
+            starts = start_around([int(c) for c in chosen], shape, self.patch_size)
         else:
             starts = random_start(shape, self.patch_size, rng)
         flips = [axis for axis in (1, 2, 3) if rng.random() < 0.5]

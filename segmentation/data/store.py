@@ -5,9 +5,10 @@ Per case, in `<cache folder>/store_<preprocessing key>/`:
 * `<case>.image.npy`: the preprocessed image (channels first, RAS, resampled, normalised), cropped to the box
   where any channel differs from its minimum or the label is nonzero, as float16;
 * `<case>.label.npy`: the label map in the dataset's own values (before any region transform), uint8, same box;
+* `<case>.foreground.npy`: up to MAX_LOCATIONS voxel coordinates per label value (int16, rows grouped by value);
 * `<case>.json`: the box, the full preprocessed shape, each channel's background value (what padding back
-  restores exactly), sub-sampled foreground locations and the voxel count per label value, and the source
-  files' fingerprints.
+  restores exactly), per label value its voxel count and its rows in the foreground file, and the source
+  files' fingerprints (small: 1,000+ records are read at every start).
 
 Uncompressed `.npy` files are opened by memory map, so a random patch reads only its own voxels. Each file is
 written beside its final name and renamed; the json is written last and is what marks a case as stored, so a
@@ -31,7 +32,8 @@ import torch
 from ..core.faults import fault_point
 from ..core.formatting import format_duration
 
-STORE_FORMAT = 2  # bump when the stored content changes, so older stores are not read
+STORE_FORMAT = 3  # bump when the stored content changes, so older stores are not read
+ROLES = ("image", "label", "foreground")  # the arrays of a stored case
 MAX_LOCATIONS = 10_000  # foreground voxels kept per label value (nnU-Net keeps a similar sub-sample)
 
 
@@ -43,7 +45,7 @@ class StoredCase:
     box_start: list[int]
     full_shape: list[int]
     background: list[float]
-    locations: dict[str, list[list[int]]]
+    locations: dict[str, list[int]]  # label value -> [first, stop) rows of `<case>.foreground.npy`
     counts: dict[str, int]
     sources: dict[str, list]
     format: int = STORE_FORMAT
@@ -87,18 +89,21 @@ def background_values(raw: np.ndarray, normalised: np.ndarray) -> list[float]:
     return values
 
 
-def foreground_locations(label: np.ndarray, seed: int) -> dict[str, list[list[int]]]:
-    """Label value -> up to MAX_LOCATIONS voxel coordinates (x, y, z) holding it, sub-sampled reproducibly."""
+def foreground_locations(label: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, list[int]]]:
+    """Up to MAX_LOCATIONS (x, y, z) voxels per nonzero label value, sub-sampled reproducibly, as one int16 array
+    grouped by value, and label value -> [first, stop) rows of it."""
     rng = np.random.default_rng(seed)
-    found = {}
+    parts, rows = [], {}
     for value in np.unique(label):
         if value == 0:
             continue
         where = np.argwhere(label[0] == value)
         if len(where) > MAX_LOCATIONS:
             where = where[np.sort(rng.choice(len(where), MAX_LOCATIONS, replace=False))]
-        found[str(int(value))] = where.astype(int).tolist()
-    return found
+        first = sum(len(part) for part in parts)
+        rows[str(int(value))] = [first, first + len(where)]
+        parts.append(where.astype(np.int16))
+    return (np.concatenate(parts) if parts else np.zeros((0, 3), np.int16)), rows
 
 
 def _save_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -133,7 +138,7 @@ class Store:
             return None
         if record.format != STORE_FORMAT or record.sources != current:
             return None
-        if not all(self.array_path(case["case"], role).is_file() for role in ("image", "label")):
+        if not all(self.array_path(case["case"], role).is_file() for role in ROLES):
             return None
         return record
 
@@ -157,14 +162,16 @@ class Store:
         image = np.asarray(torch.as_tensor(normalise(item)["image"]).float().numpy())
         crop = (slice(None), *(slice(a, b) for a, b in zip(starts, stops)))
         cropped_label = np.ascontiguousarray(label[crop]).astype(np.uint8)
+        foreground, rows = foreground_locations(cropped_label, seed)
         record = StoredCase(
             case=case["case"], box_start=starts, full_shape=list(image.shape[1:]),
-            background=background_values(raw, image), locations=foreground_locations(cropped_label, seed),
+            background=background_values(raw, image), locations=rows,
             counts={str(int(v)): int(n) for v, n in zip(*np.unique(cropped_label, return_counts=True)) if v},
             sources=sources,
         )
         self.folder.mkdir(parents=True, exist_ok=True)
-        arrays = {"image": np.ascontiguousarray(image[crop]).astype(np.float16), "label": cropped_label}
+        arrays = {"image": np.ascontiguousarray(image[crop]).astype(np.float16), "label": cropped_label,
+                  "foreground": foreground}
         for role, array in arrays.items():
             _save_atomically(self.array_path(case["case"], role), lambda p, a=array: _write_npy(p, a))
         fault_point("store-before-commit")
@@ -196,8 +203,8 @@ class Store:
 
     def case_bytes(self, case_id: str) -> int:
         """Bytes one stored case takes on disk (arrays and record)."""
-        return sum(p.stat().st_size for p in (self.meta_path(case_id), self.array_path(case_id, "image"),
-                                                 self.array_path(case_id, "label")))
+        return self.meta_path(case_id).stat().st_size + sum(self.array_path(case_id, role).stat().st_size
+                                                            for role in ROLES)
 
     def record(self, case_id: str) -> StoredCase:
         """The json record of a stored case (call after `build`)."""
@@ -207,6 +214,10 @@ class Store:
         """The cropped image (float16) and label (uint8) of a stored case, memory-mapped (read on access)."""
         return (np.load(self.array_path(case_id, "image"), mmap_mode="r"),
                 np.load(self.array_path(case_id, "label"), mmap_mode="r"))
+
+    def foreground(self, case_id: str) -> np.ndarray:
+        """The stored foreground locations of a case: (N, 3) int16 rows, grouped as its record's `locations` say."""
+        return np.load(self.array_path(case_id, "foreground"))
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:

@@ -40,6 +40,11 @@ def test_padded_back_store_equals_direct_preprocessing_and_is_cropped(kind, tmp_
         assert torch.equal(stored["label"], torch.as_tensor(expected["label"]).float())
         image, label = store.arrays(case["case"])
         assert image.dtype == np.float16 and label.dtype == np.uint8
+        record, foreground = store.record(case["case"]), store.foreground(case["case"])
+        for value, (first, stop) in record.locations.items():  # every stored location holds its label value
+            x, y, z = foreground[first:stop].T
+            assert stop > first and (label[0][x, y, z] == int(value)).all()
+            assert record.counts[value] == int((label == int(value)).sum())
     if kind == "brats":  # skull-stripped: the zero background around the head is not stored
         image, _ = store.arrays(cases[0]["case"])
         assert np.prod(image.shape[1:]) < 0.8 * np.prod(store.record(cases[0]["case"]).full_shape)
