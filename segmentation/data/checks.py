@@ -136,6 +136,7 @@ class FactCache:
 
     @staticmethod
     def key(path: Path, is_label: bool) -> Optional[str]:
+        """The cache key of a file (path, size, mtime, role); None when it cannot be stat'ed."""
         try:
             stat = path.stat()
         except OSError:

@@ -123,9 +123,11 @@ class Store:
         self.folder = Path(folder)
 
     def meta_path(self, case_id: str) -> Path:
+        """The json record of a case (its commit: written last)."""
         return self.folder / f"{case_id}.json"
 
     def array_path(self, case_id: str, role: str) -> Path:
+        """The `.npy` file of one of a case's arrays (`ROLES`)."""
         return self.folder / f"{case_id}.{role}.npy"
 
     def stored(self, case: dict) -> Optional[StoredCase]:

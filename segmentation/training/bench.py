@@ -181,6 +181,7 @@ class StepWallTimer(Callback):
         self.samples: list[int] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Note when this step ended (after the device finished it) and how many samples it trained on."""
         _synchronise(pl_module.device)
         self.ends.append(time.perf_counter())
         self.samples.append(len(batch["image"]))

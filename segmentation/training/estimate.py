@@ -35,6 +35,8 @@ class Estimate:
     validation_cases: int
     validation_every_n_epochs: int
     max_epochs: int
+    device: str = "cpu"  # what was measured: one device of this kind
+    configured_devices: str = "1"  # what the run will use (`--trainer.devices`)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -61,6 +63,9 @@ class Estimate:
             f"every {self.validation_every_n_epochs} epoch(s)",
             f"estimate: {self.seconds_per_epoch:.1f} s per epoch; {self.max_epochs} epochs: "
             f"{format_duration(self.projected_seconds)}",
+            f"measured on one device ({self.device})" + ("" if self.configured_devices in ("1", "auto") else
+                f"; the run asks for --trainer.devices {self.configured_devices}, which splits each epoch's steps "
+                f"among them: not measured here"),
         ])
 
 
@@ -125,4 +130,6 @@ def measure(model, datamodule, trainer_config: dict, validation_cases: int = 2) 
         validation_cases=len(datamodule.val_cases),
         validation_every_n_epochs=int(trainer_config.get("check_val_every_n_epoch") or 1),
         max_epochs=int(trainer_config.get("max_epochs") or 1000),
+        device=str(trainer.strategy.root_device),
+        configured_devices=str(trainer_config.get("devices") or "1"),
     )
