@@ -8,9 +8,11 @@ written before it intact.
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from .errors import SegError
 
@@ -76,3 +78,15 @@ def write_refusal_in(exc: BaseException | None) -> StorageError | None:
             )
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write `path` by `write(temporary file beside it)`, then rename: a reader, or a kill, sees the old file or
+    the new one, never half of one; the temporary is removed when `write` fails."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        if os.path.lexists(partial):  # (unlinking a missing file on a read-only mount raises EROFS)
+            partial.unlink()

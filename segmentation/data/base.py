@@ -274,8 +274,9 @@ class VolumeDataModule(pl.LightningDataModule):
                 f"the dataset check found {len(report.problems)} problem(s) in {self.root}; training was not "
                 f"started. Fix or remove these cases (seg check-data re-runs the check alone):\n{listed}"
             )
-        if self.patch_problem(report):
-            raise SegError(self.patch_problem(report))
+        patch = self.patch_problem(report)
+        if patch:
+            raise SegError(patch)
         unwritable = writable_problem(self.cache_folder()) if self.hparams.cache == "disk" else ""
         if unwritable:
             raise SegError(f"--data.cache disk: cannot write the cache in {self.cache_folder()} ({unwritable}); "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import warnings
 from copy import deepcopy
@@ -27,6 +26,7 @@ from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.utils import convert_to_tensor
 
 from ..core.errors import SegError
+from ..core.storage import write_atomically
 from .patches import StoredPatches, StoredVolumes, open_volumes
 from .store import Store
 
@@ -97,16 +97,12 @@ class SelfHealingDiskCache(PersistentDataset):
         return result
 
     def _write(self, result: Any, entry: Path) -> None:
-        partial = entry.with_name(f".{entry.name}.{os.getpid()}.partial")
+        tensors = convert_to_tensor(result, convert_numeric=False, track_meta=self.track_meta)
         try:
-            torch.save(convert_to_tensor(result, convert_numeric=False, track_meta=self.track_meta), partial)
-            os.replace(partial, entry)
+            write_atomically(entry, lambda partial: torch.save(tensors, partial))
         except (OSError, RuntimeError) as err:  # disk full or read-only: train on, uncached, and say so
             warnings.warn(f"could not write disk cache entry {entry} ({err}); this case is preprocessed "
                           f"again each time it is read", stacklevel=2)
-        finally:
-            if os.path.lexists(partial):
-                partial.unlink()
 
 
 def free_memory(device: torch.device) -> int:

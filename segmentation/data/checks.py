@@ -28,6 +28,8 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import io_orientation
 
+from ..core.storage import write_atomically
+
 CACHE_NAME = "check_cache.json"
 AFFINE_TOLERANCE = 1e-3  # mm; headers written by different tools round differently
 
@@ -158,13 +160,12 @@ class FactCache:
         """Write the cache atomically; a read-only dataset folder just goes without."""
         if not self.path:
             return
-        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        text = json.dumps(self.entries)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps(self.entries))
-            os.replace(partial, self.path)  # a kill mid-write leaves the old cache or the new one, never half of one
+            write_atomically(self.path, lambda partial: partial.write_text(text))
         except OSError:
-            partial.unlink(missing_ok=True)
+            pass
 
 
 def case_files(case: dict) -> Iterable[tuple[str, Path, bool]]:
@@ -211,17 +212,16 @@ def check_case(case: dict, facts: dict[Path, FileFacts], label_values: set[int],
 
 def dimension_problem(role: str, shape: tuple[int, ...], image_files: int, channels: int) -> str:
     """What is wrong with a file's dimensions ("" if nothing): 3D volumes, or one 4D file holding every channel."""
-    spatial_3d = len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)
-    if role != "image" or image_files > 1:
-        if spatial_3d:
-            return "" if role != "image" or image_files == channels else (
-                f"image is one of {image_files} channel files, but the dataset declares {channels} channel(s)")
+    if role == "image" and image_files == 1:  # one file holds every channel: (X, Y, Z) or (X, Y, Z, channels)
+        if len(shape) not in (3, 4):
+            return f"image has {len(shape)} dimensions {list(shape)}: expected a 3D volume (X, Y, Z) or (X, Y, Z, channels)"
+        found = shape[3] if len(shape) == 4 else 1
+        return "" if found == channels else (
+            f"image holds {found} channel(s) {list(shape)}, but the dataset declares {channels}")
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
         return f"{role} has shape {list(shape)}: expected a 3D volume (X, Y, Z)"
-    if len(shape) not in (3, 4):
-        return f"image has {len(shape)} dimensions {list(shape)}: expected a 3D volume (X, Y, Z) or (X, Y, Z, channels)"
-    found = shape[3] if len(shape) == 4 else 1
-    if found != channels:
-        return f"image holds {found} channel(s) {list(shape)}, but the dataset declares {channels}"
+    if role == "image" and image_files != channels:
+        return f"image is one of {image_files} channel files, but the dataset declares {channels} channel(s)"
     return ""
 
 

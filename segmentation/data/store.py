@@ -28,9 +28,11 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
+from monai.transforms.utils import generate_spatial_bounding_box
 
 from ..core.faults import fault_point
 from ..core.formatting import format_duration
+from ..core.storage import write_atomically
 
 STORE_FORMAT = 3  # bump when the stored content changes, so older stores are not read
 ROLES = ("image", "label", "foreground")  # the arrays of a stored case
@@ -70,14 +72,10 @@ def content_box(image: np.ndarray, label: np.ndarray) -> tuple[list[int], list[i
     """[start, stop) per spatial axis of the voxels where a channel differs from its minimum or the label is set
     (`image` before normalisation)."""
     mask = (image != image.reshape(image.shape[0], -1).min(axis=1)[:, None, None, None]).any(axis=0) | (label[0] > 0)
-    if not mask.any():
+    if not mask.any():  # nothing but background: keep the whole volume (MONAI's box would be empty)
         return [0, 0, 0], list(mask.shape)
-    starts, stops = [], []
-    for axis in range(3):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        starts.append(int(present[0]))
-        stops.append(int(present[-1]) + 1)
-    return starts, stops
+    starts, stops = generate_spatial_bounding_box(mask[None], select_fn=lambda voxels: voxels)
+    return [int(a) for a in starts], [int(b) for b in stops]
 
 
 def background_values(raw: np.ndarray, normalised: np.ndarray) -> list[float]:
@@ -89,10 +87,10 @@ def background_values(raw: np.ndarray, normalised: np.ndarray) -> list[float]:
     return values
 
 
-def foreground_locations(label: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, list[int]]]:
+def foreground_locations(label: np.ndarray) -> tuple[np.ndarray, dict[str, list[int]]]:
     """Up to MAX_LOCATIONS (x, y, z) voxels per nonzero label value, sub-sampled reproducibly, as one int16 array
     grouped by value, and label value -> [first, stop) rows of it."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     parts, rows = [], {}
     for value in np.unique(label):
         if value == 0:
@@ -104,16 +102,6 @@ def foreground_locations(label: np.ndarray, seed: int) -> tuple[np.ndarray, dict
         rows[str(int(value))] = [first, first + len(where)]
         parts.append(where.astype(np.int16))
     return (np.concatenate(parts) if parts else np.zeros((0, 3), np.int16)), rows
-
-
-def _save_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.lexists(partial):
-            partial.unlink()
 
 
 class Store:
@@ -148,8 +136,7 @@ class Store:
         """The cases that must be (re)built: never stored, half-written, or changed since."""
         return [case for case in cases if self.stored(case) is None]
 
-    def build_case(self, case: dict, spatial: Callable[[dict], dict], normalise: Callable[[dict], dict],
-                   seed: int = 0) -> StoredCase:
+    def build_case(self, case: dict, spatial: Callable[[dict], dict], normalise: Callable[[dict], dict]) -> StoredCase:
         """Preprocess `case`, crop it to its content and write its arrays, then its json (the commit).
 
         The box is found before normalisation, where the background is one value per channel (zero around a
@@ -164,7 +151,7 @@ class Store:
         image = np.asarray(torch.as_tensor(normalise(item)["image"]).float().numpy())
         crop = (slice(None), *(slice(a, b) for a, b in zip(starts, stops)))
         cropped_label = np.ascontiguousarray(label[crop]).astype(np.uint8)
-        foreground, rows = foreground_locations(cropped_label, seed)
+        foreground, rows = foreground_locations(cropped_label)
         record = StoredCase(
             case=case["case"], box_start=starts, full_shape=list(image.shape[1:]),
             background=background_values(raw, image), locations=rows,
@@ -175,9 +162,9 @@ class Store:
         arrays = {"image": np.ascontiguousarray(image[crop]).astype(np.float16), "label": cropped_label,
                   "foreground": foreground}
         for role, array in arrays.items():
-            _save_atomically(self.array_path(case["case"], role), lambda p, a=array: _write_npy(p, a))
+            write_atomically(self.array_path(case["case"], role), lambda p, a=array: _write_npy(p, a))
         fault_point("store-before-commit")
-        _save_atomically(self.meta_path(case["case"]), lambda p: p.write_text(json.dumps(asdict(record))))
+        write_atomically(self.meta_path(case["case"]), lambda p: p.write_text(json.dumps(asdict(record))))
         return record
 
     def build(self, cases: list[dict], spatial: Callable[[dict], dict], normalise: Callable[[dict], dict],

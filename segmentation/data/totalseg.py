@@ -9,6 +9,7 @@ mask files are read once, not every epoch.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from monai import transforms as mt
 
 from ..core.errors import SegError
+from ..core.storage import write_atomically
 from .base import VolumeDataModule
 from .layouts.totalseg import (
     IMAGE_NAME,
@@ -67,11 +69,11 @@ def is_fresh(merged: Path, sources: Sequence[str]) -> bool:
     return all(os.stat(source).st_mtime_ns <= built for source in sources)
 
 
-def save_atomically(image: nib.Nifti1Image, path: Path) -> None:
-    """Save `image` to `path` so that no reader (or a kill) ever sees a half-written file."""
-    partial = path.with_name(f".{path.name[: -len('.nii.gz')]}.{os.getpid()}.partial.nii.gz")
-    nib.save(image, partial)
-    os.replace(partial, path)
+def save_nifti_gz(image: nib.Nifti1Image, path: Path) -> None:
+    """Save `image` as `.nii.gz` at `path` atomically (the bytes are built in memory: the temporary file's name
+    need not end in `.nii.gz` for nibabel to pick the format)."""
+    data = gzip.compress(image.to_bytes(), compresslevel=1, mtime=0)
+    write_atomically(path, lambda partial: partial.write_bytes(data))
 
 
 class TotalSegmentatorDataModule(VolumeDataModule):
@@ -178,7 +180,7 @@ class TotalSegmentatorDataModule(VolumeDataModule):
             list(pool.map(self._merge_case, todo))
 
     def _merge_case(self, case: dict) -> None:
-        save_atomically(merged_label_map(case, self.classes), Path(case["label"]))
+        save_nifti_gz(merged_label_map(case, self.classes), Path(case["label"]))
 
     def _write_manifest(self) -> None:
         # for people browsing the cache: what the hashed folder name stands for

@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Callback
 
 from .defaults import accelerator_defaults
+from .estimate import measuring_trainer, synchronise
 
 WARMUP = 2  # steps or batches not timed: worker start, cuDNN autotuning, compilation
 
@@ -104,11 +105,6 @@ def plain(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.as_tensor() if hasattr(tensor, "as_tensor") else tensor
 
 
-def _synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def autocast(device: torch.device, precision: str):
     """The autocast context of `precision` on `device` (none for full precision)."""
     if "bf16" in precision:
@@ -123,13 +119,13 @@ def timed_rate(steps: Iterable[int], count: int, device: torch.device) -> float:
     done, started = 0, None
     for index, items in enumerate(steps):
         if index == WARMUP - 1:
-            _synchronise(device)
+            synchronise(device)
             started = time.perf_counter()
         elif index >= WARMUP:
             done += items
         if index + 1 >= WARMUP + count:
             break
-    _synchronise(device)
+    synchronise(device)
     return done / (time.perf_counter() - started)
 
 
@@ -182,7 +178,7 @@ class StepWallTimer(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         """Note when this step ended (after the device finished it) and how many samples it trained on."""
-        _synchronise(pl_module.device)
+        synchronise(pl_module.device)
         self.ends.append(time.perf_counter())
         self.samples.append(len(batch["image"]))
 
@@ -190,10 +186,7 @@ class StepWallTimer(Callback):
 def fit_rate(model, datamodule, trainer_config: dict, steps: int) -> float:
     """Samples/s of `seg fit`'s training loop: Lightning with the configured precision, no validation."""
     timer = StepWallTimer()
-    keep = {k: trainer_config[k] for k in ("accelerator", "precision", "benchmark") if trainer_config.get(k) is not None}
-    trainer = Trainer(**keep, devices=1, max_steps=WARMUP + steps, limit_val_batches=0, num_sanity_val_steps=0,
-                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, callbacks=[timer])
+    trainer = measuring_trainer(trainer_config, [timer], max_steps=WARMUP + steps, limit_val_batches=0)
     trainer.fit(copy.deepcopy(model), datamodule=datamodule)
     timed = slice(WARMUP, None)
     return sum(timer.samples[timed]) / (timer.ends[-1] - timer.ends[WARMUP - 1])

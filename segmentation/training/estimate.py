@@ -15,9 +15,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 from lightning.pytorch import Callback, Trainer
 
 from ..core.formatting import format_duration
+from .defaults import accelerator_defaults
 
 WARMUP_STEPS = 2
 TIMED_STEPS = 5
@@ -80,22 +82,30 @@ class StepTimer(Callback):
         self._started = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        _synchronise(pl_module)
+        synchronise(pl_module.device)
         self.step_seconds.append(time.perf_counter() - self._started)
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         self._started = time.perf_counter()
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        _synchronise(pl_module)
+        synchronise(pl_module.device)
         self.validation_seconds.append(time.perf_counter() - self._started)
 
 
-def _synchronise(pl_module) -> None:
-    if pl_module.device.type == "cuda":
-        import torch
+def synchronise(device: torch.device) -> None:
+    """Wait for the work queued on `device` (CUDA runs asynchronously), so that a wall time is the work's own."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-        torch.cuda.synchronize(pl_module.device)
+
+def measuring_trainer(trainer_config: dict, callbacks: list, **limits: Any) -> Trainer:
+    """A one-device Trainer for timing steps: the configured accelerator, precision and cuDNN setting (seg's
+    CUDA defaults filled in, as `seg fit` runs), `limits` (steps, batches), and nothing that logs or saves."""
+    settings = {**trainer_config, **accelerator_defaults(trainer_config, torch.cuda.is_available())}
+    keep = {k: settings[k] for k in ("accelerator", "precision", "benchmark") if settings.get(k) is not None}
+    return Trainer(**keep, devices=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks, **limits)
 
 
 def measure(model, datamodule, trainer_config: dict, validation_cases: int = 2) -> Estimate:
@@ -105,19 +115,12 @@ def measure(model, datamodule, trainer_config: dict, validation_cases: int = 2) 
     preparation = time.perf_counter() - started
     steps_per_epoch = len(datamodule.train_dataloader())
     timer = StepTimer()
-    keep = {k: trainer_config[k] for k in ("accelerator", "precision", "benchmark") if trainer_config.get(k) is not None}
-    trainer = Trainer(
-        **keep,
-        devices=1,
+    trainer = measuring_trainer(
+        trainer_config,
+        [timer],
         max_epochs=1,
         limit_train_batches=min(steps_per_epoch, WARMUP_STEPS + TIMED_STEPS),
         limit_val_batches=min(validation_cases, len(datamodule.val_cases)),
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
     )
     trainer.fit(model, datamodule=datamodule)
     timed = timer.step_seconds[WARMUP_STEPS:] or timer.step_seconds
