@@ -20,11 +20,13 @@ from monai.data import DataLoader, Dataset
 
 from ..core.constants import CACHE_FOLDER_NAME
 from ..core.errors import SegError
+from ..core.memory import reuse_freed_memory, reuse_freed_memory_in_worker
 from ..core.storage import writable_problem
 from .caching import STORE_MODES, CacheMode, announce_cache, cached_dataset, preprocessing_key, stored_datasets
 from .checks import CheckReport, check_dataset
 from .geometry import first_image_path
 from .layouts.common import images_of
+from .patches import finish_patches
 from .sampling import EpochSeededSampler
 from .split import DataSplit, carve_test, split_cases
 from .store import Store
@@ -348,6 +350,8 @@ class VolumeDataModule(pl.LightningDataModule):
         # The store seeds each item from (seed, epoch, case), so its workers persist. cache: gpu slices
         # tensors held on the device, which worker processes cannot share.
         workers = 0 if self.hparams.cache == "gpu" else self.hparams.num_workers
+        if stored:
+            reuse_freed_memory()  # patches of 32 MiB: see core.memory (forked workers inherit it)
         return DataLoader(
             self.train_set,
             batch_size=volumes_per_batch,
@@ -355,7 +359,13 @@ class VolumeDataModule(pl.LightningDataModule):
             generator=generator,
             num_workers=workers,
             persistent_workers=stored and workers > 0,
+            **({"worker_init_fn": reuse_freed_memory_in_worker} if stored else {}),  # (else MONAI's, which seeds)
         )
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Lightning's hook, on the device: the store's compact training patches become float32 tensors and
+        targets there (`patches.finish_patches`); other batches pass unchanged."""
+        return finish_patches(batch, self.label_transform())
 
     def first_epoch(self) -> int:
         """The epoch training (re)starts at: what Lightning will pass to the sampler's `set_epoch`."""

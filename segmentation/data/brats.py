@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Hashable, Mapping
 
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from monai import transforms as mt
@@ -22,12 +23,24 @@ from .layouts.brats import EDEMA, NECROTIC, REGIONS, case_folders, detect_layout
 
 def labels_to_regions(label: NdarrayOrTensor, enhancing: int) -> NdarrayOrTensor:
     """A (1, X, Y, Z) label map as (3, X, Y, Z) float regions TC, WT, ET (`enhancing`: 4 or 3)."""
-    if isinstance(label, torch.Tensor):  # the store's patches: three comparisons, ~10x faster than MONAI's general
+    if isinstance(label, torch.Tensor) and label.device.type == "cpu" and label.dtype == torch.uint8:
+        return torch.from_numpy(uint8_labels_to_regions(label.numpy(), enhancing))  # the store's patches
+    if isinstance(label, torch.Tensor):  # three comparisons, ~10x faster than MONAI's general conversion
         et, whole = label[0] == enhancing, label[0] > 0  # (label values were checked up front)
         return torch.stack([et | (label[0] == NECROTIC), whole, et]).float()
     regions = mt.ConvertToMultiChannelBasedOnBratsClasses(et_label=enhancing)(label)
     # bool channels would not survive padding, and the sigmoid loss wants float targets
     return regions.float() if isinstance(regions, torch.Tensor) else regions.astype("float32")
+
+
+def uint8_labels_to_regions(label: np.ndarray, enhancing: int) -> np.ndarray:
+    """`labels_to_regions` of a (1, X, Y, Z) uint8 map in NumPy, whose uint8 comparisons are ~15x faster than
+    torch's on the CPU (3 ms instead of 20 ms for a 128³ patch)."""
+    et = label[0] == enhancing
+    regions = np.empty((3, *label.shape[1:]), dtype=np.float32)
+    for channel, mask in enumerate((et | (label[0] == NECROTIC), label[0] > 0, et)):
+        np.copyto(regions[channel], mask.view(np.uint8))  # (uint8 to float32 converts faster than bool)
+    return regions
 
 
 def regions_to_labels(prediction: torch.Tensor, enhancing: int) -> torch.Tensor:

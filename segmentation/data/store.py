@@ -4,11 +4,12 @@ Per case, in `<cache folder>/store_<preprocessing key>/`:
 
 * `<case>.image.npy`: the preprocessed image (channels first, RAS, resampled, normalised), cropped to the box
   where any channel differs from its minimum or the label is nonzero, as float16;
-* `<case>.label.npy`: the label map in the dataset's own values (before any region transform), uint8, same box;
+* `<case>.label.npy`: the label map in the dataset's own values (before any region transform), uint8, cropped
+  further to its own nonzero box (a tumour's box is a small part of the head's; outside it every voxel is 0);
 * `<case>.foreground.npy`: up to MAX_LOCATIONS voxel coordinates per label value (int16, rows grouped by value);
-* `<case>.json`: the box, the full preprocessed shape, each channel's background value (what padding back
-  restores exactly), per label value its voxel count and its rows in the foreground file, and the source
-  files' fingerprints (small: 1,000+ records are read at every start).
+* `<case>.json`: the box (and the label's box inside it), the full preprocessed shape, each channel's
+  background value (what padding back restores exactly), per label value its voxel count and its rows in the
+  foreground file, and the source files' fingerprints (small: 1,000+ records are read at every start).
 
 Uncompressed `.npy` files are opened by memory map, so a random patch reads only its own voxels. Each file is
 written beside its final name and renamed; the json is written last and is what marks a case as stored, so a
@@ -34,7 +35,7 @@ from ..core.faults import fault_point
 from ..core.formatting import format_duration
 from ..core.storage import write_atomically
 
-STORE_FORMAT = 3  # bump when the stored content changes, so older stores are not read
+STORE_FORMAT = 4  # bump when the stored content changes, so older stores are not read
 ROLES = ("image", "label", "foreground")  # the arrays of a stored case
 MAX_LOCATIONS = 10_000  # foreground voxels kept per label value (nnU-Net keeps a similar sub-sample)
 
@@ -45,6 +46,7 @@ class StoredCase:
 
     case: str
     box_start: list[int]
+    label_start: list[int]  # where `<case>.label.npy` starts inside the box
     full_shape: list[int]
     background: list[float]
     locations: dict[str, list[int]]  # label value -> [first, stop) rows of `<case>.foreground.npy`
@@ -75,6 +77,14 @@ def content_box(image: np.ndarray, label: np.ndarray) -> tuple[list[int], list[i
     if not mask.any():  # nothing but background: keep the whole volume (MONAI's box would be empty)
         return [0, 0, 0], list(mask.shape)
     starts, stops = generate_spatial_bounding_box(mask[None], select_fn=lambda voxels: voxels)
+    return [int(a) for a in starts], [int(b) for b in stops]
+
+
+def nonzero_box(label: np.ndarray) -> tuple[list[int], list[int]]:
+    """[start, stop) per spatial axis of a (1, X, Y, Z) label's nonzero voxels; one voxel at 0 when there are none."""
+    if not label.any():
+        return [0, 0, 0], [1, 1, 1]
+    starts, stops = generate_spatial_bounding_box(label, select_fn=lambda voxels: voxels > 0)
     return [int(a) for a in starts], [int(b) for b in stops]
 
 
@@ -152,15 +162,17 @@ class Store:
         crop = (slice(None), *(slice(a, b) for a, b in zip(starts, stops)))
         cropped_label = np.ascontiguousarray(label[crop]).astype(np.uint8)
         foreground, rows = foreground_locations(cropped_label)
+        label_starts, label_stops = nonzero_box(cropped_label)
         record = StoredCase(
-            case=case["case"], box_start=starts, full_shape=list(image.shape[1:]),
+            case=case["case"], box_start=starts, label_start=label_starts, full_shape=list(image.shape[1:]),
             background=background_values(raw, image), locations=rows,
             counts={str(int(v)): int(n) for v, n in zip(*np.unique(cropped_label, return_counts=True)) if v},
             sources=sources,
         )
         self.folder.mkdir(parents=True, exist_ok=True)
-        arrays = {"image": np.ascontiguousarray(image[crop]).astype(np.float16), "label": cropped_label,
-                  "foreground": foreground}
+        label_crop = (slice(None), *(slice(a, b) for a, b in zip(label_starts, label_stops)))
+        arrays = {"image": np.ascontiguousarray(image[crop]).astype(np.float16),
+                  "label": np.ascontiguousarray(cropped_label[label_crop]), "foreground": foreground}
         for role, array in arrays.items():
             write_atomically(self.array_path(case["case"], role), lambda p, a=array: _write_npy(p, a))
         fault_point("store-before-commit")
@@ -200,7 +212,8 @@ class Store:
         return StoredCase(**json.loads(self.meta_path(case_id).read_text()))
 
     def arrays(self, case_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """The cropped image (float16) and label (uint8) of a stored case, memory-mapped (read on access)."""
+        """The cropped image (float16) and label (uint8, from its record's `label_start` in the image's box) of a
+        stored case, memory-mapped (read on access)."""
         return (np.load(self.array_path(case_id, "image"), mmap_mode="r"),
                 np.load(self.array_path(case_id, "label"), mmap_mode="r"))
 

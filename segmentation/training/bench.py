@@ -129,18 +129,29 @@ def timed_rate(steps: Iterable[int], count: int, device: torch.device) -> float:
     return done / (time.perf_counter() - started)
 
 
-def data_rate(loader: Iterable[dict], batches: int) -> float:
-    """Patches per second the loader delivers (the CPU or device work of loading and augmenting alone)."""
-    return timed_rate((len(batch["image"]) for batch in _cycle(loader)), batches, torch.device("cpu"))
+Finish = Callable[[dict, int], dict]  # the datamodule's `on_after_batch_transfer`
+
+
+def on_device(batch: dict, device: torch.device, finish: Finish) -> dict:
+    """`batch` moved to `device` and finished there, as Lightning hands it to the training step."""
+    moved = {key: plain(value).to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+    return finish(moved, 0)
+
+
+def data_rate(loader: Iterable[dict], batches: int, device: torch.device, finish: Finish) -> float:
+    """Patches per second the loader delivers onto `device`, finished there (loading, augmenting, transfer)."""
+    delivered = (len(on_device(batch, device, finish)["image"]) for batch in _cycle(loader))
+    return timed_rate(delivered, batches, device)
 
 
 def training_steps(net: torch.nn.Module, loss_fn: Callable, batches: Iterable[dict], device: torch.device,
-                   precision: str) -> Iterable[int]:
+                   precision: str, finish: Finish) -> Iterable[int]:
     """Forward, loss, backward and AdamW step for each batch; yields the batch's sample count."""
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     net.train()
     for batch in batches:
-        image, label = plain(batch["image"]).to(device), plain(batch["label"]).to(device)
+        batch = on_device(batch, device, finish)
+        image, label = batch["image"], batch["label"]
         with autocast(device, precision):
             loss = loss_fn(net(image), label)
         optimizer.zero_grad(set_to_none=True)
@@ -149,19 +160,20 @@ def training_steps(net: torch.nn.Module, loss_fn: Callable, batches: Iterable[di
         yield len(image)
 
 
-def network_ceiling(model, batch: dict, device: torch.device, precision: str, steps: int) -> float:
+def network_ceiling(model, batch: dict, device: torch.device, precision: str, steps: int, finish: Finish) -> float:
     """Samples/s of the network alone: one batch's shapes as tensors already on the device, repeated."""
     net = copy.deepcopy(model.net).to(device)
-    image = torch.randn(batch["image"].shape, device=device)
-    label = plain(batch["label"]).to(device)
+    label = on_device(batch, device, finish)["label"]
+    image = torch.randn((len(label), *batch["image"].shape[1:]), device=device)
     repeated = ({"image": image, "label": label} for _ in range(WARMUP + steps))
-    return timed_rate(training_steps(net, model.loss, repeated, device, precision), steps, device)
+    return timed_rate(training_steps(net, model.loss, repeated, device, precision, lambda b, _: b), steps, device)
 
 
-def plain_loop_rate(model, loader: Iterable[dict], device: torch.device, precision: str, steps: int) -> float:
+def plain_loop_rate(model, loader: Iterable[dict], device: torch.device, precision: str, steps: int,
+                    finish: Finish) -> float:
     """Samples/s of a plain PyTorch loop over the same loader, network and loss (wall time, loading included)."""
     net = copy.deepcopy(model.net).to(device)
-    return timed_rate(training_steps(net, model.loss, _cycle(loader), device, precision), steps, device)
+    return timed_rate(training_steps(net, model.loss, _cycle(loader), device, precision, finish), steps, device)
 
 
 def _cycle(loader: Iterable[dict]) -> Iterable[dict]:

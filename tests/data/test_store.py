@@ -41,13 +41,15 @@ def test_padded_back_store_equals_direct_preprocessing_and_is_cropped(kind, tmp_
         image, label = store.arrays(case["case"])
         assert image.dtype == np.float16 and label.dtype == np.uint8
         record, foreground = store.record(case["case"]), store.foreground(case["case"])
+        assert all(n <= m for n, m in zip(label.shape, image.shape))  # the label's own box, inside the image's
         for value, (first, stop) in record.locations.items():  # every stored location holds its label value
-            x, y, z = foreground[first:stop].T
+            x, y, z = (foreground[first:stop] - np.array(record.label_start, dtype=np.int16)).T
             assert stop > first and (label[0][x, y, z] == int(value)).all()
             assert record.counts[value] == int((label == int(value)).sum())
     if kind == "brats":  # skull-stripped: the zero background around the head is not stored
-        image, _ = store.arrays(cases[0]["case"])
+        image, label = store.arrays(cases[0]["case"])
         assert np.prod(image.shape[1:]) < 0.8 * np.prod(store.record(cases[0]["case"]).full_shape)
+        assert np.prod(label.shape[1:]) < 0.5 * np.prod(image.shape[1:])  # the tumour's box only
 
 
 def test_foreground_patches_come_at_the_configured_fraction(tmp_path):

@@ -51,7 +51,8 @@ def measure_data(rest: list[str], configured, device, steps: int, figures) -> No
         for workers in [0] if mode == "gpu" else sorted({1, configured_workers}):
             datamodule.hparams.num_workers = workers
             where = "in process" if workers == 0 else f"{workers} worker{'s' if workers > 1 else ''}"
-            figures.data_patches_per_second[f"{mode}, {where}"] = data_rate(datamodule.train_dataloader(), steps)
+            figures.data_patches_per_second[f"{mode}, {where}"] = data_rate(
+                datamodule.train_dataloader(), steps, device, datamodule.on_after_batch_transfer)
         datamodule.hparams.num_workers = configured_workers
         del datamodule.gpu_cache_device
         if mode in STORE_MODES:
@@ -85,11 +86,12 @@ def main(argv: list[str]) -> int:
         print(json.dumps(figures.data_as_dict()) if as_json else figures.data_table(), flush=True)
         return 0
     datamodule.setup("fit")
+    finish = datamodule.on_after_batch_transfer
     batch = next(iter(datamodule.train_dataloader()))
-    figures.ceiling_samples_per_second = network_ceiling(model, batch, device, precision, steps)
-    plain = [plain_loop_rate(model, datamodule.train_dataloader(), device, precision, steps)]
+    figures.ceiling_samples_per_second = network_ceiling(model, batch, device, precision, steps, finish)
+    plain = [plain_loop_rate(model, datamodule.train_dataloader(), device, precision, steps, finish)]
     figures.fit_samples_per_second = fit_rate(model, datamodule, trainer_config, steps)
-    plain.append(plain_loop_rate(model, datamodule.train_dataloader(), device, precision, steps))
+    plain.append(plain_loop_rate(model, datamodule.train_dataloader(), device, precision, steps, finish))
     figures.plain_samples_per_second = sum(plain) / len(plain)
     print(json.dumps(figures.as_dict()) if as_json else figures.table(), flush=True)
     return 0
