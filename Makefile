@@ -9,9 +9,10 @@ ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 .PHONY: install demo test test-fast test-floors tensorboard resume batch1 batch2 batch3 batch-smoke static-vs-dynamic clean
 
 GPUS ?= 1
-# batches: ARCHS, EPOCHS (50), SCHEDULER (reduce_on_plateau), DATA (the dataset's folder), GPUS
+# batches: ARCHS, EPOCHS (50), SCHEDULER (reduce_on_plateau), DATA (the dataset's folder), GPUS (> 1: DDP),
+# FRESH=1 (start every run anew; default: the same command again continues the batch's unfinished runs)
 BATCH = $(SEG) batch --archs $(or $(ARCHS),unet segresnet) --epochs $(or $(EPOCHS),50) \
-	--schedulers $(or $(SCHEDULER),reduce_on_plateau) --gpus $(GPUS)
+	--schedulers $(or $(SCHEDULER),reduce_on_plateau) --gpus $(GPUS) $(if $(FRESH),--fresh)
 SMOKE = data/smoke
 SMOKE_FRAGMENT = $(ROOT)/configs/fragments/smoke.yaml
 

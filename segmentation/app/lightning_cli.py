@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from ..data.base import VolumeDataModule
 from ..model.module import SegmentationModule
@@ -25,6 +26,8 @@ from ..training.defaults import (
 from ..training.evaluation import NativeSpaceScorer
 from ..training.faults import KillBetweenEpochs
 from ..training.prediction import PredictionWriter
+from ..training.preemption import MARKER, Preemption, preempted_checkpoint
+from ..training.rank_agreement import RankAgreement
 from ..training.records import RunRecord
 from ..training.run_lock import RunDirectoryLock, refuse_if_locked
 from .argv import check_config_files, with_stored_config
@@ -51,9 +54,10 @@ class SaveConfigBeside(SaveConfigCallback):
             return
         log_dir = Path(trainer.log_dir or ".")
         number = 0
-        while (log_dir / self.config_filename).exists():
+        while trainer.is_global_zero and (log_dir / self.config_filename).exists():
             number += 1
             self.config_filename = f"config.resume{number}.yaml"
+        self.config_filename = trainer.strategy.broadcast(self.config_filename)  # rank 0's choice, on every rank
         super().setup(trainer, pl_module, stage)
 
 
@@ -153,9 +157,8 @@ class SegCLI(LightningCLI):
             config_yaml = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
             callbacks.append(RunRecord(config_yaml))
             given = max_epochs_on_command_line(self.command_line)
-            ckpt, summary = resume.prepare_fit_resume(
-                subcommand_config.get("ckpt_path"), run, dict(self.model.hparams), config_yaml, given
-            )
+            ckpt_path = subcommand_config.get("ckpt_path") or continue_preempted(run)
+            ckpt, summary = resume.prepare_fit_resume(ckpt_path, run, dict(self.model.hparams), config_yaml, given)
             if summary is not None and given is None:
                 kwargs.update(keep_the_runs_horizon(summary.saved_max_epochs, config.get("max_epochs")))
             subcommand_config["ckpt_path"] = str(ckpt) if ckpt else None
@@ -176,19 +179,34 @@ class SegCLI(LightningCLI):
         if config.get("enable_checkpointing", True) is not False:
             callbacks = with_default_checkpoints(callbacks, subcommand_config.get("keep_last_epochs"))
         if not config.get("plugins"):
-            kwargs["plugins"] = [AtomicCheckpointIO()]
+            # under SLURM, seg's own preemption handling (training.preemption) replaces Lightning's auto-requeue,
+            # which checkpoints into the working directory and skips seg's resume checks
+            kwargs["plugins"] = [AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)]
+                                                         if SLURMEnvironment.detect() else [])]
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions"))
         if self.subcommand == "test":
             callbacks.append(NativeSpaceScorer(scored_table_path(subcommand_config.get("ckpt_path"), run)))
         if self.subcommand == "fit":
             callbacks.append(KillBetweenEpochs())  # a no-op unless SEG_KILL_AT names it (core.faults)
+            callbacks.append(Preemption())  # SIGTERM / SIGUSR1 / SIGINT: checkpoint this step, exit 75
+            callbacks.append(RankAgreement())  # DDP: replicas still equal after every epoch
             callbacks += optional_callbacks(
                 subcommand_config.get("early_stopping_patience"), subcommand_config.get("preview_every_n_epochs") or 0
             )
         kwargs["callbacks"] = with_default_logging(callbacks)
+        kwargs["use_distributed_sampler"] = False  # seg's samplers shard by rank themselves (data.sampling)
         kwargs.update(accelerator_defaults(dict(config), torch.cuda.is_available()))
         return super().instantiate_trainer(**kwargs)
+
+
+def continue_preempted(run: Path) -> Optional[str]:
+    """The checkpoint of this run name's preempted newest version (a bare re-run continues it, and says so)."""
+    ckpt = preempted_checkpoint(run)
+    if ckpt is not None:
+        print(f"continuing the preempted run {ckpt.parent.parent} from {ckpt} (its {MARKER} marker; to start a new "
+              f"run instead, delete that file)", flush=True)
+    return str(ckpt) if ckpt else None
 
 
 def max_epochs_on_command_line(command_line: list[str]) -> Optional[int]:

@@ -13,6 +13,11 @@ Points (where they sit and what a kill there leaves behind):
   started (`training.faults.KillBetweenEpochs`).
 * `store-before-commit`: a stored case's arrays are written, its json record (the
   commit) is not (`data.store`).
+
+`SEG_SIGNAL_AT=<SIGNAL>:<step>` (e.g. `SIGTERM:3`) sends that signal to this process when the
+training step `step` has ended (global step, counted from 1; 0: when the fit is set up, before any
+step): a scheduler's preemption at an exact point (`training.preemption`). Only rank 0 sends it;
+the ranks must then agree on where to stop.
 """
 
 from __future__ import annotations
@@ -45,3 +50,24 @@ def fault_point(point: str) -> None:
     _arrivals[point] += 1
     if _arrivals[point] == plan[1]:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+SIGNAL_VARIABLE = "SEG_SIGNAL_AT"
+
+
+def planned_signal() -> tuple[signal.Signals, int] | None:
+    """(signal, step) from `SEG_SIGNAL_AT`, or None when no signal is planned."""
+    value = os.environ.get(SIGNAL_VARIABLE)
+    if not value:
+        return None
+    name, _, step = value.partition(":")
+    if name not in signal.Signals.__members__ or not step.isdigit():
+        raise ValueError(f"{SIGNAL_VARIABLE}={value!r}: expected <SIGNAL>:<step>, e.g. SIGTERM:3")
+    return signal.Signals[name], int(step)
+
+
+def signal_point(step: int, rank: int) -> None:
+    """The end of training step `step` on `rank`: send the planned signal to this process if it is due."""
+    plan = planned_signal()
+    if plan is not None and rank == 0 and plan[1] == step:
+        os.kill(os.getpid(), plan[0])

@@ -20,14 +20,21 @@ from monai.data import DataLoader, Dataset
 
 from ..core.constants import CACHE_FOLDER_NAME
 from ..core.errors import SegError
-from ..core.memory import reuse_freed_memory, reuse_freed_memory_in_worker
+from ..core.locking import exclusive
 from ..core.storage import writable_problem
-from .caching import STORE_MODES, CacheMode, announce_cache, cached_dataset, preprocessing_key, stored_datasets
+from .caching import (
+    STORE_MODES,
+    CacheMode,
+    announce_cache,
+    cached_dataset,
+    preprocessing_key,
+    stored_datasets,
+)
 from .checks import CheckReport, check_dataset
 from .geometry import first_image_path
 from .layouts.common import images_of
+from .loaders import training_loader, volume_loader
 from .patches import finish_patches
-from .sampling import EpochSeededSampler
 from .split import DataSplit, carve_test, split_cases
 from .store import Store
 
@@ -88,6 +95,7 @@ class VolumeDataModule(pl.LightningDataModule):
         self.test_cases: list[dict] = []
         self.data_split: Optional[DataSplit] = None
         self.restored_split: Optional[DataSplit] = None
+        self.resume_position: Optional[dict] = None  # (a checkpoint's: see state_dict)
         self.datasets_built = False
         self._stage: Optional[str] = None
         self._passed_check: Optional[list[dict]] = None
@@ -269,7 +277,8 @@ class VolumeDataModule(pl.LightningDataModule):
         """
         if cases == self._passed_check:
             return None
-        report = self.check_report(cases)
+        with exclusive(self.cache_folder() / "check.lock"):  # DDP ranks started together: one reads, the rest reuse
+            report = self.check_report(cases)
         if report.problems:
             listed = "\n".join(f"  {problem}" for problem in report.problems)
             raise SegError(
@@ -320,11 +329,20 @@ class VolumeDataModule(pl.LightningDataModule):
         return DataSplit(train, val, [])
 
     def state_dict(self) -> dict:
-        """The split, saved in every checkpoint: a resume trains and validates, and `seg test` tests, on its cases."""
-        return self.data_split.as_state() if self.data_split else {}
+        """Saved in every checkpoint: the split (a resume trains and validates, and `seg test` tests, on its cases)
+        and the training position (epoch, batches trained in it), from which a resume continues inside the epoch."""
+        state = self.data_split.as_state() if self.data_split else {}
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training:
+            batches = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)  # by each rank
+            volumes = batches * self.volumes_per_batch() * int(trainer.world_size)  # of the epoch's permutation
+            state["position"] = {"epoch": int(trainer.current_epoch), "batches": batches, "consumed": volumes,
+                                 "world_size": int(trainer.world_size)}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Take the checkpoint's split (re-building the datasets if `setup` already ran with another)."""
+        """Take the checkpoint's split (re-building the datasets if `setup` already ran with another) and position."""
+        self.resume_position = state.get("position")
         self.restored_split = DataSplit.from_state(state)
         if self.data_split is not None and self.restored_split != self.data_split:
             self.setup(self._stage)
@@ -338,29 +356,18 @@ class VolumeDataModule(pl.LightningDataModule):
         return cached_dataset(cases, transform, self.hparams.cache, folder)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of random patches."""
-        # samples_per_volume patches come from each volume, so fewer volumes make a batch
-        volumes_per_batch = max(1, self.hparams.batch_size // self.hparams.samples_per_volume)
-        generator = torch.Generator()
-        stored = self.hparams.cache in STORE_MODES
-        sampler = EpochSeededSampler(
-            len(self.train_set), self.hparams.seed, generator, self.train_transform, self.first_epoch(), stored
-        )
-        # MONAI pipelines: workers are not persistent, each epoch's are seeded from that epoch's generator.
-        # The store seeds each item from (seed, epoch, case), so its workers persist. cache: gpu slices
-        # tensors held on the device, which worker processes cannot share.
+        """Shuffled batches of random patches: this rank's share, resumed inside the epoch a checkpoint stopped in."""
+        start = self.first_epoch()
+        position, self.resume_position = self.resume_position, None  # used by the first loader of a resumed fit
+        consumed = position.get("consumed", 0) if position and position.get("epoch") == start else 0
+        # cache: gpu slices tensors held on the device, which worker processes cannot share
         workers = 0 if self.hparams.cache == "gpu" else self.hparams.num_workers
-        if stored:
-            reuse_freed_memory()  # patches of 32 MiB: see core.memory (forked workers inherit it)
-        return DataLoader(
-            self.train_set,
-            batch_size=volumes_per_batch,
-            sampler=sampler,
-            generator=generator,
-            num_workers=workers,
-            persistent_workers=stored and workers > 0,
-            **({"worker_init_fn": reuse_freed_memory_in_worker} if stored else {}),  # (else MONAI's, which seeds)
-        )
+        return training_loader(self.train_set, self.volumes_per_batch(), self.hparams.seed, self.train_transform, start,
+                               self.hparams.cache in STORE_MODES, workers, getattr(self, "trainer", None), consumed)
+
+    def volumes_per_batch(self) -> int:
+        """Volumes a training batch draws its patches from (samples_per_volume patches come from each)."""
+        return max(1, self.hparams.batch_size // self.hparams.samples_per_volume)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Lightning's hook, on the device: the store's compact training patches become float32 tensors and
@@ -373,8 +380,8 @@ class VolumeDataModule(pl.LightningDataModule):
         return trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
 
     def val_dataloader(self) -> DataLoader:
-        """Whole validation volumes, one at a time (their shapes differ)."""
-        return DataLoader(self.val_set, batch_size=1, num_workers=self.hparams.num_workers)
+        """Whole validation volumes, one at a time (their shapes differ), each on one rank."""
+        return volume_loader(self.val_set, self.hparams.num_workers, getattr(self, "trainer", None))
 
     def scored_cases(self) -> tuple[list[dict], str]:
         """The cases `seg test` scores and the name of their split (`test` unless `--data.test_on val`)."""
@@ -395,7 +402,7 @@ class VolumeDataModule(pl.LightningDataModule):
                   "source": str(first_image_path(c["image"]))} for c in cases]
         # kept: MONAI inverts a transform only with the very instances that applied it
         self.test_pipeline = self.predict_transform()
-        return DataLoader(Dataset(items, self.test_pipeline), batch_size=1, num_workers=self.hparams.num_workers)
+        return volume_loader(Dataset(items, self.test_pipeline), self.hparams.num_workers, getattr(self, "trainer", None))
 
     def predict_cases(self) -> list[dict]:
         """Images to predict: `predict_images` (files, folders, globs) if given, else every case of the dataset."""
@@ -409,5 +416,6 @@ class VolumeDataModule(pl.LightningDataModule):
         cases = [{**case, "source": str(first_image_path(case["image"]))} for case in self.predict_cases()]
         # kept: MONAI inverts a transform only with the very instances that applied it
         self.predict_pipeline = self.predict_transform()
-        return DataLoader(Dataset(cases, self.predict_pipeline), batch_size=1, num_workers=self.hparams.num_workers)
+        return volume_loader(Dataset(cases, self.predict_pipeline), self.hparams.num_workers,
+                             getattr(self, "trainer", None))
 

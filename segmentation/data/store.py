@@ -33,6 +33,7 @@ from monai.transforms.utils import generate_spatial_bounding_box
 
 from ..core.faults import fault_point
 from ..core.formatting import format_duration
+from ..core.locking import exclusive
 from ..core.storage import write_atomically
 
 STORE_FORMAT = 4  # bump when the stored content changes, so older stores are not read
@@ -181,7 +182,13 @@ class Store:
 
     def build(self, cases: list[dict], spatial: Callable[[dict], dict], normalise: Callable[[dict], dict],
               workers: int, say: Callable[[str], None] = print) -> int:
-        """Build every missing case in parallel threads, saying progress; returns how many were built."""
+        """Build every missing case in parallel threads, saying progress; returns how many were built. One process
+        at a time (DDP ranks started together): the others wait, then find the cases stored."""
+        with exclusive(self.folder.with_name(self.folder.name + ".lock")):
+            return self._build(cases, spatial, normalise, workers, say)
+
+    def _build(self, cases: list[dict], spatial: Callable[[dict], dict], normalise: Callable[[dict], dict],
+               workers: int, say: Callable[[str], None]) -> int:
         todo = self.missing(cases)
         if not todo:
             return 0

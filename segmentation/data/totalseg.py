@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from monai import transforms as mt
 
 from ..core.errors import SegError
+from ..core.locking import exclusive
 from ..core.storage import write_atomically
 from .base import VolumeDataModule
 from .layouts.totalseg import (
@@ -171,13 +172,15 @@ class TotalSegmentatorDataModule(VolumeDataModule):
             self._write_manifest()
         except OSError as err:
             raise SegError(f"cannot write the merged labels to {self.merge_dir} ({err}); set --data.cache_dir") from None
-        todo = [case for case in cases if not is_fresh(Path(case["label"]), list(case["masks"].values()))]
-        if not todo:
-            return
-        rank_zero_info(f"seg: merging {len(self.classes)} TotalSegmentator masks of {len(todo)} cases into {self.merge_dir}")
-        # decompression releases the GIL, so threads merge cases in parallel
-        with ThreadPoolExecutor(max(1, self.hparams.num_workers)) as pool:
-            list(pool.map(self._merge_case, todo))
+        with exclusive(self.merge_dir.with_name(self.merge_dir.name + ".lock")):  # one process at a time
+            todo = [case for case in cases if not is_fresh(Path(case["label"]), list(case["masks"].values()))]
+            if not todo:
+                return
+            rank_zero_info(f"seg: merging {len(self.classes)} TotalSegmentator masks of {len(todo)} cases into "
+                           f"{self.merge_dir}")
+            # decompression releases the GIL, so threads merge cases in parallel
+            with ThreadPoolExecutor(max(1, self.hparams.num_workers)) as pool:
+                list(pool.map(self._merge_case, todo))
 
     def _merge_case(self, case: dict) -> None:
         save_nifti_gz(merged_label_map(case, self.classes), Path(case["label"]))

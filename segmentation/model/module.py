@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict
 from typing import Literal, Optional, Sequence, Union
 
@@ -14,12 +15,21 @@ from monai.losses import DiceCELoss
 from ..core.constants import MONITOR
 from ..core.errors import SegError
 from ..schedules.plans import ScheduleName, ScheduleOptions
-from ..schedules.schedulers import build_schedule, lightning_scheduler_config, step_after_validation, step_at_epoch_end
+from ..schedules.schedulers import (
+    build_schedule,
+    lightning_scheduler_config,
+    step_after_validation,
+    step_at_epoch_end,
+)
 from .losses import label_map_dice_ce
 from .metrics import dice_from_counts, dice_present, first_of_each_case, overlap_counts
 from .networks import ArchitectureName, build_network
 
 OptimizerName = Literal["adamw", "adam", "sgd"]
+
+# Validation Dice is computed from the overlap counts of every rank (gathered, equal on all ranks): Lightning's
+# advice to sync it again under DDP does not apply (a mean over 3 equal floats need not return the float).
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\('val/dice")
 
 
 class SegmentationModule(pl.LightningModule):
@@ -91,7 +101,8 @@ class SegmentationModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """DiceCE loss on a batch of random patches."""
         loss = self.loss(self(batch["image"]), batch["label"])
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]),
+                 sync_dist=True)  # (reduced across ranks once per epoch)
         return loss
 
     def infer_volume(self, image: torch.Tensor) -> torch.Tensor:
@@ -157,12 +168,13 @@ class SegmentationModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         """Log mean and per-class Dice (each case once), then step the plateau schedule with it."""
-        if not self._validated:
+        indices = torch.tensor([index for index, _ in self._validated], dtype=torch.long, device=self.device)
+        counts = (torch.stack([counts for _, counts in self._validated]) if self._validated
+                  else torch.zeros((0, len(self.class_names), 3), dtype=torch.long, device=self.device))
+        if self.trainer.world_size > 1:  # every rank joins, also one without cases (fewer cases than ranks)
+            indices, counts = gather_rows(self, indices), gather_rows(self, counts)
+        if len(indices) == 0:
             return
-        indices = torch.tensor([index for index, _ in self._validated], device=self.device)
-        counts = torch.stack([counts for _, counts in self._validated])
-        if self.trainer.world_size > 1:
-            indices, counts = self.all_gather(indices).flatten(0, 1), self.all_gather(counts).flatten(0, 1)
         _, counts = first_of_each_case(indices, counts)
         per_class = dice_from_counts(counts).mean(dim=0)
         mean_dice = per_class.mean()
@@ -206,6 +218,15 @@ class SegmentationModule(pl.LightningModule):
     def lr_scheduler_step(self, scheduler, metric) -> None:
         """Lightning's epoch-end step; the plateau schedule is stepped after validation instead."""
         step_at_epoch_end(scheduler)
+
+
+def gather_rows(module: pl.LightningModule, rows: torch.Tensor) -> torch.Tensor:
+    """The rows of every rank, concatenated in rank order (ranks may hold different numbers of rows)."""
+    counts = module.all_gather(torch.tensor(len(rows), device=rows.device)).reshape(-1).tolist()
+    padded = torch.zeros((max(counts), *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+    padded[:len(rows)] = rows
+    gathered = module.all_gather(padded)  # (world size, most rows, ...)
+    return torch.cat([gathered[rank, :count] for rank, count in enumerate(counts)])
 
 
 def as_schedule_options(schedule: Union[ScheduleOptions, dict, None]) -> ScheduleOptions:

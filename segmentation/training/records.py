@@ -14,7 +14,7 @@ from ..core.constants import CHECKPOINT_RECORD_KEY
 
 
 class RunRecord(Callback):
-    """Stores in every checkpoint the run's composed config (YAML), its run directory and max_epochs."""
+    """Stores in every checkpoint the run's composed config (YAML), its run directory, max_epochs and world size."""
 
     def __init__(self, config_yaml: str):
         self.config_yaml = config_yaml
@@ -22,7 +22,8 @@ class RunRecord(Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         """Add the record to the checkpoint being written."""
         checkpoint[CHECKPOINT_RECORD_KEY] = {
-            "config": self.config_yaml, "log_dir": trainer.log_dir, "max_epochs": trainer.max_epochs
+            "config": self.config_yaml, "log_dir": trainer.log_dir, "max_epochs": trainer.max_epochs,
+            "world_size": trainer.world_size,
         }
 
 

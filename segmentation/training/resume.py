@@ -20,7 +20,11 @@ from lightning.pytorch.callbacks import Callback
 
 from ..core.errors import SegError
 from ..schedules.schedulers import resume_note
-from .checkpointing import load_checkpoint, newest_good_checkpoint, remove_stale_temporaries
+from .checkpointing import (
+    load_checkpoint,
+    newest_good_checkpoint,
+    remove_stale_temporaries,
+)
 from .config_diff import config_differences, plain
 from .records import record_of, stored_config
 
@@ -114,6 +118,16 @@ def run_directory_of(ckpt: Path) -> Optional[Path]:
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
 
 
+def stopped_inside_epoch(checkpoint: dict) -> Optional[int]:
+    """How many batches of its last epoch a checkpoint written inside that epoch (a preemption) had trained, or None
+    for a checkpoint written at an epoch's end."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    if progress.get("processed", int(checkpoint.get("epoch", 0)) + 1) > int(checkpoint.get("epoch", 0)):
+        return None
+    positions = [value["position"] for value in checkpoint.values() if isinstance(value, dict) and "position" in value]
+    return int(positions[0].get("batches", 0)) if positions else 0
+
+
 class ResumeSummary(Callback):
     """Prints one paragraph when a resumed fit starts: checkpoint, epoch, restored, changed."""
 
@@ -122,21 +136,32 @@ class ResumeSummary(Callback):
         self.newer = newer  # set: this resume branches into a new version directory
         self.epoch = int(checkpoint.get("epoch", -1))
         self.saved_max_epochs = record_of(checkpoint).get("max_epochs")
+        self.saved_world_size = record_of(checkpoint).get("world_size")
+        self.inside = stopped_inside_epoch(checkpoint)  # batches of the unfinished epoch trained, or None
         self.differences = differences
         self.text = ""
 
     def on_train_start(self, trainer, pl_module) -> None:
         """Compose and print the paragraph (schedules have been restored by now)."""
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
         notes = [resume_note(c.scheduler) for c in trainer.lr_scheduler_configs]
         changed = [note for note in notes if note and "restored as saved" not in note]
         if self.saved_max_epochs not in (None, trainer.max_epochs):
             changed.insert(0, f"max_epochs {self.saved_max_epochs} -> {trainer.max_epochs}")
+        if self.saved_world_size not in (None, trainer.world_size):
+            changed.append(f"world size {self.saved_world_size} -> {trainer.world_size} (each epoch's order is dealt "
+                           f"out by rank: the run continues, but exactly as uninterrupted only on "
+                           f"{self.saved_world_size} processes)")
         changed += [f"config {d}" for d in self.differences if not d.startswith("trainer.max_epochs")]
         restored = "weights, optimizer state (moments), loop counters, data split"
+        restored += ", the sampler's place inside the epoch" if self.inside is not None else ""
         restored += "".join(f", {note}" for note in notes if "restored as saved" in note)
+        where = (f"inside epoch {self.epoch} after {self.inside} of its batches; continuing with the next batch"
+                 if self.inside is not None else
+                 f"epoch {self.epoch} done; continuing at epoch {trainer.current_epoch}")
         self.text = (
-            f"Resuming from {self.ckpt_path} (epoch {self.epoch} done; continuing at epoch {trainer.current_epoch} "
-            f"of {trainer.max_epochs}, lr {trainer.optimizers[0].param_groups[0]['lr']:.4g}) into {trainer.log_dir}. "
+            f"Resuming from {self.ckpt_path} ({where} "
+            f"of {trainer.max_epochs}, lr {trainer.optimizers[0].param_groups[0]['lr']:.4g}) into {log_dir}. "
             f"Restored: {restored}. Changed: {'; '.join(changed) if changed else 'nothing'}."
         )
         if self.newer is not None:
@@ -144,5 +169,5 @@ class ResumeSummary(Callback):
                           f"directory would overwrite; this continues in a new version, nothing of the old one changes.")
         if trainer.is_global_zero:
             print(self.text, flush=True)
-            if self.newer is not None and trainer.log_dir:
-                (Path(trainer.log_dir) / BRANCH_RECORD).write_text(f"{self.ckpt_path}\n")
+            if self.newer is not None and log_dir:
+                (Path(log_dir) / BRANCH_RECORD).write_text(f"{self.ckpt_path}\n")

@@ -87,8 +87,9 @@ class RunDirectoryLock(Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         """Lock the run directory of a fit."""
-        if stage == "fit" and trainer.is_global_zero and trainer.log_dir:
-            self.run_dir = Path(trainer.log_dir)
+        log_dir = trainer.log_dir if stage == "fit" else None  # a collective under DDP: every rank must ask
+        if log_dir and trainer.is_global_zero:
+            self.run_dir = Path(log_dir)
             acquire(self.run_dir)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:

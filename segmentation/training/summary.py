@@ -6,24 +6,28 @@ import time
 
 from lightning.pytorch.callbacks import Callback
 
-from ..core.constants import MONITOR
+from ..core.constants import MONITOR, RUN_DIRECTORY_LINE
 
 
 class RunSummary(Callback):
     """Prints one closing paragraph of a fit: run directory, best and last val/dice, epochs, wall time."""
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        """Start the wall clock."""
+        """Start the wall clock; say which run directory this fit trains into (what `seg batch` records)."""
         self._started = time.monotonic()
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
+        if trainer.is_global_zero and log_dir:
+            print(f"{RUN_DIRECTORY_LINE}{log_dir}", flush=True)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         """Print the summary (rank 0 only)."""
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
         best = next((c for c in trainer.checkpoint_callbacks if c.monitor), None)
         last = trainer.callback_metrics.get(MONITOR)
         lines = [
-            f"run: {trainer.log_dir}",
+            f"run: {log_dir}",
             f"epochs: {trainer.current_epoch} (max_epochs {trainer.max_epochs}), "
             f"wall time {time.monotonic() - self._started:.1f} s",
         ]

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Optional
 
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 from ..core.constants import EPOCH_SECONDS_TAG, MONITOR
 from ..core.formatting import format_duration
+
+# Lightning computes epoch metrics (and would advise syncing them under DDP) after the hook that logs them:
+# the epoch time is rank 0's own wall time, nothing to sync.
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\('time/")
 
 
 def remaining_epochs(trainer, done: int) -> Optional[int]:
@@ -45,7 +50,7 @@ class EpochTimer(Callback):
         self.seconds: list[float] = []
         self.last_line: Optional[str] = None
         self.time_left: Optional[float] = None
-        self._started = 0.0
+        self._started, self._partial = 0.0, False
         self._validated = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -61,12 +66,14 @@ class EpochTimer(Callback):
             eta_bar.setup(trainer, pl_module, stage)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        """Count this process's epochs only."""
+        """Count this process's epochs only. A resume inside an epoch gets no `on_train_epoch_start` for it: its
+        part-epoch is timed from here but left out of the per-epoch figures."""
         self.seconds, self.last_line, self.time_left = [], None, None
+        self._started, self._partial = time.monotonic(), True
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         """Start the epoch's clock."""
-        self._started = time.monotonic()
+        self._started, self._partial = time.monotonic(), False
         self._validated = False
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -76,14 +83,16 @@ class EpochTimer(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """Log the epoch's seconds (Lightning has run its validation by now) and show the ETA."""
         seconds = time.monotonic() - self._started
-        self.seconds.append(seconds)
-        pl_module.log(EPOCH_SECONDS_TAG, seconds, on_step=False, on_epoch=True, rank_zero_only=True)
-        mean = sum(self.seconds) / len(self.seconds)
+        if not self._partial:
+            self.seconds.append(seconds)
+            pl_module.log(EPOCH_SECONDS_TAG, seconds, on_step=False, on_epoch=True, rank_zero_only=True)
+        mean = sum(self.seconds) / len(self.seconds) if self.seconds else seconds
         done = trainer.current_epoch + 1
         left = remaining_epochs(trainer, done)
         stopping = trainer.should_stop and done >= (trainer.min_epochs or 0)  # e.g. early stopping, at validation
         self.time_left = 0.0 if stopping else None if left is None else left * mean
-        parts = [f"epoch {epoch_of(trainer, done, done)}", f"{mean:.1f} s/epoch"]
+        parts = [f"epoch {epoch_of(trainer, done, done)}",
+                 f"{mean:.1f} s/epoch" if self.seconds else f"{seconds:.1f} s for the rest of the epoch"]
         if stopping:
             parts.append("stopping")
         elif self.time_left is not None:

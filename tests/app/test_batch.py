@@ -10,7 +10,7 @@ import pytest
 
 from segmentation.data.synthetic import write
 
-from ..helpers import DEMO_CONFIG, REPO, TINY_CONFIG
+from ..helpers import DEMO_CONFIG, REPO, TINY_CONFIG, values
 
 BRATS_CONFIG = REPO / "configs" / "brats.yaml"
 SMOKE_FRAGMENT = REPO / "configs" / "fragments" / "smoke.yaml"
@@ -68,3 +68,56 @@ def test_estimate_projects_the_measured_epoch_time(demo_root, tmp_path, seg):
     assert figures["seconds_per_epoch"] > 0 and figures["device"] == "cpu" and figures["configured_devices"] == "1"
     expected = figures["seconds_per_epoch"] * 30 + figures["preparation_seconds"]
     assert abs(figures["projected_seconds"] - expected) < 1e-6
+
+
+@pytest.mark.slow
+def test_a_batch_run_again_skips_finished_runs_continues_the_interrupted_and_starts_the_missing(demo_root, tmp_path,
+                                                                                               seg, monkeypatch):
+    def batch(*schedulers: str, epochs: int = 2):
+        return seg("batch", "--config", str(DEMO_CONFIG), "--config", str(TINY_CONFIG), "--data", str(demo_root),
+                   "--archs", "unet", "--schedulers", *schedulers, "--epochs", str(epochs), "--no-estimate",
+                   "--name", "resumable", cwd=tmp_path)
+
+    def run_dirs(scheduler: str) -> list[str]:
+        return sorted(p.name for p in (tmp_path / f"lightning_logs/demo_unet_{scheduler}").glob("version_*"))
+
+    assert batch("none").returncode == 0
+    monkeypatch.setenv("SEG_SIGNAL_AT", "SIGTERM:3")  # every run's own step 3: the first run that trains stops there
+    interrupted = batch("none", "cosine", "polynomial")
+    monkeypatch.delenv("SEG_SIGNAL_AT")
+    assert interrupted.returncode == 75, interrupted.stdout[-3000:]
+    assert "=== unet_none" not in interrupted.stdout and "=== unet_cosine (start) ===" in interrupted.stdout
+    assert "=== unet_polynomial" not in interrupted.stdout  # the batch stopped with the preempted run
+    state = json.loads((tmp_path / "lightning_logs/batches/resumable/state.json").read_text())
+    assert state["unet_cosine"]["status"].startswith("preempted") and "unet_polynomial" not in state
+
+    again = batch("none", "cosine", "polynomial")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "=== unet_cosine (continue) ===" in again.stdout and "=== unet_polynomial (start) ===" in again.stdout
+    assert "inside epoch 1 after 1 of its batches" in again.stdout
+    summary = (tmp_path / "lightning_logs/batches/resumable/summary.md").read_text()
+    assert "| unet_none | ok (finished before) |" in summary and summary.count("| ok |") == 2, summary
+
+    longer = batch("none", "cosine", "polynomial", epochs=4)
+    assert longer.returncode == 0, longer.stdout[-3000:]
+    for scheduler in ("none", "cosine", "polynomial"):
+        assert run_dirs(scheduler) == ["version_0"]  # every run went on in its own directory
+        run = tmp_path / f"lightning_logs/demo_unet_{scheduler}/version_0"
+        assert len(values(run, "val/dice")) == 4 and (run / "checkpoints/epoch=3.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_more_epochs_with_another_schedule_continues_the_finished_runs_with_it(demo_root, tmp_path, seg):
+    """The seed's scenario as a batch: 2 epochs at a constant LR, then to 3 with reduce_on_plateau."""
+    def batch(scheduler: str, epochs: int):
+        return seg("batch", "--config", str(DEMO_CONFIG), "--config", str(TINY_CONFIG), "--data", str(demo_root),
+                   "--archs", "unet", "--schedulers", scheduler, "--epochs", str(epochs), "--no-estimate",
+                   cwd=tmp_path)
+
+    assert batch("none", 2).returncode == 0
+    switched = batch("reduce_on_plateau", 3)
+    assert switched.returncode == 0, switched.stdout[-3000:]
+    assert "switches its schedule none -> reduce_on_plateau" in switched.stdout
+    assert "schedule switched from none to reduce_on_plateau: fresh state from lr" in switched.stdout
+    run = tmp_path / "lightning_logs/demo_unet_none/version_0"  # the same run directory, continued
+    assert len(values(run, "val/dice")) == 3 and not (tmp_path / "lightning_logs/demo_unet_reduce_on_plateau").exists()

@@ -5,13 +5,21 @@ plan first (each run's measured `seg estimate`), then runs each as its own `seg 
 process (a failed run does not stop the others; its log is kept), and ends with a
 summary: run, status, best val/dice and its epoch, wall time, best checkpoint.
 `make batch1|batch2|batch3` call it for BraTS, MSD liver and TotalSegmentator.
+
+A batch resumes: `lightning_logs/batches/<name>/state.json` records each run's directory (from the moment it
+starts), status and epochs. The same command again skips finished runs, continues unfinished ones (failed,
+preempted, killed) from the newest good checkpoint of their own run directory and starts the missing ones; with
+more `--epochs` every run continues to the new horizon (`--schedulers` other than before switches the schedule as
+`seg fit` does). `--fresh` starts every run anew. SIGTERM, SIGUSR1 and SIGINT are passed to the run in progress,
+which checkpoints and exits 75; the batch then stops, records it and exits 75 too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,8 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ...core.constants import RUN_DIRECTORY_LINE
 from ...core.formatting import format_duration
 from .report import read_run
+
+PREEMPTED_EXIT = 75  # what `seg fit` exits with after a preemption checkpoint (training.preemption)
 
 
 @dataclass
@@ -36,6 +47,7 @@ class Run:
     run_dir: Optional[Path] = None
     best: Optional[tuple[float, int]] = None  # (val/dice, epoch)
     notes: list[str] = field(default_factory=list)
+    action: str = "start"  # start | continue | skip
 
     @property
     def name(self) -> str:
@@ -61,6 +73,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         "compose with --config configs/fragments/smoke.yaml for tiny patches and 2 epochs")
     parser.add_argument("--report", help="afterwards, write `seg report` of the runs into this folder")
     parser.add_argument("--no-estimate", action="store_true", help="skip the measured estimate in the plan")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start every run anew (default: continue the batch's unfinished runs, skip finished ones)")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more `seg fit` arguments for every run")
     return parser.parse_args(argv)
 
@@ -115,23 +129,100 @@ def print_plan(runs: list[Run], args: argparse.Namespace) -> None:
         print(f"  total (measured on this machine): {format_duration(sum(known))}", flush=True)
 
 
-def execute(run: Run, log_folder: Path) -> None:
-    """Run `seg fit` for `run`, teeing its output to `<log_folder>/<run>.log`; fill in status, time, results."""
+class BatchState:
+    """`state.json` of a batch: per run name its run directory, status and epochs (written atomically)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.runs: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            print(f"seg batch: {path} does not read as JSON; the batch starts anew", flush=True)
+            self.runs = {}
+
+    def record(self, run: Run, epochs: int) -> None:
+        """Save what is known of `run` now."""
+        self.runs[run.name] = {"run_dir": str(run.run_dir) if run.run_dir else None, "status": run.status,
+                               "epochs": epochs, "architecture": run.architecture, "scheduler": run.scheduler}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(self.runs, indent=1))
+        os.replace(partial, self.path)
+
+
+def decide(runs: list[Run], state: BatchState, epochs: int, fresh: bool) -> None:
+    """Set each run's action from the batch's state: skip it (finished at these epochs), continue it (a run
+    directory with a checkpoint to go on from) or start it."""
+    for run in runs:
+        saved = {} if fresh else state.runs.get(run.name) or switched_schedule(run, state, epochs)
+        run_dir = Path(saved["run_dir"]) if saved.get("run_dir") else None
+        if run_dir is None or not any((run_dir / "checkpoints").glob("*.ckpt")):
+            continue  # never started, or stopped before its first checkpoint: start it
+        run.run_dir = run_dir
+        if saved.get("status") == "ok" and int(saved.get("epochs", 0)) >= epochs:
+            run.action, run.status = "skip", "ok (finished before)"
+            run.best = best_dice(run_dir)
+        else:
+            run.action = "continue"
+            run.notes.append(f"continues {run_dir} ({saved.get('status', '?')}, to {epochs} epochs)")
+
+
+def switched_schedule(run: Run, state: BatchState, epochs: int) -> dict:
+    """The finished run of `run`'s architecture under another schedule, when the batch now asks for more epochs
+    than it trained (the seed's 50 epochs `none` -> 100 `reduce_on_plateau`): continued with the new schedule, as
+    `seg fit --model.scheduler` would. At the same epochs another schedule is a comparison: a run of its own."""
+    earlier = [saved for saved in state.runs.values() if saved.get("architecture") == run.architecture
+               and saved.get("scheduler") != run.scheduler and saved.get("status") == "ok"
+               and int(saved.get("epochs", 0)) < epochs]
+    if len(earlier) != 1:
+        return {}
+    run.notes.append(f"switches its schedule {earlier[0]['scheduler']} -> {run.scheduler}")
+    return {**earlier[0], "status": f"finished {earlier[0]['epochs']} epochs with {earlier[0]['scheduler']}"}
+
+
+class SignalRelay:
+    """While a run trains: SIGTERM, SIGUSR1 and SIGINT go to it (it checkpoints and exits 75); the batch then stops."""
+
+    def __init__(self) -> None:
+        self.process: Optional[subprocess.Popen] = None
+        self.received: Optional[int] = None
+
+    def __enter__(self) -> "SignalRelay":
+        self.previous = {sig: signal.signal(sig, self.relay) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def relay(self, signum: int, frame) -> None:
+        self.received = self.received or signum
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+
+
+def execute(run: Run, log_folder: Path, state: BatchState, epochs: int, relay: SignalRelay) -> None:
+    """Run `seg fit` for `run`, teeing its output to `<log_folder>/<run>.log`; record its run directory as soon as
+    the fit names it; fill in status, time, results."""
     log_folder.mkdir(parents=True, exist_ok=True)
     log_path = log_folder / f"{run.name}.log"
     started = time.monotonic()
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([*seg_command(), "fit", *run.fit_args], stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
+    with open(log_path, "a") as log:
+        resume = [f"--ckpt_path={run.run_dir}"] if run.action == "continue" else []  # its newest good checkpoint
+        process = relay.process = subprocess.Popen([*seg_command(), "fit", *run.fit_args, *resume],
+                                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in process.stdout:
             log.write(line)
             sys.stdout.write(line)
-            match = re.match(r"\s+run: (.+)$", line)
-            if match:
-                run.run_dir = Path(match.group(1).strip())
+            if line.startswith(RUN_DIRECTORY_LINE):
+                run.run_dir, run.status = Path(line[len(RUN_DIRECTORY_LINE):].strip()), "running"
+                state.record(run, epochs)
         code = process.wait()
+        relay.process = None
     run.seconds = time.monotonic() - started
-    run.status = "ok" if code == 0 else f"failed (exit {code}, log {log_path})"
+    run.status = ("ok" if code == 0 else "preempted (exit 75: the batch continues it when run again)"
+                  if code == PREEMPTED_EXIT else f"failed (exit {code}, log {log_path})")
+    state.record(run, epochs)
     if run.run_dir is not None:
         run.best = best_dice(run.run_dir)
 
@@ -156,18 +247,29 @@ def main(argv: list[str]) -> int:
     """`seg batch ...`: plan, run each, summarise; exit 1 if any run failed."""
     args = parse(argv)
     runs = plan_runs(args)
+    log_folder = Path("lightning_logs") / "batches" / args.name
+    state = BatchState(log_folder / "state.json")
+    decide(runs, state, args.epochs, args.fresh)
     if not args.no_estimate:
         for run in runs:
-            run.estimate_seconds = measured_estimate(run)
+            if run.action != "skip":  # (a continued run's estimate is that of the whole run)
+                run.estimate_seconds = measured_estimate(run)
     print_plan(runs, args)
-    log_folder = Path("lightning_logs") / "batches" / args.name
-    for run in runs:
-        print(f"\n=== {run.name} ===", flush=True)
-        execute(run, log_folder)
+    with SignalRelay() as relay:
+        for run in runs:
+            if run.action == "skip" or relay.received:
+                continue
+            print(f"\n=== {run.name} ({run.action}) ===", flush=True)
+            execute(run, log_folder, state, args.epochs, relay)
+            if run.status.startswith("preempted"):
+                break  # the machine is being taken away: the rest waits for the batch to be run again
     table = summary(runs)
     print(f"\nbatch {args.name} summary\n{table}", flush=True)
     (log_folder / "summary.md").write_text(table + "\n")
     if args.report:
         done = [str(r.run_dir) for r in runs if r.run_dir is not None]
         subprocess.run([*seg_command(), "report", *done, "--out", args.report], check=False)
-    return 0 if all(run.status == "ok" for run in runs) else 1
+    if relay.received or any(run.status.startswith("preempted") for run in runs):
+        print(f"batch {args.name} preempted: run the same command again to continue it", flush=True)
+        return PREEMPTED_EXIT
+    return 0 if all(run.status.startswith("ok") for run in runs) else 1

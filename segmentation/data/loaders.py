@@ -1,0 +1,53 @@
+"""The data loaders of a `VolumeDataModule`: training batches (epoch-seeded, rank-aware, resumable inside an epoch)
+and whole volumes one at a time (validation, test, prediction), each case on exactly one rank."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from monai.data import DataLoader, Dataset
+from monai.transforms import Compose
+
+from ..core.memory import reuse_freed_memory, reuse_freed_memory_in_worker
+from .sampling import EpochSeededSampler, ShardSampler
+
+
+def placement(trainer: Any) -> tuple[int, int]:
+    """(global rank, world size) of this process: (0, 1) without a trainer."""
+    if trainer is None:
+        return 0, 1
+    return int(trainer.global_rank), int(trainer.world_size)
+
+
+def training_loader(dataset: Dataset, volumes_per_batch: int, seed: int, transform: Optional[Compose],
+                    start_epoch: int, stored: bool, workers: int, trainer: Any = None,
+                    consumed: int = 0) -> DataLoader:
+    """Shuffled batches of `volumes_per_batch` volumes' patches, this rank's share, starting `start_epoch` after the
+    first `consumed` positions of its permutation (trained by all ranks before a resume inside the epoch).
+
+    MONAI pipelines (`stored` False): workers are not persistent, each epoch's are seeded from that epoch's
+    generator. The store seeds each item from (seed, epoch, case), so its workers persist.
+    """
+    rank, world_size = placement(trainer)
+    generator = torch.Generator()
+    sampler = EpochSeededSampler(len(dataset), seed, generator, transform, start_epoch, stored, rank, world_size)
+    sampler.resume_inside(start_epoch, consumed)
+    if stored:
+        reuse_freed_memory()  # patches of 32 MiB: see core.memory (forked workers inherit it)
+    return DataLoader(
+        dataset,
+        batch_size=volumes_per_batch,
+        sampler=sampler,
+        generator=generator,
+        num_workers=workers,
+        persistent_workers=stored and workers > 0,
+        **({"worker_init_fn": reuse_freed_memory_in_worker} if stored else {}),  # (else MONAI's, which seeds)
+    )
+
+
+def volume_loader(dataset: Dataset, workers: int, trainer: Any = None) -> DataLoader:
+    """Whole volumes one at a time (their shapes differ); under DDP each rank takes every world-size-th case."""
+    rank, world_size = placement(trainer)
+    sampler = ShardSampler(len(dataset), rank, world_size) if world_size > 1 else None
+    return DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=workers)

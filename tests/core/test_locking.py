@@ -1,0 +1,35 @@
+"""The advisory lock that lets one of several processes started together do shared work while the others wait."""
+
+from __future__ import annotations
+
+import threading
+
+from segmentation.core.locking import exclusive
+
+
+def test_a_second_holder_waits_until_the_first_releases(tmp_path):
+    lock, order = tmp_path / "work.lock", []
+    first_inside, second_done = threading.Event(), threading.Event()
+
+    def second() -> None:
+        first_inside.wait()
+        with exclusive(lock):  # a separate open file description: flock makes it wait, also within one process
+            order.append("second")
+        second_done.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with exclusive(lock) as held:
+        assert held
+        first_inside.set()
+        assert not second_done.wait(timeout=0.5)  # blocked while the first holds the lock
+        order.append("first")
+    thread.join(timeout=10)
+    assert order == ["first", "second"] and second_done.is_set()
+
+
+def test_an_unwritable_place_runs_the_block_unlocked(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with exclusive(blocker / "sub" / "work.lock") as held:  # its folder cannot be created
+        assert held is False

@@ -1,0 +1,87 @@
+"""Preemption: a signal at an exact step (core.faults' SEG_SIGNAL_AT) checkpoints that step and exits 75; the
+resumed run continues inside the epoch and ends bitwise where the uninterrupted run ends."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from segmentation.core.faults import SIGNAL_VARIABLE
+from segmentation.training.preemption import MARKER, PREEMPTED_EXIT, requeue_slurm_job
+
+from ..helpers import only_run_dir, run_seg, scalars, seg_in_process, tiny_fit_args
+from .test_resume import DETERMINISTIC, EPOCHS, STEPS_PER_EPOCH, fit, resume, weights
+
+
+def fit_signalled(root: Path, logs: Path, signal_at: str, *overrides: str, capsys=None) -> tuple[int, str]:
+    """A tiny in-process `seg fit` that receives `signal_at` (`SIGTERM:3`; "" none); its exit status and output."""
+    os.environ[SIGNAL_VARIABLE] = signal_at
+    try:
+        code = seg_in_process(tiny_fit_args(root, f"--trainer.default_root_dir={logs}", *DETERMINISTIC, *overrides))
+    finally:
+        del os.environ[SIGNAL_VARIABLE]
+    return code, capsys.readouterr().out if capsys else ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1", "SIGINT"])
+def test_a_signal_mid_epoch_checkpoints_that_step_and_the_resume_ends_bitwise_equal(signal_name, demo_root, tmp_path,
+                                                                                    capsys):
+    step = STEPS_PER_EPOCH + 1  # the first batch of epoch 1
+    run_a = fit(demo_root, tmp_path / "a", "--data.cache=store", f"--trainer.max_epochs={EPOCHS}")
+    code, out = fit_signalled(demo_root, tmp_path / "b", f"{signal_name}:{step}", "--data.cache=store",
+                              f"--trainer.max_epochs={EPOCHS}", capsys=capsys)
+    assert code == PREEMPTED_EXIT
+    run_b = next((tmp_path / "b/lightning_logs").glob("*/version_0"))
+    last = run_b / "checkpoints/last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["global_step"] == step and saved["epoch"] == 1
+    assert saved["MSDDataModule"]["position"] == {"epoch": 1, "batches": 1, "consumed": 2, "world_size": 1}
+    assert f"seg: preempted by {signal_name} after step {step} (1 of {STEPS_PER_EPOCH} batches of epoch 1" in out
+    assert not (run_b / "checkpoints/epoch=1.ckpt").exists()  # the interrupted epoch is no finished epoch
+    assert (run_b / MARKER).read_text().splitlines() == [str(last), signal_name]
+    if signal_name == "SIGTERM":
+        out = resume(last, capsys=capsys)
+        assert f"Resuming from {last} (inside epoch 1 after 1 of its batches; continuing with the next batch" in out
+    else:  # the same command again, as a requeued SLURM job runs it: it continues the preempted run
+        code, out = fit_signalled(demo_root, tmp_path / "b", "", "--data.cache=store", f"--trainer.max_epochs={EPOCHS}",
+                                  capsys=capsys)
+        assert code == 0 and f"continuing the preempted run {run_b}" in out
+        assert only_run_dir(tmp_path / "b/lightning_logs") == run_b
+    assert not (run_b / MARKER).exists()  # finished: a further re-run starts a new run
+    final_a, final_b = weights(run_a / "checkpoints/last.ckpt"), weights(last)
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a), "weights differ from the uninterrupted run"
+    assert [v for _, v in scalars(run_b, "val/dice")] == [v for _, v in scalars(run_a, "val/dice")]
+
+
+def test_a_requeue_without_scontrol_is_reported_not_raised(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert "not requeued: scontrol is not on PATH" in requeue_slurm_job("123")
+
+
+def test_a_requeue_calls_scontrol_with_the_job(monkeypatch, tmp_path):
+    record = tmp_path / "called"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f"#!/bin/sh\necho \"$@\" > {record}\n")
+    scontrol.chmod(scontrol.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    assert requeue_slurm_job("4242") == "seg: SLURM job 4242 requeued; it continues this run when it starts again"
+    assert record.read_text().split() == ["requeue", "4242"]
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    requeue_slurm_job("4242")
+    assert record.read_text().split() == ["requeue", "77_3"]
+
+
+@pytest.mark.slow
+def test_a_signal_before_training_stops_at_once_with_status_75(demo_root, tmp_path):
+    result = run_seg(*tiny_fit_args(demo_root), cwd=tmp_path, env={SIGNAL_VARIABLE: "SIGTERM:0"}, timeout=300)
+    assert result.returncode == PREEMPTED_EXIT, result.stderr[-3000:]
+    assert "seg: preempted by SIGTERM before training started: nothing trained to save" in result.stdout
+    run = only_run_dir(tmp_path / "lightning_logs")
+    assert not list(run.glob("checkpoints/*.ckpt")) and not (run / MARKER).exists()

@@ -1,0 +1,59 @@
+"""SLURM requeue into the same run, on a real one-node SLURM cluster started on this machine
+(`tests/slurm/start_node.sh`: Debian's slurm-wlm and munge; skipped, with the script's reason, where it
+cannot run). A tiny `seg fit` batch job gets SIGUSR1 from `scancel` once its first epoch is saved: seg
+checkpoints, requeues the job and exits 75; the requeued job runs the same script and finishes the same run."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from ..helpers import REPO, only_run_dir, seg_command, tiny_fit_args, values
+
+pytestmark = pytest.mark.slow
+EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    started = subprocess.run(["bash", str(REPO / "tests/slurm/start_node.sh")], capture_output=True, text=True,
+                             timeout=900)
+    if started.returncode != 0:
+        pytest.skip(f"SLURM cannot run on this machine: {(started.stdout + started.stderr)[-800:]}")
+
+
+def wait_for(condition, what: str, seconds: float = 240) -> None:
+    """Poll `condition` once a second until it holds; fail naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+
+
+def job_state(job: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+
+
+def test_sigusr1_requeues_the_job_and_the_requeued_job_finishes_the_same_run(slurm, demo_root, tmp_path):
+    command = " ".join([*seg_command(), *tiny_fit_args(demo_root, f"--trainer.max_epochs={EPOCHS}",
+                                                       "--data.cache=store")])
+    script = tmp_path / "job.sh"
+    script.write_text(f"#!/bin/bash\n#SBATCH --requeue\n#SBATCH --open-mode=append\n#SBATCH --ntasks=1\n"
+                      f"#SBATCH --output={tmp_path}/job.out\ncd {tmp_path}\n"
+                      f"echo \"job start, restart count ${{SLURM_RESTART_COUNT:-0}}\"\nexec {command}\n")
+    job = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True, check=True,
+                         cwd=tmp_path).stdout.strip().split(";")[0]
+    log = tmp_path / "job.out"
+    wait_for(lambda: list(tmp_path.glob("lightning_logs/*/version_0/checkpoints/epoch=0.ckpt")), "the first epoch")
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+    wait_for(lambda: log.exists() and f"SLURM job {job} requeued" in log.read_text(), "the requeue")
+    wait_for(lambda: job_state(job) in ("PENDING", "RUNNING", ""), "the requeued job")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)  # (else ~2 min)
+    wait_for(lambda: job_state(job) == "", "the requeued job to finish")
+    out = log.read_text()
+    assert "preempted by SIGUSR1 after step" in out and "job start, restart count 1" in out
+    assert "continuing the preempted run" in out and f"epochs: {EPOCHS} (max_epochs {EPOCHS})" in out
+    run = only_run_dir(tmp_path / "lightning_logs")  # the same run directory, no second version
+    assert not (run / "PREEMPTED").exists() and len(values(run, "val/dice")) == EPOCHS
