@@ -30,7 +30,7 @@ from .caching import (
     preprocessing_key,
     stored_datasets,
 )
-from .checks import CheckReport, check_dataset
+from .checks import CheckReport, check_dataset, patch_problem
 from .geometry import first_image_path
 from .layouts.common import images_of
 from .loaders import training_loader, volume_loader
@@ -302,17 +302,7 @@ class VolumeDataModule(pl.LightningDataModule):
 
     def patch_problem(self, report: CheckReport) -> str:
         """Why `patch_size` suits none of the checked volumes ("" if it suits): larger than all along an axis."""
-        if not report.extents:
-            return ""
-        largest = report.largest_extent(self.hparams.spacing)
-        axes = [name for name, patch, most in zip("XYZ", self.patch_size, largest) if patch > most]
-        if not axes:
-            return ""
-        resampled = f" at spacing {list(self.hparams.spacing)} mm" if self.hparams.spacing else ""
-        fitting = [min(patch, most) for patch, most in zip(self.patch_size, largest)]
-        return (f"--data.patch_size {self.patch_size} is larger than every volume of {self.root} along "
-                f"{', '.join(axes)} (the largest is {largest} voxels{resampled}): patches would be mostly padding. "
-                f"Use at most {fitting}")
+        return patch_problem(report, self.patch_size, self.hparams.spacing, self.root)
 
     def split(self, case_ids: list[str]) -> DataSplit:
         """Test, train and validation case ids; a dataset with an official split (a meta.csv) overrides this."""

@@ -257,3 +257,19 @@ def check_dataset(cases: list[dict], label_values: set[int], cache_folder: Optio
             if role == "label":
                 report.label_voxels_cases.update(facts[path].values)
     return report
+
+
+def patch_problem(report: CheckReport, patch_size: Sequence[int], spacing: Optional[Sequence[float]], root) -> str:
+    """Why `patch_size` suits none of the checked volumes of `root` ("" if it suits): larger than all along an axis
+    (the volumes' extents at `spacing`, when they are resampled)."""
+    if not report.extents:
+        return ""
+    largest = report.largest_extent(spacing)
+    axes = [name for name, patch, most in zip("XYZ", patch_size, largest) if patch > most]
+    if not axes:
+        return ""
+    resampled = f" at spacing {list(spacing)} mm" if spacing else ""
+    fitting = [min(patch, most) for patch, most in zip(patch_size, largest)]
+    return (f"--data.patch_size {list(patch_size)} is larger than every volume of {root} along "
+            f"{', '.join(axes)} (the largest is {largest} voxels{resampled}): patches would be mostly padding. "
+            f"Use at most {fitting}")

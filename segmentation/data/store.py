@@ -184,7 +184,7 @@ class Store:
               workers: int, say: Callable[[str], None] = print) -> int:
         """Build every missing case in parallel threads, saying progress; returns how many were built. One process
         at a time (DDP ranks started together): the others wait, then find the cases stored."""
-        with exclusive(self.folder.with_name(self.folder.name + ".lock")):
+        with exclusive(self.folder.with_name(f".{self.folder.name}.lock")):  # (hidden: not one of the store_* folders)
             return self._build(cases, spatial, normalise, workers, say)
 
     def _build(self, cases: list[dict], spatial: Callable[[dict], dict], normalise: Callable[[dict], dict],

@@ -172,7 +172,7 @@ class TotalSegmentatorDataModule(VolumeDataModule):
             self._write_manifest()
         except OSError as err:
             raise SegError(f"cannot write the merged labels to {self.merge_dir} ({err}); set --data.cache_dir") from None
-        with exclusive(self.merge_dir.with_name(self.merge_dir.name + ".lock")):  # one process at a time
+        with exclusive(self.merge_dir.with_name(f".{self.merge_dir.name}.lock")):  # one process at a time
             todo = [case for case in cases if not is_fresh(Path(case["label"]), list(case["masks"].values()))]
             if not todo:
                 return

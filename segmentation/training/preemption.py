@@ -88,8 +88,12 @@ class Preemption(Callback):
             raise Preempted(self.announce(self.trainer, None, "before training started: nothing trained to save"))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        """At every step's end: the planned test signal (core.faults), then stop here if any rank was signalled."""
+        """At every step's end: the planned test signal (core.faults), then stop here if any rank was signalled.
+        After an epoch's last batch its validation and checkpoints come first (`on_train_epoch_start` stops): a
+        checkpoint of a trained-out epoch without its validation would resume into an epoch without one."""
         signal_point(trainer.global_step, trainer.global_rank)
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return  # (the same on every rank: no rank skips the agreement the others join)
         if self.agreed_to_stop(trainer):
             self.stop(trainer, f"{batch_idx + 1} of {trainer.num_training_batches} batches of epoch "
                                f"{trainer.current_epoch} trained")

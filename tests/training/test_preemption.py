@@ -4,6 +4,7 @@ resumed run continues inside the epoch and ends bitwise where the uninterrupted 
 from __future__ import annotations
 
 import os
+import signal
 import stat
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import pytest
 import torch
 
 from segmentation.core.faults import SIGNAL_VARIABLE
+from segmentation.training.checkpointing import AtomicCheckpointIO
 from segmentation.training.preemption import MARKER, PREEMPTED_EXIT, requeue_slurm_job
 
-from ..helpers import only_run_dir, run_seg, scalars, seg_in_process, tiny_fit_args
+from ..helpers import only_run_dir, run_seg, scalars, seg_in_process, tiny_fit_args, values
 from .test_resume import DETERMINISTIC, EPOCHS, STEPS_PER_EPOCH, fit, resume, weights
 
 
@@ -27,12 +29,20 @@ def fit_signalled(root: Path, logs: Path, signal_at: str, *overrides: str, capsy
     return code, capsys.readouterr().out if capsys else ""
 
 
+STEP = STEPS_PER_EPOCH + 1  # the first batch of epoch 1
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(demo_root, tmp_path_factory) -> Path:
+    """The run the interrupted ones must end equal to (the store's patches: exact inside an epoch too)."""
+    return fit(demo_root, tmp_path_factory.mktemp("a"), "--data.cache=store", f"--trainer.max_epochs={EPOCHS}")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1", "SIGINT"])
 def test_a_signal_mid_epoch_checkpoints_that_step_and_the_resume_ends_bitwise_equal(signal_name, demo_root, tmp_path,
-                                                                                    capsys):
-    step = STEPS_PER_EPOCH + 1  # the first batch of epoch 1
-    run_a = fit(demo_root, tmp_path / "a", "--data.cache=store", f"--trainer.max_epochs={EPOCHS}")
+                                                                                    uninterrupted, capsys):
+    step, run_a = STEP, uninterrupted
     code, out = fit_signalled(demo_root, tmp_path / "b", f"{signal_name}:{step}", "--data.cache=store",
                               f"--trainer.max_epochs={EPOCHS}", capsys=capsys)
     assert code == PREEMPTED_EXIT
@@ -56,6 +66,45 @@ def test_a_signal_mid_epoch_checkpoints_that_step_and_the_resume_ends_bitwise_eq
     final_a, final_b = weights(run_a / "checkpoints/last.ckpt"), weights(last)
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a), "weights differ from the uninterrupted run"
     assert [v for _, v in scalars(run_b, "val/dice")] == [v for _, v in scalars(run_a, "val/dice")]
+
+
+@pytest.mark.slow
+def test_a_signal_in_an_epochs_last_step_stops_after_its_validation_and_checkpoints(demo_root, tmp_path, uninterrupted,
+                                                                                    capsys):
+    code, out = fit_signalled(demo_root, tmp_path, f"SIGTERM:{STEPS_PER_EPOCH}", "--data.cache=store",
+                              f"--trainer.max_epochs={EPOCHS}", capsys=capsys)
+    assert code == PREEMPTED_EXIT and "preempted by SIGTERM at the end of epoch 0; its checkpoints are written" in out
+    run = only_run_dir(tmp_path / "lightning_logs")
+    assert (run / "checkpoints/epoch=0.ckpt").is_file() and len(values(run, "val/dice")) == 1
+    code, out = fit_signalled(demo_root, tmp_path, "", "--data.cache=store", f"--trainer.max_epochs={EPOCHS}",
+                              capsys=capsys)  # the same command again
+    assert code == 0 and "epoch 0 done; continuing at epoch 1" in out
+    final_a, final_b = weights(uninterrupted / "checkpoints/last.ckpt"), weights(run / "checkpoints/last.ckpt")
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a), "weights differ from the uninterrupted run"
+    assert values(run, "val/dice") == values(uninterrupted, "val/dice")
+
+
+@pytest.mark.slow
+def test_signals_during_the_save_change_nothing(demo_root, tmp_path, uninterrupted, monkeypatch, capsys):
+    """Preempted by Ctrl-C; two more Ctrl-Cs (outside a save: stop at once) and a SIGTERM arrive while the
+    preemption checkpoint is being written: the checkpoint is written whole and the run continues exactly."""
+    original = AtomicCheckpointIO.save_checkpoint
+
+    def save_under_fire(self, checkpoint, path, storage_options=None):
+        if checkpoint["global_step"] == STEP:  # the preemption's save (not the epoch-end checkpoints)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+                os.kill(os.getpid(), sig)
+        return original(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", save_under_fire)
+    code, out = fit_signalled(demo_root, tmp_path, f"SIGINT:{STEP}", "--data.cache=store",
+                              f"--trainer.max_epochs={EPOCHS}", capsys=capsys)
+    monkeypatch.undo()
+    assert code == PREEMPTED_EXIT and f"preempted by SIGINT after step {STEP}" in out
+    last = only_run_dir(tmp_path / "lightning_logs") / "checkpoints/last.ckpt"
+    resume(last, capsys=capsys)
+    final_a, final_b = weights(uninterrupted / "checkpoints/last.ckpt"), weights(last)
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a), "weights differ from the uninterrupted run"
 
 
 def test_a_requeue_without_scontrol_is_reported_not_raised(monkeypatch, tmp_path):
