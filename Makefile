@@ -9,6 +9,7 @@ ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 .PHONY: install demo test test-fast test-floors tensorboard resume batch1 batch2 batch3 batch-smoke static-vs-dynamic clean
 
 GPUS ?= 1
+TEST_WORKERS ?= 2  # pytest-xdist processes (most tests wait on one core: imports, child processes)
 # batches: ARCHS, EPOCHS (50), SCHEDULER (reduce_on_plateau), DATA (the dataset's folder), GPUS (> 1: DDP),
 # FRESH=1 (start every run anew; default: the same command again continues the batch's unfinished runs)
 BATCH = $(SEG) batch --archs $(or $(ARCHS),unet segresnet) --epochs $(or $(EPOCHS),50) \
@@ -27,18 +28,18 @@ demo: .installed  ## train on the synthetic demo task (written to data/demo firs
 	test -f data/demo/dataset.json || $(SEG) synth demo --out data/demo
 	$(SEG) fit --config $(ROOT)/configs/demo.yaml
 
-test: .installed  ## the whole test suite (what CI runs); the 10 slowest tests are listed at the end
-	cd $(ROOT) && $(PYTHON) -m pytest -q
+test: .installed  ## the whole test suite (what CI runs), TEST_WORKERS (2) processes; the 10 slowest are listed
+	cd $(ROOT) && $(PYTHON) -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: .installed  ## the inner loop: everything but the tests marked slow
-	cd $(ROOT) && $(PYTHON) -m pytest -q -m "not slow"
+	cd $(ROOT) && $(PYTHON) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 # the lowest MONAI and Lightning that pyproject.toml admits (tests/test_packaging.py keeps the two in step)
 FLOORS = monai==1.6.0 lightning==2.6.1
 test-floors: .installed  ## the fast suite again in a venv with the version floors of MONAI and Lightning (CI runs it)
 	$(PYTHON) -m venv --system-site-packages $(ROOT)/.floors
 	$(ROOT)/.floors/bin/python -m pip install -q $(FLOORS)
-	cd $(ROOT) && .floors/bin/python -m pytest -q -m "not slow"
+	cd $(ROOT) && .floors/bin/python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 resume: .installed  ## continue RUN (a run directory) from its newest good checkpoint to EPOCHS [SCHEDULER=...]
 	@test -n "$(RUN)" || { echo "usage: make resume RUN=lightning_logs/<run>/version_N EPOCHS=100 [SCHEDULER=reduce_on_plateau]"; exit 2; }
