@@ -51,6 +51,7 @@ class Run:
 
     @property
     def name(self) -> str:
+        """`<architecture>_<scheduler>`: the run's name in the plan, the logs and the batch's state."""
         return f"{self.architecture}_{self.scheduler}"
 
 
@@ -60,6 +61,7 @@ def seg_command() -> list[str]:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
+    """The batch's command-line options."""
     parser = argparse.ArgumentParser(prog="seg batch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", action="append", required=True, help="config file(s), composed in order")
     parser.add_argument("--archs", nargs="+", default=["unet", "segresnet"], help="architectures (default unet segresnet)")
@@ -120,6 +122,7 @@ def measured_estimate(run: Run) -> Optional[float]:
 
 
 def print_plan(runs: list[Run], args: argparse.Namespace) -> None:
+    """Each run with its estimate and notes (continues, switches, skipped), and the measured total."""
     print(f"batch {args.name}: {len(runs)} runs x {args.epochs} epochs ({' + '.join(args.config)})", flush=True)
     for run in runs:
         estimate = format_duration(run.estimate_seconds) if run.estimate_seconds is not None else "n/a"
@@ -161,6 +164,7 @@ def decide(runs: list[Run], state: BatchState, epochs: int, fresh: bool) -> None
         run.run_dir = run_dir
         if saved.get("status") == "ok" and int(saved.get("epochs", 0)) >= epochs:
             run.action, run.status = "skip", "ok (finished before)"
+            run.notes.append(f"finished before ({run_dir}): skipped")
             run.best = best_dice(run_dir)
         else:
             run.action = "continue"
@@ -196,6 +200,7 @@ class SignalRelay:
             signal.signal(sig, handler)
 
     def relay(self, signum: int, frame) -> None:
+        """The signal handler: remember the signal and pass it to the running `seg fit`."""
         self.received = self.received or signum
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signum)
