@@ -171,6 +171,11 @@ def _epoch_of(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
+def versions_newest_first(run: Path) -> list[Path]:
+    """The `version_N` directories of a run name's folder, the most recently changed first."""
+    return sorted(Path(run).glob("version_*"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
 def checkpoint_candidates(directory: Path) -> list[Path]:
     """The run's epoch and last checkpoints, newest first (last.ckpt before the epoch it copies)."""
     files = [p for p in Path(directory).glob("*.ckpt") if p.name != "best.ckpt" and TEMP_MARK not in p.name]

@@ -23,9 +23,10 @@ from typing import Optional
 
 from lightning.pytorch.callbacks import Callback
 
+from ..core.constants import PREEMPTED_EXIT
 from ..core.faults import signal_point
+from .checkpointing import versions_newest_first
 
-PREEMPTED_EXIT = 75
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 MARKER = "PREEMPTED"  # in the run directory while the run waits to be continued: the checkpoint to continue from
 
@@ -33,7 +34,7 @@ MARKER = "PREEMPTED"  # in the run directory while the run waits to be continued
 def preempted_checkpoint(run: Path) -> Optional[Path]:
     """The checkpoint a preempted run waits to be continued from: that of the `PREEMPTED` marker in the newest
     `version_N` of `run` (the folder of a run name's versions), else None."""
-    versions = sorted(run.glob("version_*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    versions = versions_newest_first(run)
     if not versions or not (versions[0] / MARKER).is_file():
         return None
     ckpt = versions[0] / "checkpoints" / "last.ckpt"
@@ -43,9 +44,8 @@ def preempted_checkpoint(run: Path) -> Optional[Path]:
 class Preempted(SystemExit):
     """Raised after the preemption checkpoint is written: the process exits with `PREEMPTED_EXIT`."""
 
-    def __init__(self, message: str):
+    def __init__(self) -> None:
         super().__init__(PREEMPTED_EXIT)
-        self.message = message
 
 
 class Preemption(Callback):
@@ -85,7 +85,7 @@ class Preemption(Callback):
             raise KeyboardInterrupt
         self.received = self.received or signum
         if not self.training:
-            raise Preempted(self.announce(self.trainer, None, "before training started: nothing trained to save"))
+            self.exit(self.trainer, None, "before training started: nothing trained to save")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         """At every step's end: the planned test signal (core.faults), then stop here if any rank was signalled.
@@ -102,8 +102,8 @@ class Preemption(Callback):
         """A signal during the last step or validation: the finished epoch's checkpoints are written; stop here.
         (Before a fresh run's first epoch there is nothing to continue from: it stops after its first step.)"""
         if trainer.current_epoch > 0 and self.agreed_to_stop(trainer):
-            raise Preempted(self.announce(trainer, self.last_checkpoint(trainer), "at the end of epoch "
-                                          f"{trainer.current_epoch - 1}; its checkpoints are written"))
+            self.exit(trainer, self.last_checkpoint(trainer),
+                      f"at the end of epoch {trainer.current_epoch - 1}; its checkpoints are written")
 
     def agreed_to_stop(self, trainer) -> bool:
         """Whether any rank received a signal (every rank asks, so every rank gets the same answer)."""
@@ -119,12 +119,11 @@ class Preemption(Callback):
             trainer.save_checkpoint(path)  # every rank calls it; rank 0 writes (atomically: AtomicCheckpointIO)
         finally:
             self.saving = False
-        raise Preempted(self.announce(trainer, path, f"after step {trainer.global_step} ({where}); "
-                                                     f"checkpoint written"))
+        self.exit(trainer, path, f"after step {trainer.global_step} ({where}); checkpoint written")
 
-    def announce(self, trainer, path: Optional[Path], what: str) -> str:
+    def exit(self, trainer, path: Optional[Path], what: str) -> None:
         """Say what happened and how to continue (rank 0), mark the run as waiting to be continued from `path`,
-        requeue a SLURM job on SIGUSR1; return the line."""
+        requeue a SLURM job on SIGUSR1; then raise `Preempted`."""
         name = signal.Signals(self.received).name if self.received else "a signal on another rank"
         again = f"seg fit --ckpt_path {path}" if path else "the same command"
         line = f"seg: preempted by {name} {what}{f': {path}' if path else ''}. Continue with: {again} " \
@@ -135,7 +134,7 @@ class Preemption(Callback):
             print(line, flush=True)
             if self.received == signal.SIGUSR1 and os.environ.get("SLURM_JOB_ID"):
                 print(requeue_slurm_job(os.environ["SLURM_JOB_ID"]), flush=True)
-        return line
+        raise Preempted()
 
     def on_fit_end(self, trainer, pl_module) -> None:
         """The run ended normally: it waits for nothing any more (a re-run of its command starts a new run)."""

@@ -15,11 +15,12 @@ from ..core.errors import SegError
 
 
 def weight_checksums(module: torch.nn.Module) -> tuple[float, float]:
-    """(sum, sum of squares) of every parameter, in float64: equal weights give equal checksums, bitwise."""
-    total, squares = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+    """(sum, sum of squares) of every parameter, in float64: equal weights give equal checksums, bitwise.
+    The sums run where the weights are; two numbers cross to the host."""
+    total = squares = torch.zeros((), dtype=torch.float64)
     for parameter in module.parameters():
         values = parameter.detach().double()
-        total, squares = total + values.sum().cpu(), squares + (values * values).sum().cpu()
+        total, squares = total.to(values.device) + values.sum(), squares.to(values.device) + (values * values).sum()
     return float(total), float(squares)
 
 

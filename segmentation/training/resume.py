@@ -24,6 +24,7 @@ from .checkpointing import (
     load_checkpoint,
     newest_good_checkpoint,
     remove_stale_temporaries,
+    versions_newest_first,
 )
 from .config_diff import config_differences, plain
 from .records import record_of, stored_config
@@ -43,8 +44,7 @@ def resolve_checkpoint(value: str, run_root: Optional[Path]) -> Optional[Path]:
     if value == "last":
         if run_root is None:
             return None
-        versions = sorted(run_root.glob("version_*"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for version in versions:
+        for version in versions_newest_first(run_root):
             found = newest_good_checkpoint(version / "checkpoints")
             if found:
                 return found

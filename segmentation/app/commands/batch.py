@@ -27,11 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ...core.constants import RUN_DIRECTORY_LINE
+from ...core.constants import PREEMPTED_EXIT, RUN_DIRECTORY_LINE
 from ...core.formatting import format_duration
 from .report import read_run
-
-PREEMPTED_EXIT = 75  # what `seg fit` exits with after a preemption checkpoint (training.preemption)
 
 
 @dataclass
