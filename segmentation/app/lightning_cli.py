@@ -9,29 +9,30 @@ from typing import Any, Optional
 
 import torch
 from lightning.pytorch import Trainer
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
+from ..core.directory_lock import refuse_if_locked
+from ..core.internals import CommandLineWinsCLI
 from ..data.base import VolumeDataModule
 from ..model.module import SegmentationModule
 from ..training import resume
-from ..training.checkpointing import AtomicCheckpointIO, load_checkpoint
+from ..training.checkpointing import AtomicCheckpointIO, KillBetweenEpochs, load_checkpoint
 from ..training.defaults import (
     accelerator_defaults,
     optional_callbacks,
     with_default_checkpoints,
     with_default_logging,
 )
-from ..training.evaluation import NativeSpaceScorer
-from ..training.faults import KillBetweenEpochs
+from ..training.evaluation import NativeSpaceScorer, ValidationResults
 from ..training.prediction import PredictionWriter
 from ..training.preemption import MARKER, Preemption, preempted_checkpoint
 from ..training.rank_agreement import RankAgreement
 from ..training.records import RunRecord
-from ..training.run_lock import RunDirectoryLock, refuse_if_locked
+from ..training.run_lock import RunDirectoryLock
 from .argv import check_config_files, with_stored_config
-from .checks import (
+from .preflight import (
     check_data_before_any_run_directory,
     refuse_impossible_options,
     refuse_unwritable,
@@ -61,7 +62,7 @@ class SaveConfigBeside(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
 
 
-class SegCLI(LightningCLI):
+class SegCLI(CommandLineWinsCLI):
     """LightningCLI with the model class fixed and the datamodule chosen by `class_path` in the config.
 
     It links the dataset's channels, classes and patch size into the model and,
@@ -81,13 +82,6 @@ class SegCLI(LightningCLI):
             parser_kwargs={"parser_mode": "omegaconf"},
             save_config_callback=SaveConfigBeside,
         )
-
-    def _parse_ckpt_path(self) -> None:
-        """Disabled: LightningCLI would put the checkpoint's hyper-parameters over explicit arguments.
-
-        seg restores a checkpoint's settings by composing its stored config first
-        (`app.argv.with_stored_config`), so that the user's arguments win.
-        """
 
     def add_arguments_to_parser(self, parser) -> None:
         """Link what the dataset knows into the model, so it is never typed twice."""
@@ -144,7 +138,7 @@ class SegCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer with seg's defaults where the config gives none, resuming into the checkpoint's run."""
-        config = self._get(self.config_init, "trainer", default={})
+        config = self.trainer_config()
         subcommand_config = self.config_init.get(self.subcommand, self.config_init)
         callbacks = config.get("callbacks") or []
         callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
@@ -154,14 +148,14 @@ class SegCLI(LightningCLI):
         if self.subcommand == "fit":
             check_data_before_any_run_directory(self.datamodule)
             refuse_unwritable(run_root, "--trainer.default_root_dir (or run seg in a writable folder)")
-            config_yaml = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
+            config_yaml = self.subcommand_yaml()
             callbacks.append(RunRecord(config_yaml))
             given = max_epochs_on_command_line(self.command_line)
             ckpt_path = subcommand_config.get("ckpt_path") or continue_preempted(run)
             ckpt, summary = resume.prepare_fit_resume(ckpt_path, run, dict(self.model.hparams), config_yaml, given)
             if summary is not None and given is None:
                 kwargs.update(keep_the_runs_horizon(summary.saved_max_epochs, config.get("max_epochs")))
-            subcommand_config["ckpt_path"] = str(ckpt) if ckpt else None
+            self.set_ckpt_path(str(ckpt) if ckpt else None)
             callbacks += [summary] if summary else []
             resumed_run = resume.run_directory_of(ckpt) if ckpt else None
             if resumed_run is not None and summary.newer is None:
@@ -186,7 +180,9 @@ class SegCLI(LightningCLI):
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions"))
         if self.subcommand == "test":
-            callbacks.append(NativeSpaceScorer(scored_table_path(subcommand_config.get("ckpt_path"), run)))
+            callbacks.append(NativeSpaceScorer(results_path(subcommand_config.get("ckpt_path"), run, "test", "csv")))
+        if self.subcommand == "validate":
+            callbacks.append(ValidationResults(results_path(subcommand_config.get("ckpt_path"), run, "validate", "json")))
         if self.subcommand == "fit":
             callbacks.append(KillBetweenEpochs())  # a no-op unless SEG_KILL_AT names it (core.faults)
             callbacks.append(Preemption())  # SIGTERM / SIGUSR1 / SIGINT: checkpoint this step, exit 75
@@ -194,7 +190,7 @@ class SegCLI(LightningCLI):
             callbacks += optional_callbacks(
                 subcommand_config.get("early_stopping_patience"), subcommand_config.get("preview_every_n_epochs") or 0
             )
-        kwargs["callbacks"] = with_default_logging(callbacks)
+        kwargs["callbacks"] = with_default_logging(callbacks, config.get("enable_progress_bar") is not False)
         kwargs["use_distributed_sampler"] = False  # seg's samplers shard by rank themselves (data.sampling)
         kwargs.update(accelerator_defaults(dict(config), torch.cuda.is_available()))
         return super().instantiate_trainer(**kwargs)
@@ -232,11 +228,11 @@ def keep_the_runs_horizon(saved: Optional[int], configured: Optional[int]) -> di
     return {"max_epochs": saved}
 
 
-def scored_table_path(ckpt_path: Optional[str], run: Path) -> Path:
-    """`<run dir of the checkpoint>/test/<checkpoint name>.csv` (the configured run's folder without one)."""
+def results_path(ckpt_path: Optional[str], run: Path, stage: str, suffix: str) -> Path:
+    """`<run dir of the checkpoint>/<stage>/<checkpoint name>.<suffix>` (the configured run's folder without one)."""
     ckpt = Path(ckpt_path) if ckpt_path and ckpt_path != "last" else None
     run_dir = resume.run_directory_of(ckpt) if ckpt else None
-    return (run_dir or run) / "test" / f"{ckpt.stem if ckpt else 'untrained'}.csv"
+    return (run_dir or run) / stage / f"{ckpt.stem if ckpt else 'untrained'}.{suffix}"
 
 
 def run_lightning_cli(argv: list[str]) -> int:

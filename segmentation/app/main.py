@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import Optional
 
 from ..core.errors import user_error
+from ..core.log import configure_console
 from ..core.storage import write_refusal_in
 
 # name -> (module with `main(argv) -> int`, one line for `seg --help`)
@@ -60,6 +61,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of the `seg` console script: a SegError is one line on stderr and exit status 2 (3 when the
     disk refused a write: full, over quota or read-only)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    configure_console()
     try:
         return dispatch(argv)
     except Exception as exc:

@@ -6,5 +6,4 @@ EPOCH_TAG = "epoch"  # Lightning's own per-step epoch scalar
 EPOCH_SECONDS_TAG = "time/epoch_seconds"
 CHECKPOINT_RECORD_KEY = "seg"  # the checkpoint entry holding the run's composed config (training.records)
 CACHE_FOLDER_NAME = ".seg_cache"  # default cache folder inside a dataset root
-RUN_DIRECTORY_LINE = "seg: training into "  # + the run directory: printed when a fit starts (`seg batch` reads it)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: a preempted fit or batch ("try again": the same command continues it)

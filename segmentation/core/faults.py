@@ -10,7 +10,7 @@ Points (where they sit and what a kill there leaves behind):
 * `checkpoint-before-rename`: a checkpoint's temporary file is written and fsynced,
   the rename onto its final name has not happened (`training.checkpointing`).
 * `between-epochs`: an epoch's checkpoints are all written, the next epoch has not
-  started (`training.faults.KillBetweenEpochs`).
+  started (`training.checkpointing.KillBetweenEpochs`).
 * `store-before-commit`: a stored case's arrays are written, its json record (the
   commit) is not (`data.store`).
 

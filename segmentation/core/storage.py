@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import SegError
+from .faults import fault_point
 
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}  # only a write raises these
 
@@ -80,13 +81,51 @@ def write_refusal_in(exc: BaseException | None) -> StorageError | None:
     return None
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write `path` by `write(temporary file beside it)`, then rename: a reader, or a kill, sees the old file or
-    the new one, never half of one; the temporary is removed when `write` fails."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+TEMP_MARK = ".tmp-"  # `.<name>.tmp-<pid>`: a file being written beside its final name
+
+
+def temporary_beside(path: Path) -> Path:
+    """The temporary file `path` is written to before its rename (hidden, named by this process)."""
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporaries that killed processes left in `directory` (the files they replaced are intact)."""
+    stale = [p for p in Path(directory).glob(f".*{TEMP_MARK}*") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def fsync_path(path: Path) -> None:
+    """Force `path` (a file or a folder: its entries) to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_atomically(path: Path, write: Callable[[Path], None], fault: str | None = None) -> None:
+    """Write `path` durably and atomically: `write(temporary file beside it)`, fsync, rename, fsync the folder.
+
+    A reader, a kill or a power cut sees the old file or the new one, never half of one; the temporary is
+    removed when `write` fails. `fault` names the `core.faults` point between the fsync and the rename.
+    """
+    path = Path(path)
+    partial = temporary_beside(path)
     try:
         write(partial)
+        fsync_path(partial)
+        if fault:
+            fault_point(fault)
         os.replace(partial, path)
+        fsync_path(path.parent)
     finally:
         if os.path.lexists(partial):  # (unlinking a missing file on a read-only mount raises EROFS)
             partial.unlink()
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """`write_atomically` of a text file (UTF-8)."""
+    write_atomically(path, lambda partial: partial.write_text(text, encoding="utf-8"))

@@ -13,10 +13,10 @@ from typing import Hashable, Mapping
 
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from monai import transforms as mt
 from monai.config import KeysCollection, NdarrayOrTensor
 
+from ..core.log import log
 from .base import VolumeDataModule
 from .layouts.brats import EDEMA, NECROTIC, REGIONS, case_folders, detect_layout
 
@@ -93,7 +93,7 @@ class BraTSDataModule(VolumeDataModule):
         super().__init__(root, **kwargs)
         self.layout = detect_layout(self.root)
         count = len(case_folders(self.root, self.layout))
-        rank_zero_info(f"BraTS: {self.layout.name} layout in {self.root} ({count} cases, e.g. {self.layout.example()})")
+        log.info(f"BraTS: {self.layout.name} layout in {self.root} ({count} cases, e.g. {self.layout.example()})")
 
     @property
     def channel_names(self) -> list[str]:

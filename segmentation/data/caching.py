@@ -1,57 +1,70 @@
-"""The cache modes of the datamodules: none, memory (MONAI CacheDataset), disk (MONAI PersistentDataset),
-store (the crop-first preprocessed store, memory-mapped) and gpu (the store's training volumes held as
-tensors on the accelerator, or in RAM on a CPU-only machine).
+"""The datasets of each cache mode: none and memory (MONAI pipelines; memory: MONAI CacheDataset), store (the
+crop-first preprocessed store, memory-mapped) and gpu (the store's training volumes held as tensors on the
+accelerator, or in RAM on a CPU-only machine).
 
-The disk cache lives in a folder keyed by every setting that shapes the preprocessed
-volumes, so changing e.g. the spacing never reuses a stale cache. Each entry is written
-beside its final name and renamed (a kill never leaves half an entry), and an entry that
-fails to load is rebuilt with a warning naming it. Before caching starts, one case is
-preprocessed to announce the expected size and time.
+Validation items carry `index`, their position in the validation split, so that validation counts each case
+once on any number of devices. Before a memory cache fills, one case is preprocessed to announce the size and
+time it will take. The former `disk` mode (MONAI PersistentDataset) is refused with a pointer to `store`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-import warnings
-from copy import deepcopy
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from monai import transforms as mt
-from monai.data import CacheDataset, Dataset, PersistentDataset
-from monai.utils import convert_to_tensor
+from monai.data import CacheDataset, Dataset
 
 from ..core.errors import SegError
-from ..core.storage import write_atomically
+from ..core.fingerprint import settings_key
+from ..core.log import log
+from . import pipelines
 from .patches import StoredPatches, StoredVolumes, open_volumes
 from .store import Store
 
-CacheMode = Literal["none", "memory", "disk", "store", "gpu"]
+CacheMode = Literal["none", "memory", "store", "gpu"]
 STORE_MODES = ("store", "gpu")
-
-# Settings that change what training sees but not what preprocessing produces (not part of the cache key).
+REMOVED_MODES = {"disk": "store"}  # removed mode -> what replaces it
+# Settings that change what training sees but not what preprocessing produces (not part of the store's key).
 TRAINING_ONLY = {"predict_images", "batch_size", "samples_per_volume", "pos_fraction", "val_fraction", "fold",
                  "num_folds", "seed", "cache", "cache_dir", "num_workers", "patch_size", "name", "test_fraction",
                  "test_on"}
 
 
 def preprocessing_key(dataset_type: str, settings: Mapping) -> str:
-    """A short hash of `dataset_type` and every setting that shapes the preprocessed volumes."""
-    shaping = {k: v for k, v in settings.items() if k not in TRAINING_ONLY}
-    text = json.dumps({"dataset": dataset_type, **shaping}, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    """A short hash of `dataset_type` and every setting that shapes the preprocessed volumes (the store's key)."""
+    return settings_key({"dataset": dataset_type, **{k: v for k, v in settings.items() if k not in TRAINING_ONLY}})
 
 
-def cached_dataset(cases: list[dict], transform: mt.Compose, mode: CacheMode, disk_folder: Path) -> Dataset:
-    """`cases` through `transform`, its deterministic prefix cached as `mode` says (disk: in `disk_folder`)."""
+def refuse_removed_mode(mode: str) -> None:
+    """SegError for a cache mode seg no longer has, naming its replacement."""
+    if mode in REMOVED_MODES:
+        raise SegError(f"--data.cache {mode} was removed: use --data.cache {REMOVED_MODES[mode]} (each case "
+                       f"preprocessed once, keyed by every setting and source file, patches read by memory map)")
+
+
+def with_indices(cases: list[dict]) -> list[dict]:
+    """`cases`, each with its `index` in the list (validation counts each case once by it)."""
+    return [{**case, "index": index} for index, case in enumerate(cases)]
+
+
+def pipeline_datasets(train_cases: list[dict], val_cases: list[dict], preprocessing: list[mt.Transform],
+                      augmentation: list[mt.Transform], mode: CacheMode) -> tuple[Dataset, Dataset, mt.Compose]:
+    """Training and validation datasets of MONAI pipelines (`none`; `memory`: the preprocessing cached in RAM),
+    and the training transform (whose random state the sampler seeds per epoch)."""
+    if mode == "memory":
+        announce_cache(train_cases + val_cases, mt.Compose(preprocessing))
+    train_transform = mt.Compose(preprocessing + augmentation)
+    return (cached_dataset(train_cases, train_transform, mode),
+            cached_dataset(with_indices(val_cases), mt.Compose(preprocessing), mode), train_transform)
+
+
+def cached_dataset(cases: list[dict], transform: mt.Compose, mode: CacheMode) -> Dataset:
+    """`cases` through `transform`, its deterministic prefix cached in RAM when `mode` is memory."""
     if mode == "memory":
         return CacheDataset(cases, transform, cache_rate=1.0, num_workers=None, progress=False)
-    if mode == "disk":
-        return SelfHealingDiskCache(cases, transform, cache_dir=disk_folder)
     return Dataset(cases, transform)
 
 
@@ -64,45 +77,13 @@ def measure_preprocessing(case: dict, preprocessing: mt.Compose) -> tuple[float,
     return seconds, int(nbytes)
 
 
-def announce_cache(cases: list[dict], preprocessing: mt.Compose, mode: CacheMode, where: Path) -> None:
-    """Preprocess one case and log what caching all of them will take (before it starts)."""
+def announce_cache(cases: list[dict], preprocessing: mt.Compose) -> None:
+    """Preprocess one case and log what caching all of them in RAM will take (before it starts)."""
     seconds, nbytes = measure_preprocessing(cases[0], preprocessing)
-    place = "RAM" if mode == "memory" else f"disk ({where})"
-    rank_zero_info(
-        f"caching {len(cases)} cases in {place}: about {nbytes * len(cases) / 2**20:,.1f} MiB "
+    log.info(
+        f"caching {len(cases)} cases in RAM: about {nbytes * len(cases) / 2**20:,.1f} MiB "
         f"({nbytes / 2**20:,.2f} MiB and {seconds:.2f} s to load and preprocess one case)"
     )
-
-
-class SelfHealingDiskCache(PersistentDataset):
-    """MONAI's PersistentDataset whose entries are written atomically in place and rebuilt when they do not load.
-
-    MONAI writes an entry in the system's temporary folder and moves it, which across file systems
-    is a copy that a kill can truncate; it also raises, every epoch, on an entry truncated that way.
-    """
-
-    def _cachecheck(self, item_transformed: Any) -> Any:
-        if self.cache_dir is None:
-            return super()._cachecheck(item_transformed)
-        entry = self.cache_dir / f"{self.hash_func(item_transformed).decode('utf-8')}{self.transform_hash}.pt"
-        if entry.is_file():
-            try:
-                return torch.load(entry, weights_only=True)
-            except Exception as err:  # truncated, garbage or foreign bytes: all mean "build it again"
-                warnings.warn(f"disk cache entry {entry} (case {item_transformed.get('case', '?')}) does not load "
-                              f"({type(err).__name__}); rebuilding it", stacklevel=2)
-                entry.unlink(missing_ok=True)
-        result = self._pre_transform(deepcopy(item_transformed))
-        self._write(result, entry)
-        return result
-
-    def _write(self, result: Any, entry: Path) -> None:
-        tensors = convert_to_tensor(result, convert_numeric=False, track_meta=self.track_meta)
-        try:
-            write_atomically(entry, lambda partial: torch.save(tensors, partial))
-        except (OSError, RuntimeError) as err:  # disk full or read-only: train on, uncached, and say so
-            warnings.warn(f"could not write disk cache entry {entry} ({err}); this case is preprocessed "
-                          f"again each time it is read", stacklevel=2)
 
 
 def free_memory(device: torch.device) -> int:
@@ -138,3 +119,17 @@ def stored_datasets(store: Store, train_ids: list[str], val_ids: list[str], devi
     train = StoredPatches(open_volumes(store, train_ids, device), settings["patch_size"],
                           settings["samples_per_volume"], settings["pos_fraction"], settings["seed"], label_transform)
     return train, StoredVolumes(open_volumes(store, val_ids), label_transform)
+
+
+def training_datasets(datamodule) -> tuple[Dataset, Dataset, Optional[mt.Compose]]:
+    """The training and validation datasets of a `VolumeDataModule`'s cache mode, and the training transform
+    (None for the store, whose items seed themselves): its split's cases, its pipelines or its store."""
+    h = datamodule.hparams
+    train, val = datamodule.train_cases, datamodule.val_cases
+    if h.cache in STORE_MODES:
+        device = datamodule.training_device() if h.cache == "gpu" else None
+        stored = stored_datasets(datamodule.store(), [c["case"] for c in train], [c["case"] for c in val], device, h,
+                                 datamodule.label_transform())
+        return (*stored, None)
+    augmentation = pipelines.augmentation(datamodule.patch_size, h.pos_fraction, h.samples_per_volume)
+    return pipeline_datasets(train, val, datamodule.preprocessing(), augmentation, h.cache)

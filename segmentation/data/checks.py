@@ -17,10 +17,9 @@ from __future__ import annotations
 import errno
 import json
 import os
-import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
@@ -28,6 +27,8 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import io_orientation
 
+from ..core.fingerprint import file_stamp
+from ..core.log import log
 from ..core.storage import write_atomically
 
 CACHE_NAME = "check_cache.json"
@@ -132,18 +133,18 @@ class FactCache:
             try:
                 self.entries = dict(json.loads(self.path.read_text()))
             except (OSError, ValueError, TypeError) as err:
-                warnings.warn(f"the dataset check cache {self.path} is unreadable ({type(err).__name__}); "
-                              f"every file is checked again and the cache rewritten", stacklevel=2)
+                log.warning(f"the dataset check cache {self.path} is unreadable ({type(err).__name__}); "
+                              f"every file is checked again and the cache rewritten")
                 self.entries = {}
 
     @staticmethod
     def key(path: Path, is_label: bool) -> Optional[str]:
         """The cache key of a file (path, size, mtime, role); None when it cannot be stat'ed."""
         try:
-            stat = path.stat()
+            size, modified = file_stamp(path)
         except OSError:
             return None
-        return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{int(is_label)}"
+        return f"{path.resolve()}|{size}|{modified}|{int(is_label)}"
 
     def facts(self, path: Path, is_label: bool) -> FileFacts:
         """Cached facts of `path`, or read it (and remember good reads)."""
@@ -153,7 +154,7 @@ class FactCache:
             return FileFacts(**{**entry, "shape": tuple(entry["shape"]), "spacing": tuple(entry["spacing"])})
         facts = read_facts(path, is_label)
         if key and not facts.error:
-            self.entries[key] = facts.__dict__
+            self.entries[key] = asdict(facts)
         return facts
 
     def save(self) -> None:

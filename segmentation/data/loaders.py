@@ -9,6 +9,7 @@ import torch
 from monai.data import DataLoader, Dataset
 from monai.transforms import Compose
 
+from ..core.internals import batches_trained_this_epoch
 from ..core.memory import reuse_freed_memory, reuse_freed_memory_in_worker
 from .sampling import EpochSeededSampler, ShardSampler
 
@@ -51,3 +52,16 @@ def volume_loader(dataset: Dataset, workers: int, trainer: Any = None) -> DataLo
     rank, world_size = placement(trainer)
     sampler = ShardSampler(len(dataset), rank, world_size) if world_size > 1 else None
     return DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=workers)
+
+
+def training_position(trainer: Any, volumes_per_batch: int) -> dict:
+    """Where a fit stands inside its epoch, for the checkpoint: epoch, batches this rank trained in it, world size,
+    and the positions of the epoch's permutation all ranks consumed."""
+    batches, world = batches_trained_this_epoch(trainer), int(trainer.world_size)
+    return {"epoch": int(trainer.current_epoch), "batches": batches, "world_size": world,
+            "consumed": batches * volumes_per_batch * world}
+
+
+def consumed_before(position: Optional[dict], start_epoch: int) -> int:
+    """Positions of `start_epoch`'s permutation a checkpoint's `position` says were trained (0 for another epoch)."""
+    return int(position.get("consumed", 0)) if position and position.get("epoch") == start_epoch else 0

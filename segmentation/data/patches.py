@@ -172,7 +172,7 @@ class StoredVolumes(Dataset):
         starts = [-a for a in record.box_start]  # the full volume's origin, in the box's coordinates
         image = read_window(volume.image, starts, record.full_shape, record.background, dtype=torch.float32)
         label = read_window(volume.label, label_starts(record, starts), record.full_shape, [0])
-        item = {"case": record.case, "image": image, "label": label}  # the case id: validation counts each once
+        item = {"case": record.case, "index": index, "image": image, "label": label}  # (validation counts each once)
         return float_label(self.label_transform, item)
 
 

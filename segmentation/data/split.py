@@ -63,3 +63,28 @@ def carve_test(case_ids: Sequence[str], test_fraction: float, seed: int) -> tupl
     random.Random(f"seg-test-split-{seed}").shuffle(ids)
     n_test = round(len(ids) * test_fraction)
     return sorted(ids[n_test:]), sorted(ids[:n_test])
+
+
+def dataset_split(case_ids: list[str], settings) -> DataSplit:
+    """Test cases carved first (`test_fraction`), then train/val of the rest (`val_fraction`, or the `fold`)."""
+    rest, test = carve_test(case_ids, settings.test_fraction, settings.seed)
+    split = train_val_split(rest, settings)
+    source = f"test_fraction {settings.test_fraction:g} (seed {settings.seed})" if test else "none"
+    return DataSplit(split.train, split.val, test, source)
+
+
+def train_val_split(case_ids: list[str], settings) -> DataSplit:
+    """Train and validation case ids of `case_ids` (`val_fraction`, or the `fold`), no test cases."""
+    train, val = split_cases(case_ids, settings.val_fraction, settings.seed, settings.fold, settings.num_folds)
+    return DataSplit(train, val, [])
+
+
+def test_cases_or_refusal(test_cases: list[dict], root) -> list[dict]:
+    """`test_cases`, or SegError saying how to get some (cases used for training or selection are no test)."""
+    if not test_cases:
+        raise SegError(
+            f"no test cases: this run's split ({root}) holds none, and cases used for training or for "
+            f"choosing best.ckpt are no test. Train with --data.test_fraction F (carved before the train/val "
+            f"split), or score the validation cases with --data.test_on val (labelled val in the table and CSV)"
+        )
+    return test_cases

@@ -20,18 +20,18 @@ mtime) is rebuilt; a changed setting is another folder (the key), never stale co
 from __future__ import annotations
 
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from monai.transforms.utils import generate_spatial_bounding_box
 
 from ..core.faults import fault_point
+from ..core.fingerprint import file_stamps
 from ..core.formatting import format_duration
 from ..core.locking import exclusive
 from ..core.storage import write_atomically
@@ -54,15 +54,6 @@ class StoredCase:
     counts: dict[str, int]
     sources: dict[str, list]
     format: int = STORE_FORMAT
-
-
-def fingerprint(paths: Sequence[str]) -> dict[str, list]:
-    """Path -> [size, mtime_ns] of each source file: a change to any of them rebuilds the case."""
-    found = {}
-    for path in paths:
-        stat = os.stat(path)
-        found[str(path)] = [stat.st_size, stat.st_mtime_ns]
-    return found
 
 
 def source_files(case: dict) -> list[str]:
@@ -134,7 +125,7 @@ class Store:
         path = self.meta_path(case["case"])
         try:
             record = StoredCase(**json.loads(path.read_text()))
-            current = fingerprint(source_files(case))
+            current = file_stamps(source_files(case))
         except (OSError, ValueError, TypeError):
             return None
         if record.format != STORE_FORMAT or record.sources != current:
@@ -154,7 +145,7 @@ class Store:
         skull-stripped brain, the scanner's fill value around a CT's field of view); the intensity transforms
         map it to one value again, which is recorded so that padding back restores the volume exactly.
         """
-        sources = fingerprint(source_files(case))  # before reading: a file changed meanwhile is rebuilt next time
+        sources = file_stamps(source_files(case))  # before reading: a file changed meanwhile is rebuilt next time
         item = spatial(dict(case))
         raw = torch.as_tensor(item["image"]).float().numpy().copy()  # (normalising may work in place)
         label = np.asarray(torch.as_tensor(item["label"]).numpy())
@@ -230,7 +221,5 @@ class Store:
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as handle:
+    with open(path, "wb") as handle:  # (a path would get `.npy` appended)
         np.save(handle, array)
-        handle.flush()
-        os.fsync(handle.fileno())

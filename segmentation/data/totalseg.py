@@ -10,21 +10,20 @@ mask files are read once, not every epoch.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import nibabel as nib
 import numpy as np
-from lightning.pytorch.utilities import rank_zero_info
 from monai import transforms as mt
 
 from ..core.errors import SegError
+from ..core.fingerprint import settings_key
 from ..core.locking import exclusive
+from ..core.log import log
 from ..core.storage import write_atomically
 from .base import VolumeDataModule
 from .layouts.totalseg import (
@@ -36,15 +35,14 @@ from .layouts.totalseg import (
     read_official_split,
     resolve_classes,
 )
-from .split import DataSplit
+from .split import DataSplit, train_val_split
 
 MERGE_FORMAT = 1  # bump when the merge itself changes, so older caches are not reused
 
 
 def merge_key(version: str, classes: Sequence[str]) -> str:
     """The short hash naming the merged-label cache of one (version, ordered class list, merge format)."""
-    text = json.dumps({"format": MERGE_FORMAT, "version": version, "classes": list(classes)})
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return settings_key({"format": MERGE_FORMAT, "version": version, "classes": list(classes)})
 
 
 def merged_label_map(case: dict, classes: Sequence[str]) -> nib.Nifti1Image:
@@ -158,8 +156,8 @@ class TotalSegmentatorDataModule(VolumeDataModule):
                                                 for problem in report.problems)]
         if not broken:
             return report
-        warnings.warn(f"rebuilding {len(broken)} merged label map(s) that do not load: "
-                      f"{', '.join(case['label'] for case in broken[:5])}", stacklevel=2)
+        log.warning(f"rebuilding {len(broken)} merged label map(s) that do not load: "
+                      f"{', '.join(case['label'] for case in broken[:5])}")
         for case in broken:
             Path(case["label"]).unlink(missing_ok=True)
         self.merge_labels(broken)
@@ -176,7 +174,7 @@ class TotalSegmentatorDataModule(VolumeDataModule):
             todo = [case for case in cases if not is_fresh(Path(case["label"]), list(case["masks"].values()))]
             if not todo:
                 return
-            rank_zero_info(f"seg: merging {len(self.classes)} TotalSegmentator masks of {len(todo)} cases into "
+            log.info(f"seg: merging {len(self.classes)} TotalSegmentator masks of {len(todo)} cases into "
                            f"{self.merge_dir}")
             # decompression releases the GIL, so threads merge cases in parallel
             with ThreadPoolExecutor(max(1, self.hparams.num_workers)) as pool:
@@ -206,13 +204,12 @@ class TotalSegmentatorDataModule(VolumeDataModule):
         val = [case for case in usable if official.get(case) == "val"]
         source = f"{META_NAME} test"
         if not val or self.hparams.fold is not None:
-            base = super().split_without_test(usable)
+            base = train_val_split(usable, self.hparams)
             return DataSplit(base.train, base.val, test, source)
         unlisted = [case for case in usable if case not in official]
         if unlisted:
-            warnings.warn(
+            log.warning(
                 f"{len(unlisted)} cases in {self.root} are not in {META_NAME} and are left out "
                 f"(e.g. {', '.join(unlisted[:3])})",
-                stacklevel=2,
             )
         return DataSplit(sorted(case for case in usable if official.get(case) == "train"), sorted(val), test, source)

@@ -116,21 +116,6 @@ class SegmentationModule(pl.LightningModule):
             mode="gaussian",
         )
 
-    def discretise(self, logits: torch.Tensor) -> torch.Tensor:
-        """One-hot (softmax classes) or thresholded (sigmoid regions) predictions."""
-        if self.hparams.multilabel:
-            return (torch.sigmoid(logits) > 0.5).float()
-        labels = logits.argmax(dim=1, keepdim=True)
-        return torch.zeros_like(logits).scatter_(1, labels, 1.0)
-
-    def one_hot_target(self, label: torch.Tensor) -> torch.Tensor:
-        """The target in the layout of `discretise`'s output."""
-        if self.hparams.multilabel:
-            return label.float()
-        return torch.zeros(
-            (label.shape[0], self.hparams.out_channels, *label.shape[2:]), device=label.device
-        ).scatter_(1, label.long(), 1.0)
-
     def predicted_labels(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, X, Y, Z) label maps (softmax classes) or (B, C, X, Y, Z) boolean masks (sigmoid regions)."""
         if self.hparams.multilabel:
@@ -151,19 +136,18 @@ class SegmentationModule(pl.LightningModule):
         return self.loss(logits, label) if self.hparams.multilabel else label_map_dice_ce(logits, label)
 
     def on_validation_epoch_start(self) -> None:
-        """Start a fresh list of validated cases; know each case's index (to count it once on any devices)."""
+        """Start a fresh list of validated cases."""
         self._validated = []
-        cases = getattr(getattr(self.trainer, "datamodule", None), "val_cases", None) or []
-        self._case_index = {case["case"]: index for index, case in enumerate(cases)}
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Whole-volume loss and per-class overlap counts of one validation case."""
         logits = self.infer_volume(batch["image"])
         self.log("val/loss", self.volume_loss(logits, batch["label"]), on_epoch=True, batch_size=len(logits),
                  sync_dist=True)
-        case = batch.get("case", [None])[0]
-        # without a known case id, an index unique to this rank and step (no deduplication possible)
-        index = self._case_index.get(case, -1 - (batch_idx * self.trainer.world_size + self.global_rank))
+        # the case's index in the validation split (counted once on any devices); without one, an index unique to
+        # this rank and step (no deduplication possible)
+        index = int(batch["index"][0]) if "index" in batch else -1 - (batch_idx * self.trainer.world_size
+                                                                         + self.global_rank)
         self._validated.append((index, self.case_counts(logits, batch["label"])))
 
     def on_validation_epoch_end(self) -> None:

@@ -17,6 +17,7 @@ import math
 
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
+from ..core.internals import load_scheduler_fields, set_last_lr
 from .plans import HORIZON_SCHEDULES, Phase, factor_at
 
 # What a plateau schedule carries over a resume; its parameters (factor, patience, ...) come from the new config.
@@ -27,7 +28,7 @@ def apply_lrs(scheduler: LRScheduler | ReduceLROnPlateau, lrs: list[float]) -> N
     """Set the optimizer's LR of each parameter group, as a scheduler step would."""
     for group, lr in zip(scheduler.optimizer.param_groups, lrs):
         group["lr"] = lr
-    scheduler._last_lr = list(lrs)
+    set_last_lr(scheduler, lrs)
 
 
 def restore_schedule(scheduler, saved: dict) -> str:
@@ -87,7 +88,7 @@ def _replan_from_last_trained_epoch(scheduler, saved: dict, epoch: int, changes:
 def _restore_plateau(scheduler, saved: dict, saved_name: str, epoch: int, start: list[float]) -> list[str]:
     notes = []
     if saved_name == scheduler.name:
-        scheduler.__dict__.update({k: saved[k] for k in PLATEAU_COUNTERS if k in saved})
+        load_scheduler_fields(scheduler, {k: saved[k] for k in PLATEAU_COUNTERS if k in saved})
         notes.append(
             f"plateau state kept (best {scheduler.best:.4g}, {scheduler.num_bad_epochs} bad epochs, "
             f"cooldown {scheduler.cooldown_counter})"

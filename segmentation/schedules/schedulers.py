@@ -9,6 +9,7 @@ Both restore themselves from a checkpoint by the rules of `restore`.
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from typing import Optional
 
 from torch.optim import Optimizer
@@ -35,7 +36,7 @@ class PhasedSchedule(LRScheduler):
     def __init__(self, optimizer: Optimizer, name: str, phases: list[Phase], horizon: int, floor: float, curve: str,
                  floor_epoch: int):
         self.name, self.horizon, self.floor, self.curve, self.floor_epoch = name, horizon, floor, curve, floor_epoch
-        self.phases = [tuple(p.__dict__.values()) for p in phases]  # plain tuples: state_dict stays primitive
+        self.phases = [astuple(p) for p in phases]  # plain tuples: state_dict stays primitive
         self.fresh_phases = list(self.phases)  # the plan of this horizon and these options, before any re-plan
         self.configured_lrs = [group["lr"] for group in optimizer.param_groups]
         self.resume_note = ""
@@ -65,7 +66,7 @@ class PhasedSchedule(LRScheduler):
         end = max(self.floor_epoch, from_epoch + 1)
         floor = self.floor if start_factor > self.floor else start_factor * FLOOR_PASSED_DECAY
         floor = start_factor if self.name == "none" else floor
-        self.phases = [tuple(Phase(from_epoch, end, start_factor, floor, self.curve).__dict__.values())]
+        self.phases = [astuple(Phase(from_epoch, end, start_factor, floor, self.curve))]
         apply_lrs(self, self.get_lr())
 
 

@@ -7,7 +7,6 @@ filesystems the move is a copy, and a kill during the copy truncates the target.
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import re
@@ -15,37 +14,20 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
 
 from ..core.errors import SegError
 from ..core.faults import fault_point
-from ..core.storage import StorageError, free_space, is_write_refusal
-
-TEMP_MARK = ".tmp-"
-# Lightning's logger is the one a user sees (warnings filters must not hide a skipped checkpoint)
-log = logging.getLogger("lightning.pytorch")
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _discard(temporary: Path) -> None:
-    if os.path.lexists(temporary):  # (unlinking a missing file on a read-only mount raises EROFS)
-        temporary.unlink()
-
-
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Delete half-written checkpoint files that a killed process left in `directory`."""
-    stale = [p for p in Path(directory).glob(f".*{TEMP_MARK}*") if p.is_file()]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
+from ..core.log import log
+from ..core.storage import (
+    TEMP_MARK,
+    StorageError,
+    free_space,
+    is_write_refusal,
+    remove_stale_temporaries,
+    write_atomically,
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -68,24 +50,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if first_in_dir:
             remove_stale_temporaries(path.parent)
             self._seen_dirs.add(path.parent)
-        temporary = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
         try:
-            with open(temporary, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            fault_point("checkpoint-before-rename")
-            os.replace(temporary, path)
-            _fsync_directory(path.parent)
+            write_atomically(path, lambda partial: torch.save(checkpoint, partial), fault="checkpoint-before-rename")
         except Exception as err:
-            _discard(temporary)  # first, so that the message counts its space as free
             if not (is_write_refusal(err) or isinstance(err, PermissionError)):
                 raise
             raise checkpoint_not_written(path, err) from None
-        finally:
-            _discard(temporary)
         if first_in_dir:
-            rank_zero_info(f"checkpoint size: {path.stat().st_size / 1e6:.1f} MB each ({path.parent})")
+            log.info(f"checkpoint size: {path.stat().st_size / 1e6:.1f} MB each ({path.parent})")
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Optional[bool] = None) -> dict:
         """Lightning's load of a checkpoint to resume, validate, test or predict from: the safe unpickler too."""
@@ -197,3 +169,24 @@ def newest_good_checkpoint(directory: Path, exclude: Optional[Path] = None) -> O
             continue
         return path
     return None
+
+
+class KillBetweenEpochs(Callback):
+    """Arrives at `between-epochs` when an epoch starts after this process finished one.
+
+    By then Lightning has written every checkpoint of the finished epoch (ModelCheckpoint
+    saves at the end of the training epoch, after its validation), and no step of the next
+    epoch has run.
+    """
+
+    def __init__(self) -> None:
+        self._finished_one = False
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        """The fault point, from the second epoch of this process on."""
+        if self._finished_one:
+            fault_point("between-epochs")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Remember that an epoch finished."""
+        self._finished_one = True

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from typing import Optional
 
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import (
+    Callback,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+)
 
 from ..core.constants import MONITOR
 from ..core.errors import SegError
 from .early_stopping import SegEarlyStopping
 from .previews import ValidationPreviews
 from .summary import RunSummary
-from .timing import EpochTimer
+from .timing import EpochTimer, EtaProgressBar
 
 
 def every_epoch_checkpoint(keep_last: Optional[int] = None) -> ModelCheckpoint:
@@ -56,15 +61,14 @@ def with_default_checkpoints(callbacks: list[Callback], keep_last: Optional[int]
     return [*callbacks, every_epoch_checkpoint(keep_last), best_checkpoint()]
 
 
-def with_default_logging(callbacks: list[Callback]) -> list[Callback]:
-    """`callbacks` plus the epoch timer, the summary and an epoch-wise LearningRateMonitor (unless configured).
-
-    The timer swaps Lightning's default progress bar for `EtaProgressBar`, unless the
-    user configured a progress bar of their own.
-    """
-    user_bar = any(isinstance(callback, ProgressBar) for callback in callbacks)
-    timer = [] if any(isinstance(c, EpochTimer) for c in callbacks) else [EpochTimer(replace_progress_bar=not user_bar)]
-    callbacks = [*callbacks, *timer, RunSummary()]
+def with_default_logging(callbacks: list[Callback], progress_bar: bool = True) -> list[Callback]:
+    """`callbacks` plus the epoch timer, the summary and an epoch-wise LearningRateMonitor (unless configured),
+    and, where the trainer shows a progress bar (`progress_bar`) and the config names none, `EtaProgressBar`."""
+    timer = next((c for c in callbacks if isinstance(c, EpochTimer)), None)
+    added: list[Callback] = [] if timer is not None else [timer := EpochTimer()]
+    if progress_bar and not any(isinstance(callback, ProgressBar) for callback in callbacks):
+        added.append(EtaProgressBar(timer))
+    callbacks = [*callbacks, *added, RunSummary()]
     if any(isinstance(callback, LearningRateMonitor) for callback in callbacks):
         return callbacks
     return [*callbacks, LearningRateMonitor(logging_interval="epoch")]

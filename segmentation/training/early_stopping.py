@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 from ..core.constants import MONITOR
 from ..core.errors import SegError
+from ..core.log import log
 
 
 class SegEarlyStopping(EarlyStopping):
@@ -44,8 +45,8 @@ class SegEarlyStopping(EarlyStopping):
             return
         was = self.restored.get("patience")
         changed = f" (checkpoint: {was})" if was != self.patience else ""
-        print(f"early stopping: restored {self.wait_count} validation(s) without a better {MONITOR} "
-              f"(best {float(self.best_score):.4f}); patience {self.patience}{changed}", flush=True)
+        log.info(f"early stopping: restored {self.wait_count} validation(s) without a better {MONITOR} "
+              f"(best {float(self.best_score):.4f}); patience {self.patience}{changed}")
 
     def on_validation_end(self, trainer, pl_module) -> None:
         """Lightning's check; note the epoch when it stops the run."""
@@ -58,5 +59,5 @@ class SegEarlyStopping(EarlyStopping):
         """Say why the run stops, after the epoch's ETA line (monitoring callbacks run last)."""
         super().on_train_epoch_end(trainer, pl_module)
         if self._stopped_now == trainer.current_epoch and trainer.is_global_zero:
-            print(f"early stopping after epoch {trainer.current_epoch + 1}: {MONITOR} did not improve in "
-                  f"{self.wait_count} validation(s) (best {float(self.best_score):.4f})", flush=True)
+            log.info(f"early stopping after epoch {trainer.current_epoch + 1}: {MONITOR} did not improve in "
+                  f"{self.wait_count} validation(s) (best {float(self.best_score):.4f})")

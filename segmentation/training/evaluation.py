@@ -1,4 +1,4 @@
-"""`seg test`'s scoring: each held-out case in its input's own geometry, against its label file as the user has it.
+"""`seg test`'s scoring (and `seg validate`'s record): each held-out case in its input's own geometry, against its label file as the user has it.
 
 Every prediction takes the path of `seg predict` (probabilities resampled linearly to the input's
 grid, then discretised, then the dataset's own label values), and is compared with the label
@@ -9,6 +9,7 @@ file read with nibabel — no resampled ground truth is scored. Both go through 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -16,7 +17,10 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from monai.data import decollate_batch
+from typing_extensions import override
 
+from ..core.log import log
+from ..core.storage import write_text_atomically
 from ..data.geometry import discrete_in_input_grid
 from ..model.metrics import CaseMetrics
 
@@ -33,7 +37,7 @@ class NativeSpaceScorer(Callback):
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         """A fresh table, and the name of the split being scored."""
-        self.split = getattr(trainer.datamodule, "tested_split", "test")
+        self.plan = trainer.datamodule.inference_plan("test")
         self.metrics = CaseMetrics(pl_module.class_names, pl_module.hparams.multilabel)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -41,7 +45,7 @@ class NativeSpaceScorer(Callback):
         datamodule = trainer.datamodule
         items = decollate_batch({"image": batch["image"], "pred": outputs})
         for item, case, label_file in zip(items, batch["case"], batch["label_file"]):
-            discrete = discrete_in_input_grid(item, datamodule.test_pipeline, pl_module.hparams.multilabel)
+            discrete = discrete_in_input_grid(item, self.plan.pipeline, pl_module.hparams.multilabel)
             predicted = datamodule.labels_to_targets(datamodule.prediction_to_labels(discrete.cpu()))
             truth_image = nib.load(label_file)
             truth = torch.as_tensor(np.rint(np.asanyarray(truth_image.dataobj)).astype(np.int64))[None]
@@ -54,8 +58,30 @@ class NativeSpaceScorer(Callback):
             pl_module.log(f"test/{key}", value)
         if not trainer.is_global_zero or not self.metrics.rows:
             return
-        print(f"seg test: {len(self.metrics.rows)} cases of the {self.split} split, scored in each input's "
-              f"geometry against its label file", flush=True)
-        print(self.metrics.table(self.split), flush=True)
-        path = self.metrics.write_csv(self.table_path, self.split)
-        print(f"per-case metrics: {path}", flush=True)
+        log.info(f"seg test: {len(self.metrics.rows)} cases of the {self.plan.split} split, scored in each input's "
+              f"geometry against its label file")
+        log.info(self.metrics.table(self.plan.split))
+        path = self.metrics.write_csv(self.table_path, self.plan.split)
+        log.info(f"per-case metrics: {path}")
+
+
+class ValidationResults(Callback):
+    """`seg validate`'s metrics (`val/...`, as logged) written as JSON: the run's own record of what was printed.
+
+    Args:
+        path: where the JSON goes (`<run>/validate/<checkpoint name>.json` beside the validated checkpoint's run).
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @override
+    def on_validation_end(self, trainer, pl_module) -> None:
+        """Write the metrics (global rank 0; every rank holds the same, gathered values)."""
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = {key: float(value) for key, value in sorted(trainer.callback_metrics.items())
+                   if key.startswith("val/")}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(self.path, json.dumps(metrics, indent=1) + "\n")
+        log.info(f"validation metrics: {self.path}")

@@ -7,6 +7,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import BasePredictionWriter
 from monai.data import decollate_batch
 
+from ..core.log import log
 from ..data.geometry import discrete_in_input_grid, save_in_input_geometry
 
 
@@ -28,11 +29,11 @@ class PredictionWriter(BasePredictionWriter):
         datamodule = trainer.datamodule
         items = decollate_batch({"image": batch["image"], "pred": prediction})
         for item, case, source in zip(items, batch["case"], batch["source"]):
-            discrete = discrete_in_input_grid(item, datamodule.predict_pipeline, pl_module.hparams.multilabel)
+            discrete = discrete_in_input_grid(item, datamodule.inference_plan("predict").pipeline, pl_module.hparams.multilabel)
             labels = datamodule.prediction_to_labels(discrete)
             self.written.append(save_in_input_geometry(labels, Path(source), self.output_dir / f"{case}.nii.gz"))
 
     def on_predict_end(self, trainer, pl_module) -> None:
         """Say where the label maps went."""
         if trainer.is_global_zero:
-            print(f"wrote {len(self.written)} label maps to {self.output_dir}", flush=True)
+            log.info(f"wrote {len(self.written)} label maps to {self.output_dir}")

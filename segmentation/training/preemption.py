@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import Callback
 
 from ..core.constants import PREEMPTED_EXIT
 from ..core.faults import signal_point
+from ..core.log import log
 from .checkpointing import versions_newest_first
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
@@ -131,9 +132,9 @@ class Preemption(Callback):
         if trainer.is_global_zero:
             if path is not None:
                 (path.parent.parent / MARKER).write_text(f"{path}\n{name}\n")
-            print(line, flush=True)
+            log.info(line)
             if self.received == signal.SIGUSR1 and os.environ.get("SLURM_JOB_ID"):
-                print(requeue_slurm_job(os.environ["SLURM_JOB_ID"]), flush=True)
+                log.info(requeue_slurm_job(os.environ["SLURM_JOB_ID"]))
         raise Preempted()
 
     def on_fit_end(self, trainer, pl_module) -> None:

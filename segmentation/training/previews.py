@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_warn
+
+from ..core.internals import logging_step
+from ..core.log import log
 
 PLANES = ("axial", "coronal", "sagittal")
 GAP = 2  # pixels between panels
@@ -149,8 +151,7 @@ class ValidationPreviews(Callback):
             return
         epoch, previous = trainer.current_epoch, self._last_validated
         self._last_validated = epoch
-        # the step Lightning logs this validation's metrics at (one behind global_step at an epoch's end)
-        self._step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step)
+        self._step = logging_step(trainer)
         if (epoch + 1) // self.every_n_epochs > (previous + 1) // self.every_n_epochs:
             self.log_preview(trainer, pl_module)
 
@@ -169,7 +170,7 @@ class ValidationPreviews(Callback):
         dataset = getattr(trainer.datamodule, "val_set", None) if trainer.datamodule is not None else None
         if not writers or dataset is None or len(dataset) == 0:
             if not self._warned:
-                rank_zero_warn("--preview_every_n_epochs: no TensorBoard logger or no validation case; no previews")
+                log.warning("--preview_every_n_epochs: no TensorBoard logger or no validation case; no previews")
                 self._warned = True
             return
         rendered = render_planes(*self.predict_case(trainer, pl_module, dataset[0]), count=len(pl_module.class_names))
@@ -188,11 +189,11 @@ class ValidationPreviews(Callback):
         pl_module.eval()
         try:
             with torch.no_grad(), trainer.precision_plugin.val_step_context():
-                prediction = pl_module.discretise(pl_module.infer_volume(image[None].to(pl_module.device)).float())[0]
+                logits = pl_module.infer_volume(image[None].to(pl_module.device)).float()
+                prediction = pl_module.predicted_labels(logits)[0].cpu()
         finally:
             pl_module.train(was_training)
-        if pl_module.hparams.multilabel:
-            truth, prediction = pl_module.one_hot_target(label[None])[0] > 0.5, prediction.cpu() > 0.5
-        else:  # one-hot classes, channel 0 the background: as label maps
-            truth, prediction = label[0].to(torch.int16), prediction.argmax(0).to(torch.int16).cpu()
+        truth = pl_module.target_labels(label[None])[0]  # the same layout: label maps, or region masks
+        if not pl_module.hparams.multilabel:
+            truth, prediction = truth.to(torch.int16), prediction.to(torch.int16)
         return image[0].numpy(), truth.numpy(), prediction.numpy()

@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from ..core.errors import SegError
+from ..core.log import log
 
 
 def weight_checksums(module: torch.nn.Module) -> tuple[float, float]:
@@ -47,5 +48,5 @@ class RankAgreement(Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         """Say, once, that the ranks agreed (what a test of a multi-GPU run looks for)."""
         if self.epochs_checked and trainer.is_global_zero:
-            print(f"ranks: {trainer.world_size}, weights and learning rate equal on all after each of "
-                  f"{self.epochs_checked} epochs", flush=True)
+            log.info(f"ranks: {trainer.world_size}, weights and learning rate equal on all after each of "
+                  f"{self.epochs_checked} epochs")

@@ -19,6 +19,8 @@ from typing import Optional
 from lightning.pytorch.callbacks import Callback
 
 from ..core.errors import SegError
+from ..core.internals import epochs_completed_in_checkpoint
+from ..core.log import log
 from ..schedules.schedulers import resume_note
 from .checkpointing import (
     load_checkpoint,
@@ -88,7 +90,7 @@ def prepare_fit_resume(
         return None, None
     ckpt = resolve_checkpoint(str(value), run_root=run)
     if ckpt is None:
-        print(f"--ckpt_path last: no checkpoint of {run} yet; starting a new run", flush=True)
+        log.info(f"--ckpt_path last: no checkpoint of {run} yet; starting a new run")
         return None, None
     remove_stale_temporaries(ckpt.parent)  # what a killed writer left behind
     checkpoint = load_checkpoint(ckpt)
@@ -121,8 +123,9 @@ def run_directory_of(ckpt: Path) -> Optional[Path]:
 def stopped_inside_epoch(checkpoint: dict) -> Optional[int]:
     """How many batches of its last epoch a checkpoint written inside that epoch (a preemption) had trained, or None
     for a checkpoint written at an epoch's end."""
-    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
-    if progress.get("processed", int(checkpoint.get("epoch", 0)) + 1) > int(checkpoint.get("epoch", 0)):
+    epoch = int(checkpoint.get("epoch", 0))
+    completed = epochs_completed_in_checkpoint(checkpoint)
+    if completed is None or completed > epoch:
         return None
     positions = [value["position"] for value in checkpoint.values() if isinstance(value, dict) and "position" in value]
     return int(positions[0].get("batches", 0)) if positions else 0
@@ -168,6 +171,6 @@ class ResumeSummary(Callback):
             self.text += (f" Branched: the run has a newer checkpoint ({self.newer}), which a resume into its "
                           f"directory would overwrite; this continues in a new version, nothing of the old one changes.")
         if trainer.is_global_zero:
-            print(self.text, flush=True)
+            log.info(self.text)
             if self.newer is not None and log_dir:
                 (Path(log_dir) / BRANCH_RECORD).write_text(f"{self.ckpt_path}\n")

@@ -6,24 +6,30 @@ import time
 
 from lightning.pytorch.callbacks import Callback
 
-from ..core.constants import MONITOR, RUN_DIRECTORY_LINE
+from ..core.constants import MONITOR
+from ..core.handoff import write_run_record
+from ..core.log import log
 
 
 class RunSummary(Callback):
     """Prints one closing paragraph of a fit: run directory, best and last val/dice, epochs, wall time."""
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        """Start the wall clock; say which run directory this fit trains into (what `seg batch` records)."""
+        """Start the wall clock; say which run directory this fit trains into (and write
+        the run record a parent `seg batch` asked for: `core.handoff`)."""
         self._started = time.monotonic()
         log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
         if trainer.is_global_zero and log_dir:
-            print(f"{RUN_DIRECTORY_LINE}{log_dir}", flush=True)
+            log.info(f"seg: training into {log_dir}")
+            write_run_record(log_dir, "running")
 
     def on_fit_end(self, trainer, pl_module) -> None:
         """Print the summary (rank 0 only)."""
         log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
+        if log_dir:
+            write_run_record(log_dir, "finished")
         best = next((c for c in trainer.checkpoint_callbacks if c.monitor), None)
         last = trainer.callback_metrics.get(MONITOR)
         lines = [
@@ -35,4 +41,4 @@ class RunSummary(Callback):
             lines.append(f"last {MONITOR}: {float(last):.4f}")
         if best is not None and best.best_model_score is not None:
             lines.append(f"best {MONITOR}: {float(best.best_model_score):.4f} ({best.best_model_path})")
-        print("\n".join(["", "seg run summary", *("  " + line for line in lines)]), flush=True)
+        log.info("\n".join(["", "seg run summary", *("  " + line for line in lines)]))

@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 from ..core.constants import EPOCH_SECONDS_TAG, MONITOR
 from ..core.formatting import format_duration
+from ..core.log import log
 
 # Lightning computes epoch metrics (and would advise syncing them under DDP) after the hook that logs them:
 # the epoch time is rank 0's own wall time, nothing to sync.
@@ -41,29 +42,16 @@ class EpochTimer(Callback):
     its own); time left is the remaining epochs times that mean. Without a progress
     bar, rank 0 prints one line per epoch, e.g.
     `epoch 3/50 · 12.4 s/epoch · 9m 55s left · val/dice 0.7100` (val/dice only
-    on epochs that validated). With Lightning's default progress bar, the bar is
-    replaced by `EtaProgressBar`, which shows `Epoch 3/50` and the ETA.
+    on epochs that validated). With a progress bar, `EtaProgressBar` (chosen where the
+    trainer is built: `training.defaults`) shows `Epoch 3/50` and the ETA.
     """
 
-    def __init__(self, replace_progress_bar: bool = True):
-        self.replace_progress_bar = replace_progress_bar
+    def __init__(self) -> None:
         self.seconds: list[float] = []
         self.last_line: Optional[str] = None
         self.time_left: Optional[float] = None
         self._started, self._partial = 0.0, False
         self._validated = False
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        """For a fit, swap Lightning's default TQDM bar for the ETA bar (same settings)."""
-        bar = trainer.progress_bar_callback
-        if stage != "fit" or not self.replace_progress_bar or type(bar) is not TQDMProgressBar:
-            return
-        eta_bar = EtaProgressBar(self, refresh_rate=bar.refresh_rate, process_position=bar.process_position,
-                                 leave=getattr(bar, "_leave", False))
-        index = trainer.callbacks.index(bar)
-        trainer.callbacks[index] = eta_bar
-        if index < trainer.callbacks.index(self):  # its own setup hook has been called already
-            eta_bar.setup(trainer, pl_module, stage)
 
     def on_train_start(self, trainer, pl_module) -> None:
         """Count this process's epochs only. A resume inside an epoch gets no `on_train_epoch_start` for it: its
@@ -102,14 +90,14 @@ class EpochTimer(Callback):
             parts.append(f"{MONITOR} {float(dice):.4f}")
         self.last_line = " · ".join(parts)
         if trainer.progress_bar_callback is None and trainer.is_global_zero:
-            print(self.last_line, flush=True)
+            log.info(self.last_line)
 
 
 class EtaProgressBar(TQDMProgressBar):
     """Lightning's TQDM bar with `Epoch i/N` (1-based) and the whole run's ETA from an `EpochTimer`."""
 
-    def __init__(self, timer: EpochTimer, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, timer: EpochTimer):
+        super().__init__()
         self.timer = timer
 
     def on_train_epoch_start(self, trainer, *args) -> None:

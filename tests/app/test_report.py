@@ -18,7 +18,8 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.summary.writer.record_writer import RecordWriter
 from torch.utils.tensorboard import SummaryWriter
 
-from segmentation.app.commands.report import COLUMNS, DERIVED_MARK, EPOCH_SECONDS, load_run, main, markdown_table
+from segmentation.app.commands.report import COLUMNS, DERIVED_MARK, main, markdown_table
+from segmentation.app.run_history import EPOCH_SECONDS, load_run
 from segmentation.core.errors import SegError
 
 from ..helpers import REPO, only_run_dir, scalars, seg_capturing, tiny_fit_args

@@ -7,7 +7,6 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from segmentation.core.errors import SegError
 from segmentation.data.msd import MSDDataModule
@@ -159,29 +158,12 @@ def test_a_patch_larger_than_every_volume_is_refused_with_the_size_that_fits(tas
     assert "along Z (the largest is [16, 16, 16] voxels)" in message and "Use at most [16, 16, 16]" in message
 
 
-def test_a_corrupt_check_cache_is_rebuilt_with_a_warning(task):
+def test_a_corrupt_check_cache_is_rebuilt_with_a_warning(task, caplog):
     MSDDataModule(str(task), num_workers=0, cache="none", patch_size=(16, 16, 16)).setup("fit")
     cache = task / ".seg_cache/check_cache.json"
     entries = json.loads(cache.read_text())
     cache.write_text(cache.read_text()[:100])  # as a kill mid-write would have left it before writes were atomic
-    with pytest.warns(UserWarning, match="check_cache.json is unreadable"):
-        MSDDataModule(str(task), num_workers=0, cache="none", patch_size=(16, 16, 16)).setup("fit")
+    MSDDataModule(str(task), num_workers=0, cache="none", patch_size=(16, 16, 16)).setup("fit")
+    assert "check_cache.json is unreadable" in caplog.text  # (the seg logger's warning)
     assert json.loads(cache.read_text()) == entries
-    assert not list(cache.parent.glob(".*partial"))
-
-
-def test_a_truncated_disk_cache_entry_is_rebuilt_with_a_warning_naming_it(task):
-    def first_item():
-        datamodule = MSDDataModule(str(task), cache="disk", num_workers=0, patch_size=(8, 8, 8))
-        datamodule.setup("fit")
-        return datamodule.val_set[0]
-
-    fresh = first_item()
-    entries = sorted((task / ".seg_cache").glob("preprocessed_*/*.pt"), key=lambda p: p.stat().st_mtime_ns)
-    assert entries and not list((task / ".seg_cache").glob("preprocessed_*/.*partial"))
-    for entry in entries:
-        entry.write_bytes(entry.read_bytes()[:200])
-    with pytest.warns(UserWarning, match=r"disk cache entry .*\.pt \(case demo_\d+\) does not load .* rebuilding"):
-        rebuilt = first_item()
-    assert torch.equal(rebuilt["image"], fresh["image"]) and torch.equal(rebuilt["label"], fresh["label"])
-    assert all(torch.load(entry, weights_only=True) is not None for entry in entries if entry.is_file())
+    assert not list(cache.parent.glob(".*.tmp-*"))

@@ -106,4 +106,4 @@ def test_a_kill_during_the_build_leaves_no_case_that_is_read_and_the_rerun_compl
     finished = run_seg(*args, cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "store: building 4 of 6 cases" in finished.stdout + finished.stderr
-    assert len(list(store.glob("*.json"))) == 6 and not list(store.glob(".*partial"))
+    assert len(list(store.glob("*.json"))) == 6 and not list(store.glob(".*.tmp-*"))

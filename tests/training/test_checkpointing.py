@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from segmentation.app.commands.report import load_run
+from segmentation.app.run_history import load_run
+from segmentation.core.directory_lock import LOCK_NAME
 from segmentation.core.faults import ENVIRONMENT_VARIABLE
 from segmentation.core.storage import StorageError
 from segmentation.training.checkpointing import (
@@ -18,7 +19,6 @@ from segmentation.training.checkpointing import (
     read_checkpoint,
     remove_stale_temporaries,
 )
-from segmentation.training.run_lock import LOCK_NAME
 
 from ..helpers import copy_run, fill_disk, only_run_dir, run_seg, scalars, tiny_fit_args
 

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ...core.constants import PREEMPTED_EXIT, RUN_DIRECTORY_LINE
+from ...core.constants import PREEMPTED_EXIT
 from ...core.formatting import format_duration
-from .report import read_run
+from ...core.handoff import RUN_RECORD_VARIABLE, read_run_record
+from ...core.storage import write_text_atomically
+from ..run_history import read_run
 
 
 @dataclass
@@ -146,9 +148,7 @@ class BatchState:
         self.runs[run.name] = {"run_dir": str(run.run_dir) if run.run_dir else None, "status": run.status,
                                "epochs": epochs, "architecture": run.architecture, "scheduler": run.scheduler}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text(json.dumps(self.runs, indent=1))
-        os.replace(partial, self.path)
+        write_text_atomically(self.path, json.dumps(self.runs, indent=1))
 
 
 def decide(runs: list[Run], state: BatchState, epochs: int, fresh: bool) -> None:
@@ -209,18 +209,22 @@ def execute(run: Run, log_folder: Path, state: BatchState, epochs: int, relay: S
     the fit names it; fill in status, time, results."""
     log_folder.mkdir(parents=True, exist_ok=True)
     log_path = log_folder / f"{run.name}.log"
+    record_path = log_folder / f"{run.name}.run.json"  # the fit's run record (core.handoff)
+    record_path.unlink(missing_ok=True)
     started = time.monotonic()
     with open(log_path, "a") as log:
         resume = [f"--ckpt_path={run.run_dir}"] if run.action == "continue" else []  # its newest good checkpoint
         process = relay.process = subprocess.Popen([*seg_command(), "fit", *run.fit_args, *resume],
+                                                   env={**os.environ, RUN_RECORD_VARIABLE: str(record_path)},
                                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert process.stdout is not None
         for line in process.stdout:
             log.write(line)
             sys.stdout.write(line)
-            if line.startswith(RUN_DIRECTORY_LINE):
-                run.run_dir, run.status = Path(line[len(RUN_DIRECTORY_LINE):].strip()), "running"
-                state.record(run, epochs)
+            if run.status != "running":
+                take_run_record(run, record_path, state, epochs)
         code = process.wait()
+        take_run_record(run, record_path, state, epochs)
         relay.process = None
     run.seconds = time.monotonic() - started
     run.status = ("ok" if code == 0 else "preempted (exit 75: the batch continues it when run again)"
@@ -228,6 +232,14 @@ def execute(run: Run, log_folder: Path, state: BatchState, epochs: int, relay: S
     state.record(run, epochs)
     if run.run_dir is not None:
         run.best = best_dice(run.run_dir)
+
+
+def take_run_record(run: Run, record_path: Path, state: BatchState, epochs: int) -> None:
+    """Once the fit has written its run record: take its run directory, mark the run running and save the state."""
+    record = read_run_record(record_path)
+    if record is not None and run.status != "running":
+        run.run_dir, run.status = Path(record["run_dir"]), "running"
+        state.record(run, epochs)
 
 
 def best_dice(run_dir: Path) -> Optional[tuple[float, int]]:

@@ -1,5 +1,5 @@
 """`seg bench --config X [--data.* ...] [--steps N] [--json]`: data pipeline, network ceiling, seg fit and a plain
-loop, measured side by side on this machine and data (`training.bench`)."""
+loop, measured side by side on this machine and data (`measure.bench`)."""
 
 from __future__ import annotations
 
@@ -34,29 +34,23 @@ def split_options(argv: list[str]) -> tuple[list[str], int, bool, bool]:
 
 def measure_data(rest: list[str], configured, device, steps: int, figures) -> None:
     """Patches/s of each cache mode's loader (and its one-off preparation), into `figures`."""
-    from ...data.caching import STORE_MODES
-    from ...training.bench import data_rate
+    from ...measure.bench import data_rate
     from ..lightning_cli import build_cli
 
     for mode in dict.fromkeys([*MODES, configured.hparams.cache]):
         is_configured = mode == configured.hparams.cache
         datamodule = configured if is_configured else build_cli([*rest, f"--data.cache={mode}"]).datamodule
-        datamodule.gpu_cache_device = device
+        datamodule.use_device(device)
         started = time.perf_counter()
         datamodule.prepare_data()
         datamodule.setup("fit")
         if mode != "none":
             figures.preparation_seconds[mode] = time.perf_counter() - started
-        configured_workers = datamodule.hparams.num_workers
-        for workers in [0] if mode == "gpu" else sorted({1, configured_workers}):
-            datamodule.hparams.num_workers = workers
+        for workers in [0] if mode == "gpu" else sorted({1, datamodule.hparams.num_workers}):
             where = "in process" if workers == 0 else f"{workers} worker{'s' if workers > 1 else ''}"
             figures.data_patches_per_second[f"{mode}, {where}"] = data_rate(
-                datamodule.train_dataloader(), steps, device, datamodule.on_after_batch_transfer)
-        datamodule.hparams.num_workers = configured_workers
-        del datamodule.gpu_cache_device
-        if mode in STORE_MODES:
-            datamodule.datasets_built = False  # rebuilt with the trainer's device by the fit below
+                datamodule.training_loader(workers), steps, device, datamodule.on_after_batch_transfer)
+        datamodule.use_device(None)  # (the fit below holds gpu volumes on its trainer's device)
 
 
 def main(argv: list[str]) -> int:
@@ -65,7 +59,7 @@ def main(argv: list[str]) -> int:
     if not rest or rest[0] in ("-h", "--help"):
         print(USAGE)
         return 0
-    from ...training.bench import (
+    from ...measure.bench import (
         BenchFigures,
         device_of,
         fit_rate,

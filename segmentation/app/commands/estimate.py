@@ -12,13 +12,13 @@ then prints seconds per epoch and the projected time of the whole run (--json: a
 
 
 def main(argv: list[str]) -> int:
-    """Measure (`training.estimate.measure`) and print the projected training time."""
+    """Measure (`measure.estimate.measure`) and print the projected training time."""
     as_json = "--json" in argv
     argv = [arg for arg in argv if arg != "--json"]
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
-    from ...training.estimate import measure
+    from ...measure.estimate import measure
     from ..lightning_cli import build_cli
 
     cli = build_cli(argv)

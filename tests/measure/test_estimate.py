@@ -1,8 +1,8 @@
-"""The estimate's projection and what it says it measured (training.estimate)."""
+"""The estimate's projection and what it says it measured (measure.estimate)."""
 
 from __future__ import annotations
 
-from segmentation.training.estimate import Estimate
+from segmentation.measure.estimate import Estimate
 
 
 def figures(devices: str) -> Estimate:

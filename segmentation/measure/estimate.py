@@ -15,11 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-from lightning.pytorch import Callback, Trainer
-
 from ..core.formatting import format_duration
-from .defaults import accelerator_defaults
+from .timer import StepTimer, measuring_trainer
 
 WARMUP_STEPS = 2
 TIMED_STEPS = 5
@@ -71,43 +68,6 @@ class Estimate:
         ])
 
 
-class StepTimer(Callback):
-    """Wall time of each training step and of each validation case."""
-
-    def __init__(self) -> None:
-        self.step_seconds: list[float] = []
-        self.validation_seconds: list[float] = []
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._started = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        synchronise(pl_module.device)
-        self.step_seconds.append(time.perf_counter() - self._started)
-
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        self._started = time.perf_counter()
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        synchronise(pl_module.device)
-        self.validation_seconds.append(time.perf_counter() - self._started)
-
-
-def synchronise(device: torch.device) -> None:
-    """Wait for the work queued on `device` (CUDA runs asynchronously), so that a wall time is the work's own."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measuring_trainer(trainer_config: dict, callbacks: list, **limits: Any) -> Trainer:
-    """A one-device Trainer for timing steps: the configured accelerator, precision and cuDNN setting (seg's
-    CUDA defaults filled in, as `seg fit` runs), `limits` (steps, batches), and nothing that logs or saves."""
-    settings = {**trainer_config, **accelerator_defaults(trainer_config, torch.cuda.is_available())}
-    keep = {k: settings[k] for k in ("accelerator", "precision", "benchmark") if settings.get(k) is not None}
-    return Trainer(**keep, devices=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks, **limits)
-
-
 def measure(model, datamodule, trainer_config: dict, validation_cases: int = 2) -> Estimate:
     """Run warm-up + timed training steps and a short validation with the configured trainer settings."""
     started = time.perf_counter()
@@ -123,7 +83,7 @@ def measure(model, datamodule, trainer_config: dict, validation_cases: int = 2) 
         limit_val_batches=min(validation_cases, len(datamodule.val_cases)),
     )
     trainer.fit(model, datamodule=datamodule)
-    timed = timer.step_seconds[WARMUP_STEPS:] or timer.step_seconds
+    timed = timer.step_seconds(WARMUP_STEPS) or timer.step_seconds(0)
     return Estimate(
         preparation_seconds=preparation,
         seconds_per_step=sum(timed) / len(timed),

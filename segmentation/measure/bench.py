@@ -18,10 +18,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
-from lightning.pytorch import Callback
 
-from .defaults import accelerator_defaults
-from .estimate import measuring_trainer, synchronise
+from ..training.defaults import accelerator_defaults
+from .timer import StepTimer, measuring_trainer, synchronise
 
 WARMUP = 2  # steps or batches not timed: worker start, cuDNN autotuning, compilation
 
@@ -181,27 +180,12 @@ def _cycle(loader: Iterable[dict]) -> Iterable[dict]:
         yield from loader
 
 
-class StepWallTimer(Callback):
-    """Wall time between consecutive training-step ends (loading, the step and every callback included)."""
-
-    def __init__(self) -> None:
-        self.ends: list[float] = []
-        self.samples: list[int] = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        """Note when this step ended (after the device finished it) and how many samples it trained on."""
-        synchronise(pl_module.device)
-        self.ends.append(time.perf_counter())
-        self.samples.append(len(batch["image"]))
-
-
 def fit_rate(model, datamodule, trainer_config: dict, steps: int) -> float:
     """Samples/s of `seg fit`'s training loop: Lightning with the configured precision, no validation."""
-    timer = StepWallTimer()
+    timer = StepTimer()
     trainer = measuring_trainer(trainer_config, [timer], max_steps=WARMUP + steps, limit_val_batches=0)
     trainer.fit(copy.deepcopy(model), datamodule=datamodule)
-    timed = slice(WARMUP, None)
-    return sum(timer.samples[timed]) / (timer.ends[-1] - timer.ends[WARMUP - 1])
+    return timer.samples_per_second(WARMUP)
 
 
 def trainer_settings(trainer_config: dict) -> dict:

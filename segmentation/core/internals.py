@@ -1,0 +1,70 @@
+"""The one door to private names of Lightning, torch and MONAI: every use of one is a function here.
+
+Each function says what it relies on; `tests/core/test_internals.py` has a test per function that fails
+when an upgrade changes that behaviour, and `tests/test_layers.py` fails when any other module names a
+private attribute of those libraries. Keep every entry small and its fallback explicit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.cli import LightningCLI
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+
+class CommandLineWinsCLI(LightningCLI):
+    """LightningCLI without its own checkpoint-hyper-parameter parsing (`LightningCLI._parse_ckpt_path`).
+
+    Lightning would put a checkpoint's hyper-parameters over the explicit arguments; seg composes the
+    checkpoint's stored config first (`app.argv.with_stored_config`) so that the user's arguments win.
+    """
+
+    def _parse_ckpt_path(self) -> None:
+        """Disabled (see the class docstring)."""
+
+    def trainer_config(self) -> dict:
+        """The `trainer` section of the parsed config of this subcommand (`LightningCLI._get`)."""
+        return self._get(self.config_init, "trainer", default={})
+
+    def subcommand_yaml(self) -> str:
+        """The subcommand's composed config as YAML, as `SaveConfigCallback` would save it (`LightningCLI._parser`)."""
+        return self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
+
+    def set_ckpt_path(self, ckpt_path: Optional[str]) -> None:
+        """The checkpoint the subcommand's trainer method receives: LightningCLI passes `config_init[subcommand]
+        ["ckpt_path"]` to `trainer.fit/validate/test/predict` (`LightningCLI._prepare_subcommand_kwargs`)."""
+        self.config_init.get(self.subcommand, self.config_init)["ckpt_path"] = ckpt_path
+
+
+def batches_trained_this_epoch(trainer: Trainer) -> int:
+    """Training batches this rank has processed in the current epoch (`fit_loop.epoch_loop.batch_progress`)."""
+    return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
+
+def epochs_completed(trainer: Trainer) -> int:
+    """Epochs the fit loop has completed: where training (re)starts (`fit_loop.epoch_progress`)."""
+    return int(trainer.fit_loop.epoch_progress.current.processed)
+
+
+def logging_step(trainer: Trainer) -> int:
+    """The step Lightning logs metrics at (`_batches_that_stepped`: one behind `global_step` at an epoch's end)."""
+    return int(getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step))
+
+
+def epochs_completed_in_checkpoint(checkpoint: dict) -> Optional[int]:
+    """Epochs completed as a saved checkpoint's loop state says (`loops/fit_loop/epoch_progress`), or None when the
+    checkpoint has no such state."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    return int(progress["processed"]) if "processed" in progress else None
+
+
+def set_last_lr(scheduler: LRScheduler | ReduceLROnPlateau, lrs: list[float]) -> None:
+    """What `scheduler.get_last_lr()` returns until its next step (`_last_lr`)."""
+    scheduler._last_lr = list(lrs)  # type: ignore[union-attr]
+
+
+def load_scheduler_fields(scheduler: Any, fields: dict) -> None:
+    """Set fields of a torch scheduler's state as its `load_state_dict` does (`__dict__.update`), for a subset."""
+    scheduler.__dict__.update(fields)
