@@ -6,7 +6,7 @@ SEG := $(PYTHON) -m segmentation
 # the repository, so that `make -f path/to/Makefile ...` works from any folder (runs and data land there)
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
-.PHONY: install demo test test-fast test-floors tensorboard resume batch1 batch2 batch3 batch-smoke static-vs-dynamic clean
+.PHONY: install demo test test-unit test-fast test-floors lint tensorboard resume batch1 batch2 batch3 batch-smoke static-vs-dynamic clean
 
 GPUS ?= 1
 TEST_WORKERS ?= 2  # pytest-xdist processes (most tests wait on one core: imports, child processes)
@@ -31,8 +31,14 @@ demo: .installed  ## train on the synthetic demo task (written to data/demo firs
 test: .installed  ## the whole test suite (what CI runs), TEST_WORKERS (2) processes; the 10 slowest are listed
 	cd $(ROOT) && $(PYTHON) -m pytest -q -n $(TEST_WORKERS)
 
+test-unit: .installed  ## pure logic only (no Trainer, no subprocess): seconds
+	cd $(ROOT) && $(PYTHON) -m pytest -q -m unit
+
 test-fast: .installed  ## the inner loop: everything but the tests marked slow
 	cd $(ROOT) && $(PYTHON) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
+
+lint: .installed  ## ruff (style, imports, docstrings) and mypy (types, explicit @override)
+	cd $(ROOT) && $(PYTHON) -m ruff check segmentation tests benchmarks && $(PYTHON) -m mypy
 
 # the lowest MONAI and Lightning that pyproject.toml admits (tests/test_packaging.py keeps the two in step)
 FLOORS = monai==1.6.0 lightning==2.6.1

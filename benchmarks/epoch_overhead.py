@@ -42,8 +42,8 @@ def fit_args(root: Path, epochs: int) -> list[str]:
 def seg_epoch_seconds(root: Path, work: Path, epochs: int, *extra: str) -> float:
     """Median wall seconds per epoch (after the first) of a real `seg fit` subprocess."""
     logs = work / f"run{len(list(work.glob('run*')))}"
-    command = [sys.executable, "-m", "segmentation", "fit", *fit_args(root, epochs), f"--trainer.default_root_dir={logs}",
-               *extra]
+    command = [sys.executable, "-m", "segmentation", "fit", *fit_args(root, epochs),
+               f"--trainer.default_root_dir={logs}", *extra]
     subprocess.run(command, check=True, capture_output=True)
     run = next(logs.glob("lightning_logs/*/version_0"))
     events = EventAccumulator(str(run), size_guidance={"scalars": 0})

@@ -6,7 +6,7 @@ import logging
 import subprocess
 from pathlib import Path
 
-import lightning.pytorch  # noqa: F401  (imported at collection: its log handlers must not bind to one test's capture)
+import lightning.pytorch  # (imported at collection: its log handlers must not bind to one test's capture)
 import pytest
 
 from segmentation.data.synthetic import write
@@ -50,6 +50,21 @@ def seg(capsys, caplog):
     yield run
     for logger in loggers:
         logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture(autouse=True)
+def unit_tier_guard(request, monkeypatch):
+    """A test marked `unit` builds no Trainer and starts no process (those make the end-to-end tier): both raise."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refused(what: str):
+        def refuse(*args, **kwargs):
+            raise AssertionError(f"a test marked unit must not {what}: it belongs to the end-to-end tier")
+        return refuse
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refused("start a process"))
+    monkeypatch.setattr(lightning.pytorch.Trainer, "__init__", refused("build a Trainer"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -3,7 +3,7 @@
 Every import counts, also one inside a function (a cycle hidden behind a function-level
 import is still a cycle). The layers, lowest first:
 
-    core  <  schedules, data  <  model  <  training  <  app
+    core  <  schedules, data  <  model  <  training  <  measure  <  app
 
 A module may import its own layer and lower ones; `schedules` and `data` do not import each other.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segmentation"
-RANK = {"core": 0, "schedules": 1, "data": 1, "model": 2, "training": 3, "app": 4}
+RANK = {"core": 0, "schedules": 1, "data": 1, "model": 2, "training": 3, "measure": 4, "app": 5}
 HEAVY = ("torch", "lightning", "monai", "tensorboard", "matplotlib", "scipy", "nibabel")
 # modules that must import none of HEAVY when loaded (the fast CLI paths and the torch-free layouts)
 LIGHT_ENTRY_POINTS = (
@@ -155,3 +155,88 @@ def test_seg_synth_help_loads_neither_lightning_nor_monai():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert "totalseg" in result.stdout and "brats2023" in result.stdout  # the writers were found
+
+
+INTERNALS = "segmentation.core.internals"  # the one door to private names of Lightning, torch and MONAI
+THIRD_PARTY = ("lightning", "torch", "monai", "pytorch_lightning", "jsonargparse")
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__")) or name == "__dict__"
+
+
+def names_defined(tree: ast.AST) -> set[str]:
+    """Every name a source defines: functions, classes, arguments, assigned names and attributes, imports."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.add(node.name)
+        elif isinstance(node, ast.arg):
+            found.add(node.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            found.add(node.attr)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            found.add(node.target.id)
+        elif isinstance(node, ast.alias) and not is_private(node.name):
+            found.add(node.asname or node.name.split(".")[0])
+    return found
+
+
+def private_names_used(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, name) of each private attribute read, `getattr`-style string, or private import of a third party."""
+    used = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and is_private(node.attr):
+            used.append((node.lineno, node.attr))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
+                "getattr", "setattr", "hasattr", "delattr") and len(node.args) > 1:
+            name = node.args[1]
+            if isinstance(name, ast.Constant) and isinstance(name.value, str) and is_private(name.value):
+                used.append((node.lineno, name.value))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in THIRD_PARTY:
+            used += [(node.lineno, alias.name) for alias in node.names if is_private(alias.name)]
+    return used
+
+
+def foreign_private_uses(sources: dict[str, str]) -> list[str]:
+    """Uses of private names that no seg source defines (so they belong to a library), outside the internals."""
+    trees = {name: ast.parse(text) for name, text in sources.items()}
+    ours = set().union(*(names_defined(tree) for tree in trees.values())) - {"__dict__"}
+    return [f"{name}:{line} uses {used}" for name, tree in trees.items() if name != INTERNALS
+            for line, used in private_names_used(tree) if used not in ours]
+
+
+def test_only_the_internals_module_names_private_attributes_of_libraries():
+    sources = {name: path.read_text() for name, path in seg_modules().items()}
+    assert foreign_private_uses(sources) == []
+
+
+def test_the_private_name_check_finds_library_privates_and_spares_seg_own():
+    sources = {
+        "segmentation.a": "class A:\n    def __init__(self):\n        self._mine = 1\n    def f(self, x):\n"
+                          "        return self._mine + x._last_lr + getattr(x, '_leave') + len(x.__dict__)\n",
+        "segmentation.b": "from torch.optim.lr_scheduler import _LRScheduler\n",
+        INTERNALS: "def g(x):\n    return x._last_lr\n",
+    }
+    assert sorted(foreign_private_uses(sources)) == ["segmentation.a:5 uses __dict__", "segmentation.a:5 uses _last_lr",
+                                                     "segmentation.a:5 uses _leave", "segmentation.b:1 uses _LRScheduler"]
+
+
+def test_no_class_overrides_a_private_method_of_a_library_outside_the_internals():
+    import importlib
+    import inspect
+
+    overrides = []
+    for name in seg_modules():
+        if name == INTERNALS or name.endswith("__main__"):
+            continue
+        module = importlib.import_module(name)
+        for cls in [c for c in vars(module).values() if inspect.isclass(c) and c.__module__ == name]:
+            for attribute in [a for a in vars(cls) if a.startswith("_") and not a.startswith(("__", "_abc_"))]:
+                foreign = [b for b in cls.__mro__[1:] if not b.__module__.startswith("segmentation")
+                           and hasattr(b, attribute)]
+                if foreign:
+                    overrides.append(f"{name}.{cls.__name__}.{attribute} overrides {foreign[0].__qualname__}'s")
+    assert overrides == []

@@ -12,6 +12,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from typing_extensions import override
 
 from ..core.directory_lock import refuse_if_locked
 from ..core.internals import CommandLineWinsCLI
@@ -49,6 +50,7 @@ def run_name(datamodule: Any, model: SegmentationModule) -> str:
 class SaveConfigBeside(SaveConfigCallback):
     """Saves the run's config as `config.yaml`; a resumed run's as `config.resume<N>.yaml` beside it."""
 
+    @override
     def setup(self, trainer, pl_module, stage: str) -> None:
         """For a fit: pick the first free file name, then save as LightningCLI does (other stages save nothing)."""
         if stage != "fit":
@@ -83,6 +85,7 @@ class SegCLI(CommandLineWinsCLI):
             save_config_callback=SaveConfigBeside,
         )
 
+    @override
     def add_arguments_to_parser(self, parser) -> None:
         """Link what the dataset knows into the model, so it is never typed twice."""
         for source, target in (
@@ -120,6 +123,7 @@ class SegCLI(CommandLineWinsCLI):
             "default: keep all",
         )
 
+    @override
     def before_instantiate_classes(self) -> None:
         """Refuse settings seg cannot honour, and a checkpoint whose architecture differs, before anything is built."""
         config = self.config.get(self.subcommand, self.config)
@@ -131,11 +135,13 @@ class SegCLI(CommandLineWinsCLI):
         if not value or value == "last":
             return
         ckpt = resume.resolve_checkpoint(str(value), run_root=None)
+        assert ckpt is not None  # (only `last` resolves to None)
         saved = load_checkpoint(ckpt).get("hyper_parameters", {})
         model = config.get("model")
         configured = {key: model.get(key) for key in ("architecture", "network_kwargs")}
         resume.refuse_incompatible(ckpt, saved, configured, keys=tuple(configured))
 
+    @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer with seg's defaults where the config gives none, resuming into the checkpoint's run."""
         config = self.trainer_config()
@@ -158,7 +164,7 @@ class SegCLI(CommandLineWinsCLI):
             self.set_ckpt_path(str(ckpt) if ckpt else None)
             callbacks += [summary] if summary else []
             resumed_run = resume.run_directory_of(ckpt) if ckpt else None
-            if resumed_run is not None and summary.newer is None:
+            if resumed_run is not None and summary is not None and summary.newer is None:
                 refuse_if_locked(resumed_run)  # before anything is built: another process trains into it
                 run, version = resumed_run.parent, resumed_run.name
             elif resumed_run is not None:  # an older checkpoint: a new version of the same run name
@@ -182,7 +188,9 @@ class SegCLI(CommandLineWinsCLI):
         if self.subcommand == "test":
             callbacks.append(NativeSpaceScorer(results_path(subcommand_config.get("ckpt_path"), run, "test", "csv")))
         if self.subcommand == "validate":
-            callbacks.append(ValidationResults(results_path(subcommand_config.get("ckpt_path"), run, "validate", "json")))
+            callbacks.append(
+                ValidationResults(results_path(subcommand_config.get("ckpt_path"), run, "validate", "json"))
+            )
         if self.subcommand == "fit":
             callbacks.append(KillBetweenEpochs())  # a no-op unless SEG_KILL_AT names it (core.faults)
             callbacks.append(Preemption())  # SIGTERM / SIGUSR1 / SIGINT: checkpoint this step, exit 75

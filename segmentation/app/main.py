@@ -20,7 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-data": ("segmentation.app.commands.check_data", "check every case of a dataset up front, with a summary"),
     "report": ("segmentation.app.commands.report", "Dice and LR curves (PNG) and a table comparing runs"),
     "estimate": ("segmentation.app.commands.estimate", "seconds per epoch and the whole run's time, measured here"),
-    "bench": ("segmentation.app.commands.bench", "data pipeline, network ceiling, seg fit and a plain loop, side by side"),
+    "bench": (
+        "segmentation.app.commands.bench", "data pipeline, network ceiling, seg fit and a plain loop, side by side"
+    ),
     "batch": ("segmentation.app.commands.batch", "several runs in a row: plan, runs, summary (make batch1..3)"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")

@@ -7,11 +7,13 @@ private attribute of those libraries. Keep every entry small and its fallback ex
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
+from torch import Tensor
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+from typing_extensions import override
 
 
 class CommandLineWinsCLI(LightningCLI):
@@ -21,6 +23,7 @@ class CommandLineWinsCLI(LightningCLI):
     checkpoint's stored config first (`app.argv.with_stored_config`) so that the user's arguments win.
     """
 
+    @override
     def _parse_ckpt_path(self) -> None:
         """Disabled (see the class docstring)."""
 
@@ -40,12 +43,14 @@ class CommandLineWinsCLI(LightningCLI):
 
 def batches_trained_this_epoch(trainer: Trainer) -> int:
     """Training batches this rank has processed in the current epoch (`fit_loop.epoch_loop.batch_progress`)."""
-    return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+    # Lightning declares `current` a _ReadyCompletedTracker but fills it with a _ProcessedTracker
+    return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)  # type: ignore[attr-defined]
 
 
 def epochs_completed(trainer: Trainer) -> int:
     """Epochs the fit loop has completed: where training (re)starts (`fit_loop.epoch_progress`)."""
-    return int(trainer.fit_loop.epoch_progress.current.processed)
+    # Lightning declares `current` a _ReadyCompletedTracker but fills it with a _ProcessedTracker
+    return int(trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
 
 
 def logging_step(trainer: Trainer) -> int:
@@ -60,9 +65,9 @@ def epochs_completed_in_checkpoint(checkpoint: dict) -> Optional[int]:
     return int(progress["processed"]) if "processed" in progress else None
 
 
-def set_last_lr(scheduler: LRScheduler | ReduceLROnPlateau, lrs: list[float]) -> None:
+def set_last_lr(scheduler: LRScheduler | ReduceLROnPlateau, lrs: Sequence[float | Tensor]) -> None:
     """What `scheduler.get_last_lr()` returns until its next step (`_last_lr`)."""
-    scheduler._last_lr = list(lrs)  # type: ignore[union-attr]
+    scheduler._last_lr = list(lrs)
 
 
 def load_scheduler_fields(scheduler: Any, fields: dict) -> None:

@@ -13,6 +13,8 @@ import os
 import sys
 from typing import TextIO
 
+from typing_extensions import override
+
 log = logging.getLogger("seg")
 ALL_RANKS = {"all_ranks": True}
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK")  # what the launchers set before any process group exists
@@ -37,6 +39,7 @@ def global_rank() -> int:
 class RankZeroFilter(logging.Filter):
     """Lets a record through on global rank 0 only (or on every rank with `extra=ALL_RANKS`)."""
 
+    @override
     def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
         return global_rank() == 0 or bool(getattr(record, "all_ranks", False))
 
@@ -48,14 +51,17 @@ class ConsoleHandler(logging.StreamHandler):
         super().__init__()
         self.addFilter(RankZeroFilter())
 
-    @property  # type: ignore[override]
-    def stream(self) -> TextIO:  # the stream at the moment of writing, not at configuration
+    @property  # type: ignore[explicit-override]  # mypy misses @override on a property with a setter (#15900)
+    @override
+    def stream(self) -> TextIO:
+        """The stream at the moment of writing, not at configuration."""
         return sys.stderr if self._level_now >= logging.WARNING else sys.stdout
 
     @stream.setter
     def stream(self, value: TextIO) -> None:
         pass
 
+    @override
     def emit(self, record: logging.LogRecord) -> None:  # noqa: D102
         self._level_now = record.levelno
         super().emit(record)

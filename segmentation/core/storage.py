@@ -106,7 +106,7 @@ def fsync_path(path: Path) -> None:
         os.close(descriptor)
 
 
-def write_atomically(path: Path, write: Callable[[Path], None], fault: str | None = None) -> None:
+def write_atomically(path: Path, write: Callable[[Path], object], fault: str | None = None) -> None:
     """Write `path` durably and atomically: `write(temporary file beside it)`, fsync, rename, fsync the folder.
 
     A reader, a kill or a power cut sees the old file or the new one, never half of one; the temporary is

@@ -10,10 +10,11 @@ and predict read (`inference`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Literal, Optional, Sequence, cast
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import AttributeDict
 from monai import transforms as mt
 from monai.data import DataLoader, Dataset
 from typing_extensions import override
@@ -81,6 +82,12 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         self._built_for: Optional[tuple] = None
         self._stage: Optional[str] = None
         self._plans: dict[str, InferencePlan] = {}
+
+    @property
+    @override
+    def hparams(self) -> AttributeDict:
+        """The saved hyper-parameters, typed as what `save_hyperparameters` stores: fields read as attributes."""
+        return cast(AttributeDict, super().hparams)
 
     def preprocessing(self) -> list[mt.Transform]:
         """The deterministic MONAI steps of a labelled case (`pipelines.preprocessing`)."""
@@ -225,4 +232,5 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
     def inference_loader(self, stage: Literal["test", "predict"]) -> DataLoader:
         """The items of `stage`'s plan through its pipeline, one at a time, each on one rank."""
         plan = self.inference_plan(stage)
-        return volume_loader(Dataset(plan.items, plan.pipeline), self.hparams.num_workers, getattr(self, "trainer", None))
+        trainer = getattr(self, "trainer", None)
+        return volume_loader(Dataset(plan.items, plan.pipeline), self.hparams.num_workers, trainer)

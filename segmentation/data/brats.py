@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from monai import transforms as mt
 from monai.config import KeysCollection, NdarrayOrTensor
+from typing_extensions import override
 
 from ..core.log import log
 from .base import VolumeDataModule
@@ -70,6 +71,7 @@ class BraTSRegionsd(mt.MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.enhancing = enhancing
 
+    @override
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         """A copy of `data` with every key's label map replaced by its regions."""
         d = dict(data)
@@ -96,19 +98,23 @@ class BraTSDataModule(VolumeDataModule):
         log.info(f"BraTS: {self.layout.name} layout in {self.root} ({count} cases, e.g. {self.layout.example()})")
 
     @property
+    @override
     def channel_names(self) -> list[str]:
         """The layout's modality suffixes in channel order: T1, T1-contrast, T2, FLAIR."""
         return list(self.layout.modalities)
 
     @property
+    @override
     def class_names(self) -> list[str]:
         """The region channels: tc, wt, et."""
         return list(REGIONS)
 
+    @override
     def label_values(self) -> set[int]:
         """{0, 1, 2, 4} (BraTS 2021) or {0, 1, 2, 3} (BraTS 2023+)."""
         return self.layout.label_values()
 
+    @override
     def list_cases(self) -> list[dict]:
         """Every case folder with its expected file paths (a missing file is reported by the up-front check)."""
         detect_layout(self.root)  # a root removed or emptied since construction: a SegError, not a traceback
@@ -121,18 +127,22 @@ class BraTSDataModule(VolumeDataModule):
             for case_dir in case_folders(self.root, self.layout)
         ]
 
+    @override
     def intensity_transform(self) -> mt.Transform:
         """Z-score per channel over the brain (nonzero voxels; BraTS images are skull-stripped)."""
         return mt.NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True)
 
+    @override
     def label_transform(self) -> mt.Transform:
         """The label map to the TC, WT, ET region channels."""
         return BraTSRegionsd(keys="label", enhancing=self.layout.enhancing)
 
+    @override
     def prediction_to_labels(self, prediction: torch.Tensor) -> torch.Tensor:
         """Thresholded regions (3, X, Y, Z) as a (1, X, Y, Z) label map in this layout's values."""
         return regions_to_labels(prediction, self.layout.enhancing)
 
+    @override
     def labels_to_targets(self, labels: torch.Tensor) -> torch.Tensor:
         """A label map in this layout's values as the (3, X, Y, Z) region masks TC, WT, ET that are scored."""
         return torch.as_tensor(labels_to_regions(labels, self.layout.enhancing)) > 0.5

@@ -21,10 +21,11 @@ from ..core.errors import SegError
 from ..core.fingerprint import settings_key
 from ..core.log import log
 from . import pipelines
+from .loaders import LoaderDataset
 from .patches import StoredPatches, StoredVolumes, open_volumes
 from .store import Store
 
-CacheMode = Literal["none", "memory", "store", "gpu"]
+CacheMode = Literal["none", "memory", "store", "gpu", "disk"]  # disk: removed, refused naming store
 STORE_MODES = ("store", "gpu")
 REMOVED_MODES = {"disk": "store"}  # removed mode -> what replaces it
 # Settings that change what training sees but not what preprocessing produces (not part of the store's key).
@@ -121,7 +122,7 @@ def stored_datasets(store: Store, train_ids: list[str], val_ids: list[str], devi
     return train, StoredVolumes(open_volumes(store, val_ids), label_transform)
 
 
-def training_datasets(datamodule) -> tuple[Dataset, Dataset, Optional[mt.Compose]]:
+def training_datasets(datamodule) -> tuple[LoaderDataset, LoaderDataset, Optional[mt.Compose]]:
     """The training and validation datasets of a `VolumeDataModule`'s cache mode, and the training transform
     (None for the store, whose items seed themselves): its split's cases, its pipelines or its store."""
     h = datamodule.hparams

@@ -23,13 +23,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-import nibabel as nib
 import numpy as np
 from nibabel.orientations import io_orientation
+from typing_extensions import override
 
 from ..core.fingerprint import file_stamp
 from ..core.log import log
 from ..core.storage import write_atomically
+from .nifti import load_nifti
 
 CACHE_NAME = "check_cache.json"
 AFFINE_TOLERANCE = 1e-3  # mm; headers written by different tools round differently
@@ -66,7 +67,7 @@ def read_facts(path: Path, is_label: bool) -> FileFacts:
     if why:
         return FileFacts(error=why)
     try:
-        image = nib.load(str(path))
+        image = load_nifti(path)
         data = np.asanyarray(image.dataobj)
     except Exception as err:  # nibabel raises many types for truncated or foreign files
         return FileFacts(error=f"unreadable, truncated or not NIfTI ({type(err).__name__}: {str(err)[:80]})")
@@ -90,6 +91,7 @@ class Problem:
     file: str
     message: str
 
+    @override
     def __str__(self) -> str:
         return f"{self.case}: {self.file}: {self.message}"
 
@@ -188,7 +190,7 @@ def check_case(case: dict, facts: dict[Path, FileFacts], label_values: set[int],
     images = [path for role, path, _ in files if role == "image"]
     for role, path, is_label in files:
         fact = facts[path]
-        say = lambda message: problems.append(Problem(case["case"], str(path), message))  # noqa: E731
+        say = lambda message, file=str(path): problems.append(Problem(case["case"], file, message))  # noqa: E731
         if fact.error:
             say(f"{role} {fact.error}")
             continue
@@ -215,7 +217,8 @@ def dimension_problem(role: str, shape: tuple[int, ...], image_files: int, chann
     """What is wrong with a file's dimensions ("" if nothing): 3D volumes, or one 4D file holding every channel."""
     if role == "image" and image_files == 1:  # one file holds every channel: (X, Y, Z) or (X, Y, Z, channels)
         if len(shape) not in (3, 4):
-            return f"image has {len(shape)} dimensions {list(shape)}: expected a 3D volume (X, Y, Z) or (X, Y, Z, channels)"
+            return (f"image has {len(shape)} dimensions {list(shape)}: "
+                    "expected a 3D volume (X, Y, Z) or (X, Y, Z, channels)")
         found = shape[3] if len(shape) == 4 else 1
         return "" if found == channels else (
             f"image holds {found} channel(s) {list(shape)}, but the dataset declares {channels}")

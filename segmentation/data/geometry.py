@@ -12,13 +12,15 @@ file's header, so the output has the input's shape, affine and orientation.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import nibabel as nib
 import numpy as np
 import torch
 from monai import transforms as mt
 from monai.data import MetaTensor
+
+from .nifti import load_nifti
 
 
 def first_image_path(image: Any) -> Path:
@@ -28,7 +30,7 @@ def first_image_path(image: Any) -> Path:
 
 def save_in_input_geometry(labels: torch.Tensor, source: Path, target: Path) -> Path:
     """Save a (1, X, Y, Z) label map with the header (shape, affine, orientation) of `source`."""
-    reference = nib.load(str(source))
+    reference = load_nifti(source)
     data = labels[0].detach().cpu().numpy().astype(np.uint8 if labels.max() < 256 else np.int16)
     if data.shape != reference.shape[:3]:
         raise RuntimeError(f"prediction shape {data.shape} does not match {source} {reference.shape[:3]}")
@@ -63,7 +65,9 @@ def discrete_in_input_grid(item: dict, pipeline: mt.Compose, multilabel: bool) -
     Sigmoid regions (`multilabel`): (C, X, Y, Z) boolean masks, each resampled probability > 0.5.
     """
     probabilities = item["pred"]
-    masks, best_value, best_index = [], None, None
+    masks: list[torch.Tensor] = []
+    best_value: Optional[torch.Tensor] = None
+    best_index: Optional[torch.Tensor] = None
     for start in range(0, probabilities.shape[0], CHANNELS_PER_INVERSION):
         part = undo_preprocessing({**item, "pred": probabilities[start:start + CHANNELS_PER_INVERSION]}, pipeline,
                                   nearest=False)
@@ -71,9 +75,13 @@ def discrete_in_input_grid(item: dict, pipeline: mt.Compose, multilabel: bool) -
             masks.append(part > 0.5)
             continue
         value, index = part.max(dim=0)
-        if best_value is None:
+        if best_value is None or best_index is None:
             best_value, best_index = value, index
         else:
             better = value > best_value
-            best_value, best_index = torch.where(better, value, best_value), torch.where(better, index + start, best_index)
-    return torch.cat(masks) if multilabel else best_index[None]
+            best_value = torch.where(better, value, best_value)
+            best_index = torch.where(better, index + start, best_index)
+    if multilabel:
+        return torch.cat(masks)
+    assert best_index is not None  # (probabilities have at least one channel)
+    return best_index[None]

@@ -3,7 +3,7 @@ and whole volumes one at a time (validation, test, prediction), each case on exa
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 from monai.data import DataLoader, Dataset
@@ -11,7 +11,11 @@ from monai.transforms import Compose
 
 from ..core.internals import batches_trained_this_epoch
 from ..core.memory import reuse_freed_memory, reuse_freed_memory_in_worker
+from .patches import StoredPatches, StoredVolumes
 from .sampling import EpochSeededSampler, ShardSampler
+
+# what the loaders read: MONAI datasets (cache none and memory, test and predict) or the store's (store and gpu)
+LoaderDataset = Union[Dataset, StoredPatches, StoredVolumes]
 
 
 def placement(trainer: Any) -> tuple[int, int]:
@@ -21,7 +25,7 @@ def placement(trainer: Any) -> tuple[int, int]:
     return int(trainer.global_rank), int(trainer.world_size)
 
 
-def training_loader(dataset: Dataset, volumes_per_batch: int, seed: int, transform: Optional[Compose],
+def training_loader(dataset: LoaderDataset, volumes_per_batch: int, seed: int, transform: Optional[Compose],
                     start_epoch: int, stored: bool, workers: int, trainer: Any = None,
                     consumed: int = 0) -> DataLoader:
     """Shuffled batches of `volumes_per_batch` volumes' patches, this rank's share, starting `start_epoch` after the
@@ -47,7 +51,7 @@ def training_loader(dataset: Dataset, volumes_per_batch: int, seed: int, transfo
     )
 
 
-def volume_loader(dataset: Dataset, workers: int, trainer: Any = None) -> DataLoader:
+def volume_loader(dataset: LoaderDataset, workers: int, trainer: Any = None) -> DataLoader:
     """Whole volumes one at a time (their shapes differ); under DDP each rank takes every world-size-th case."""
     rank, world_size = placement(trainer)
     sampler = ShardSampler(len(dataset), rank, world_size) if world_size > 1 else None

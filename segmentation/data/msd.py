@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from monai import transforms as mt
+from typing_extensions import override
 
 from .base import VolumeDataModule
 from .layouts import msd as layout
@@ -36,15 +37,18 @@ class MSDDataModule(VolumeDataModule):
         self.dataset_name = name or f"msd_{str(self.meta.get('name', self.root.name)).lower()}"
 
     @property
+    @override
     def channel_names(self) -> list[str]:
         """The json's modality names in channel order."""
         return layout.channel_names(self.meta)
 
     @property
+    @override
     def class_names(self) -> list[str]:
         """The json's label names, background excluded, in label-value order."""
         return layout.class_names(self.meta)
 
+    @override
     def label_values(self) -> set[int]:
         """The json's label values (0 = background included)."""
         return {int(key) for key in self.meta["labels"]}
@@ -53,10 +57,12 @@ class MSDDataModule(VolumeDataModule):
         """Whether the task's images are CT (normalised by HU window)."""
         return any(name.upper() == "CT" for name in self.channel_names)
 
+    @override
     def list_cases(self) -> list[dict]:
         """The json's training entries with paths resolved inside the root."""
         return layout.training_cases(self.root, self.meta)
 
+    @override
     def intensity_transform(self) -> mt.Transform:
         """CT window to [0, 1], or MRI z-score per channel over nonzero voxels."""
         if self.is_ct():

@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from typing_extensions import override
 
 from .store import Store, StoredCase
 
@@ -46,6 +47,8 @@ def open_volumes(store: Store, case_ids: Sequence[str], device: Optional[torch.d
     """The stored cases, memory-mapped (`device` None) or loaded as tensors onto `device` (RAM or accelerator)."""
     volumes = []
     for case_id in case_ids:
+        image: Array
+        label: Array
         image, label = store.arrays(case_id)
         if device is not None:
             image, label = (torch.from_numpy(np.array(a)).to(device) for a in (image, label))  # (copies the map)
@@ -79,7 +82,8 @@ def read_window(array: Array, starts: Sequence[int], size: Sequence[int], fill: 
     if isinstance(array, torch.Tensor) and array.device.type == "cpu":
         array = array.numpy()  # (shares the tensor's memory)
     inner = [(max(0, a), max(0, a, min(s, a + n))) for a, s, n in zip(starts, array.shape[1:], size)]  # may be empty
-    source = array[(slice(None), *(slice(lo, hi) for lo, hi in inner))]
+    window = (slice(None), *(slice(lo, hi) for lo, hi in inner))
+    source = array[window]
     if isinstance(source, np.ndarray):
         reverse = tuple(slice(None, None, -1) if axis in flips else slice(None) for axis in range(4))
         source = torch.from_numpy(np.array(source[reverse], order="C"))  # our own copy, never the memory map
@@ -90,7 +94,8 @@ def read_window(array: Array, starts: Sequence[int], size: Sequence[int], fill: 
         return source.to(dtype)
     out = torch.empty((array.shape[0], *size), dtype=dtype, device=source.device)
     out.copy_(torch.as_tensor(fill, dtype=dtype, device=source.device).view(-1, 1, 1, 1).expand_as(out))
-    out[(slice(None), *window_slices(inner, starts, size, flips))] = source
+    inside = (slice(None), *window_slices(inner, starts, size, flips))
+    out[inside] = source
     return out
 
 
@@ -128,6 +133,7 @@ class StoredPatches(Dataset):
     def __len__(self) -> int:
         return len(self.volumes)
 
+    @override
     def __getitem__(self, key: Union[int, tuple[int, int]]) -> list[dict]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         rng = np.random.default_rng([self.seed, epoch, index])
@@ -166,6 +172,7 @@ class StoredVolumes(Dataset):
     def __len__(self) -> int:
         return len(self.volumes)
 
+    @override
     def __getitem__(self, index: int) -> dict:
         volume = self.volumes[index]
         record = volume.record

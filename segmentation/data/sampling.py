@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from monai import transforms as mt
 from torch.utils.data import Sampler
+from typing_extensions import override
 
 RANK_STRIDE = 7_777_777  # separates the seeds of ranks (rank 0 keeps the single-process seeds)
 
@@ -83,9 +84,10 @@ class EpochSeededSampler(Sampler):
         padded = rest + (permutation * math.ceil(padding / max(1, self.size)))[:padding]
         return padded[self.rank::self.world_size]
 
+    @override
     def __iter__(self) -> Iterator:
-        resuming = self._resume is not None and self._resume[0] == self.epoch
-        indices = self.epoch_order(self._resume[1] if resuming else 0)
+        resume = self._resume
+        indices = self.epoch_order(resume[1] if resume is not None and resume[0] == self.epoch else 0)
         self._resume = None
         return iter([(index, self.epoch) for index in indices] if self.with_epoch else indices)
 
@@ -99,6 +101,7 @@ class ShardSampler(Sampler):
     def __init__(self, size: int, rank: int = 0, world_size: int = 1):
         self.size, self.rank, self.world_size = size, rank, world_size
 
+    @override
     def __iter__(self) -> Iterator[int]:
         return iter(range(self.rank, self.size, self.world_size))
 

@@ -39,10 +39,12 @@ class DataSplit:
 
     def as_state(self) -> dict:
         """Plain lists for a checkpoint."""
-        return {"train": list(self.train), "val": list(self.val), "test": list(self.test), "test_source": self.test_source}
+        return {
+            "train": list(self.train), "val": list(self.val), "test": list(self.test), "test_source": self.test_source
+        }
 
     @classmethod
-    def from_state(cls, state: dict) -> "DataSplit":
+    def from_state(cls, state: dict) -> DataSplit:
         """The split a checkpoint stored (one from before test splits has no test cases)."""
         return cls(list(state.get("train", [])), list(state.get("val", [])), list(state.get("test", [])),
                    state.get("test_source", "none"))

@@ -23,6 +23,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -93,7 +94,8 @@ def foreground_locations(label: np.ndarray) -> tuple[np.ndarray, dict[str, list[
     """Up to MAX_LOCATIONS (x, y, z) voxels per nonzero label value, sub-sampled reproducibly, as one int16 array
     grouped by value, and label value -> [first, stop) rows of it."""
     rng = np.random.default_rng(0)
-    parts, rows = [], {}
+    parts: list[np.ndarray] = []
+    rows: dict[str, list[int]] = {}
     for value in np.unique(label):
         if value == 0:
             continue
@@ -163,10 +165,12 @@ class Store:
         )
         self.folder.mkdir(parents=True, exist_ok=True)
         label_crop = (slice(None), *(slice(a, b) for a, b in zip(label_starts, label_stops)))
-        arrays = {"image": np.ascontiguousarray(image[crop]).astype(np.float16),
-                  "label": np.ascontiguousarray(cropped_label[label_crop]), "foreground": foreground}
+        arrays: dict[str, np.ndarray] = {
+            "image": np.ascontiguousarray(image[crop]).astype(np.float16),
+            "label": np.ascontiguousarray(cropped_label[label_crop]), "foreground": foreground,
+        }
         for role, array in arrays.items():
-            write_atomically(self.array_path(case["case"], role), lambda p, a=array: _write_npy(p, a))
+            write_atomically(self.array_path(case["case"], role), partial(_write_npy, array=array))
         fault_point("store-before-commit")
         write_atomically(self.meta_path(case["case"]), lambda p: p.write_text(json.dumps(asdict(record))))
         return record

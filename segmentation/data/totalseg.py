@@ -19,6 +19,7 @@ from typing import Optional, Sequence, Union
 import nibabel as nib
 import numpy as np
 from monai import transforms as mt
+from typing_extensions import override
 
 from ..core.errors import SegError
 from ..core.fingerprint import settings_key
@@ -35,6 +36,7 @@ from .layouts.totalseg import (
     read_official_split,
     resolve_classes,
 )
+from .nifti import load_nifti
 from .split import DataSplit, train_val_split
 
 MERGE_FORMAT = 1  # bump when the merge itself changes, so older caches are not reused
@@ -47,13 +49,13 @@ def merge_key(version: str, classes: Sequence[str]) -> str:
 
 def merged_label_map(case: dict, classes: Sequence[str]) -> nib.Nifti1Image:
     """One case's label map: voxels of the mask of `classes[i]` get value i + 1, all others 0."""
-    ct = nib.load(case["image"])
+    ct = load_nifti(case["image"])
     label = np.zeros(ct.shape, dtype=np.uint8)
     for value, name in enumerate(classes, start=1):
         path = Path(case["masks"][name])
         if not path.is_file():
             raise SegError(f"{path} is missing: every case of a TotalSegmentator folder has a mask per class")
-        mask = np.asanyarray(nib.load(path).dataobj)
+        mask = np.asanyarray(load_nifti(path).dataobj)
         if mask.shape != ct.shape:
             raise SegError(f"{path} has shape {mask.shape}, but its {IMAGE_NAME} has {ct.shape}")
         label[mask > 0] = value
@@ -110,19 +112,23 @@ class TotalSegmentatorDataModule(VolumeDataModule):
         self.merge_dir = self.cache_folder() / f"totalseg_{merge_key(self.version, self.classes)}"
 
     @property
+    @override
     def channel_names(self) -> list[str]:
         """One CT channel."""
         return ["CT"]
 
     @property
+    @override
     def class_names(self) -> list[str]:
         """The chosen classes, in label-value order (label i + 1 is `class_names[i]`)."""
         return list(self.classes)
 
+    @override
     def label_values(self) -> set[int]:
         """0 (background) to the number of chosen classes."""
         return set(range(len(self.classes) + 1))
 
+    @override
     def list_cases(self) -> list[dict]:
         """Every case: id, CT path, merged label path (built by `setup`) and its chosen classes' mask paths."""
         cases = []
@@ -133,22 +139,26 @@ class TotalSegmentatorDataModule(VolumeDataModule):
             cases.append({"case": case, "image": str(folder / IMAGE_NAME), "label": label, "masks": masks})
         return cases
 
+    @override
     def intensity_transform(self) -> mt.Transform:
         """The CT window (`ct_window`, HU) clipped and scaled to [0, 1]."""
         low, high = self.hparams.ct_window
         return mt.ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
 
+    @override
     def prepare_data(self) -> None:
         """Merge the label maps that are missing or stale, then the base's (the store) (Lightning runs this once,
         before `setup` on any rank)."""
         self.merge_labels(self.list_cases())
         super().prepare_data()
 
+    @override
     def setup(self, stage: Optional[str] = None) -> None:
         """Merge the label maps that are still missing or stale, then check, split and build the datasets."""
         self.merge_labels(self.list_cases())
         super().setup(stage)
 
+    @override
     def check_report(self, cases: list[dict]):
         """The base's check; a merged label map that does not load is rebuilt (with a warning) and checked again."""
         report = super().check_report(cases)
@@ -169,7 +179,9 @@ class TotalSegmentatorDataModule(VolumeDataModule):
             self.merge_dir.mkdir(parents=True, exist_ok=True)
             self._write_manifest()
         except OSError as err:
-            raise SegError(f"cannot write the merged labels to {self.merge_dir} ({err}); set --data.cache_dir") from None
+            raise SegError(
+                f"cannot write the merged labels to {self.merge_dir} ({err}); set --data.cache_dir"
+            ) from None
         with exclusive(self.merge_dir.with_name(f".{self.merge_dir.name}.lock")):  # one process at a time
             todo = [case for case in cases if not is_fresh(Path(case["label"]), list(case["masks"].values()))]
             if not todo:
@@ -190,6 +202,7 @@ class TotalSegmentatorDataModule(VolumeDataModule):
         if not manifest.is_file() or manifest.read_text() != text:
             manifest.write_text(text)
 
+    @override
     def split(self, case_ids: list[str]) -> DataSplit:
         """meta.csv's test cases are the test split; its train and val cases the rest (the base's split, or
         `fold`, of the non-test cases when meta.csv has no val cases or a fold is set).

@@ -125,6 +125,7 @@ def timed_rate(steps: Iterable[int], count: int, device: torch.device) -> float:
         if index + 1 >= WARMUP + count:
             break
     synchronise(device)
+    assert started is not None, f"fewer than {WARMUP} steps"
     return done / (time.perf_counter() - started)
 
 

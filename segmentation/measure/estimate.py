@@ -50,7 +50,9 @@ class Estimate:
 
     def as_dict(self) -> dict[str, Any]:
         """All figures, measured and derived (for `--json`)."""
-        return {**asdict(self), "seconds_per_epoch": self.seconds_per_epoch, "projected_seconds": self.projected_seconds}
+        return {
+            **asdict(self), "seconds_per_epoch": self.seconds_per_epoch, "projected_seconds": self.projected_seconds
+        }
 
     def text(self) -> str:
         """The estimate with the figures it was based on, for the console."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict
-from typing import Literal, Optional, Sequence, Union
+from typing import Literal, Optional, Sequence, Union, cast
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import AttributeDict
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from monai.data import MetaTensor
 from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
+from typing_extensions import override
 
 from ..core.constants import MONITOR
 from ..core.errors import SegError
@@ -74,7 +77,8 @@ class SegmentationModule(pl.LightningModule):
         compile: bool = False,
     ):
         # saved as a plain dict (in checkpoints and hparams.yaml: no pickled class); checked against the fields
-        schedule = asdict(as_schedule_options(schedule))
+        # (rebound, not renamed: save_hyperparameters reads the arguments from this frame)
+        schedule = asdict(as_schedule_options(schedule))  # type: ignore[assignment]
         super().__init__()
         self.save_hyperparameters()
         self.class_names = list(class_names) if class_names else self._default_class_names()
@@ -86,6 +90,12 @@ class SegmentationModule(pl.LightningModule):
         )
         self._validated: list[tuple[int, torch.Tensor]] = []  # (case index, overlap counts) of this validation
 
+    @property
+    @override
+    def hparams(self) -> AttributeDict:
+        """The saved hyper-parameters, typed as what `save_hyperparameters` stores: fields read as attributes."""
+        return cast(AttributeDict, super().hparams)
+
     def _default_class_names(self) -> list[str]:
         first = 0 if self.hparams.multilabel else 1
         return [f"class{i}" for i in range(first, self.hparams.out_channels)]
@@ -94,10 +104,12 @@ class SegmentationModule(pl.LightningModule):
         """The schedule parameters of this model's hyper-parameters."""
         return ScheduleOptions(**self.hparams.schedule)
 
+    @override
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of patches (a MONAI MetaTensor enters as a plain tensor: cheaper, and compilable)."""
         return self.net(image.as_tensor() if isinstance(image, MetaTensor) else image)
 
+    @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """DiceCE loss on a batch of random patches."""
         loss = self.loss(self(batch["image"]), batch["label"])
@@ -107,14 +119,15 @@ class SegmentationModule(pl.LightningModule):
 
     def infer_volume(self, image: torch.Tensor) -> torch.Tensor:
         """Logits for whole volumes by MONAI sliding-window inference over `roi_size` patches."""
-        return sliding_window_inference(
+        # MONAI declares tensor, tuple or dict results (as the predictor returns): a tensor here
+        return cast(torch.Tensor, sliding_window_inference(
             image,
             roi_size=tuple(self.hparams.roi_size),
             sw_batch_size=self.hparams.sw_batch_size,
             predictor=self.forward,
             overlap=self.hparams.sw_overlap,
             mode="gaussian",
-        )
+        ))
 
     def predicted_labels(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, X, Y, Z) label maps (softmax classes) or (B, C, X, Y, Z) boolean masks (sigmoid regions)."""
@@ -135,10 +148,12 @@ class SegmentationModule(pl.LightningModule):
         """The training loss on a whole volume, without a one-hot copy of the target for softmax classes."""
         return self.loss(logits, label) if self.hparams.multilabel else label_map_dice_ce(logits, label)
 
+    @override
     def on_validation_epoch_start(self) -> None:
         """Start a fresh list of validated cases."""
         self._validated = []
 
+    @override
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Whole-volume loss and per-class overlap counts of one validation case."""
         logits = self.infer_volume(batch["image"])
@@ -150,6 +165,7 @@ class SegmentationModule(pl.LightningModule):
                                                                          + self.global_rank)
         self._validated.append((index, self.case_counts(logits, batch["label"])))
 
+    @override
     def on_validation_epoch_end(self) -> None:
         """Log mean and per-class Dice (each case once), then step the plateau schedule with it."""
         indices = torch.tensor([index for index, _ in self._validated], dtype=torch.long, device=self.device)
@@ -176,16 +192,19 @@ class SegmentationModule(pl.LightningModule):
         """Class probabilities (softmax) or region probabilities (sigmoid) of logits."""
         return torch.sigmoid(logits) if self.hparams.multilabel else torch.softmax(logits, dim=1)
 
+    @override
     def test_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Probabilities of one whole test case; `training.evaluation.NativeSpaceScorer` scores them in the input's
         geometry against its label file."""
         return self.probabilities(self.infer_volume(batch["image"]))
 
+    @override
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Probabilities of one whole volume (discretised in the input's geometry by `training.prediction`)."""
         return self.probabilities(self.infer_volume(batch["image"]))
 
-    def configure_optimizers(self) -> dict:
+    @override
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """The optimizer and the schedule, planned over the trainer's `max_epochs`."""
         optimizer = self._build_optimizer()
         scheduler = build_schedule(self.hparams.scheduler, optimizer, self.trainer.max_epochs, self.schedule_options())
@@ -199,6 +218,7 @@ class SegmentationModule(pl.LightningModule):
             return torch.optim.Adam(params, lr=lr, weight_decay=decay)
         return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
 
+    @override
     def lr_scheduler_step(self, scheduler, metric) -> None:
         """Lightning's epoch-end step; the plateau schedule is stepped after validation instead."""
         step_at_epoch_end(scheduler)
@@ -206,10 +226,11 @@ class SegmentationModule(pl.LightningModule):
 
 def gather_rows(module: pl.LightningModule, rows: torch.Tensor) -> torch.Tensor:
     """The rows of every rank, concatenated in rank order (ranks may hold different numbers of rows)."""
-    counts = module.all_gather(torch.tensor(len(rows), device=rows.device)).reshape(-1).tolist()
+    # (Lightning declares a collection's result, as all_gather takes collections too: a tensor gives a tensor)
+    counts = cast(torch.Tensor, module.all_gather(torch.tensor(len(rows), device=rows.device))).reshape(-1).tolist()
     padded = torch.zeros((max(counts), *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
     padded[:len(rows)] = rows
-    gathered = module.all_gather(padded)  # (world size, most rows, ...)
+    gathered = cast(torch.Tensor, module.all_gather(padded))  # (world size, most rows, ...)
     return torch.cat([gathered[rank, :count] for rank, count in enumerate(counts)])
 
 

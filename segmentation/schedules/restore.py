@@ -14,7 +14,9 @@ Plateau keeps its counters (best, bad epochs, cooldown) whenever it continues as
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
+from torch import Tensor
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from ..core.internals import load_scheduler_fields, set_last_lr
@@ -24,7 +26,7 @@ from .plans import HORIZON_SCHEDULES, Phase, factor_at
 PLATEAU_COUNTERS = ("best", "num_bad_epochs", "cooldown_counter", "last_epoch", "mode_worse", "epochs_done")
 
 
-def apply_lrs(scheduler: LRScheduler | ReduceLROnPlateau, lrs: list[float]) -> None:
+def apply_lrs(scheduler: LRScheduler | ReduceLROnPlateau, lrs: Sequence[float | Tensor]) -> None:
     """Set the optimizer's LR of each parameter group, as a scheduler step would."""
     for group, lr in zip(scheduler.optimizer.param_groups, lrs):
         group["lr"] = lr

@@ -10,15 +10,20 @@ Both restore themselves from a checkpoint by the rules of `restore`.
 from __future__ import annotations
 
 from dataclasses import astuple
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
+from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+from typing_extensions import override
 
 from ..core.constants import LR_TAG
 from ..core.errors import SegError
 from .plans import FLOOR_PASSED_DECAY, Phase, ScheduleOptions, factor_at, plan_of
 from .restore import apply_lrs, restore_schedule
+
+if TYPE_CHECKING:
+    from lightning.pytorch.utilities.types import LRSchedulerConfigType
 
 
 class PhasedSchedule(LRScheduler):
@@ -46,17 +51,20 @@ class PhasedSchedule(LRScheduler):
         """The phases as `Phase` objects."""
         return [Phase(*p) for p in self.phases]
 
-    def get_lr(self) -> list[float]:
+    @override
+    def get_lr(self) -> list[float | Tensor]:
         """LR of each parameter group at the current epoch (`last_epoch`)."""
         factor = factor_at(self.plan(), self.last_epoch)
         return [base_lr * factor for base_lr in self.base_lrs]
 
     _get_closed_form_lr = get_lr
 
+    @override
     def state_dict(self) -> dict:
         """The schedule's state, without the resume note of this process."""
         return {k: v for k, v in super().state_dict().items() if k != "resume_note"}
 
+    @override
     def load_state_dict(self, state: dict) -> None:
         """Restore by the resume rules (`restore.restore_schedule`); the outcome is kept in `resume_note`."""
         self.resume_note = restore_schedule(self, state)
@@ -89,11 +97,13 @@ class PlateauSchedule(ReduceLROnPlateau):
             min_lr=options.plateau_min_lr,
         )
 
+    @override
     def state_dict(self) -> dict:
         """The schedule's state, with its name, without the resume note of this process."""
         state = {k: v for k, v in super().state_dict().items() if k != "resume_note"}
         return {**state, "name": self.name}
 
+    @override
     def load_state_dict(self, state: dict) -> None:
         """Restore by the resume rules (`restore.restore_schedule`); the outcome is kept in `resume_note`."""
         self.resume_note = restore_schedule(self, state)
@@ -113,7 +123,7 @@ def build_schedule(
     return PhasedSchedule(optimizer, name, plan.phases(epochs, options), epochs, floor, curve, plan.floor_epoch(epochs))
 
 
-def lightning_scheduler_config(scheduler: LRScheduler | ReduceLROnPlateau) -> dict:
+def lightning_scheduler_config(scheduler: LRScheduler | ReduceLROnPlateau) -> LRSchedulerConfigType:
     """The `lr_scheduler` entry for `configure_optimizers`.
 
     Lightning is told the plateau scheduler is not one (`reduce_on_plateau:
@@ -133,7 +143,7 @@ def resume_note(scheduler: object) -> str:
     return getattr(scheduler, "resume_note", "")
 
 
-def step_at_epoch_end(scheduler: object) -> None:
+def step_at_epoch_end(scheduler: Any) -> None:
     """Lightning's per-epoch step: advances every schedule except the validation-driven one (which counts)."""
     if steps_after_validation(scheduler):
         scheduler.epochs_done = getattr(scheduler, "epochs_done", 0) + 1
@@ -141,7 +151,7 @@ def step_at_epoch_end(scheduler: object) -> None:
         scheduler.step()
 
 
-def step_after_validation(scheduler: object, dice: float) -> None:
+def step_after_validation(scheduler: Any, dice: float) -> None:
     """Feed one validation's mean Dice to the plateau scheduler (no-op for the others)."""
     if steps_after_validation(scheduler):
         scheduler.step(dice)

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from typing_extensions import override
 
 from ..core.errors import SegError
 from ..core.faults import fault_point
@@ -42,6 +43,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         super().__init__()
         self._seen_dirs: set[Path] = set()
 
+    @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         """Atomically write `checkpoint` to `path`."""
         path = Path(path)
@@ -51,7 +53,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             remove_stale_temporaries(path.parent)
             self._seen_dirs.add(path.parent)
         try:
-            write_atomically(path, lambda partial: torch.save(checkpoint, partial), fault="checkpoint-before-rename")
+            write_atomically(path, lambda partial: save_to_file(checkpoint, partial), fault="checkpoint-before-rename")
         except Exception as err:
             if not (is_write_refusal(err) or isinstance(err, PermissionError)):
                 raise
@@ -59,12 +61,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if first_in_dir:
             log.info(f"checkpoint size: {path.stat().st_size / 1e6:.1f} MB each ({path.parent})")
 
+    @override
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Optional[bool] = None) -> dict:
         """Lightning's load of a checkpoint to resume, validate, test or predict from: the safe unpickler too."""
         try:
             return read_checkpoint(path, map_location=map_location or "cpu")
         except UnsafeCheckpoint as err:
             raise SegError(unsafe_message(path, str(err))) from None
+
+
+def save_to_file(checkpoint: dict[str, Any], path: Path) -> None:
+    """`torch.save` into a file seg opens (so that a refused open is an OSError with its errno, not torch's
+    RuntimeError)."""
+    with open(path, "wb") as handle:
+        torch.save(checkpoint, handle)
 
 
 def checkpoint_not_written(path: Path, err: Exception) -> StorageError:
@@ -182,11 +192,13 @@ class KillBetweenEpochs(Callback):
     def __init__(self) -> None:
         self._finished_one = False
 
+    @override
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         """The fault point, from the second epoch of this process on."""
         if self._finished_one:
             fault_point("between-epochs")
 
+    @override
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """Remember that an epoch finished."""
         self._finished_one = True

@@ -65,7 +65,10 @@ def with_default_logging(callbacks: list[Callback], progress_bar: bool = True) -
     """`callbacks` plus the epoch timer, the summary and an epoch-wise LearningRateMonitor (unless configured),
     and, where the trainer shows a progress bar (`progress_bar`) and the config names none, `EtaProgressBar`."""
     timer = next((c for c in callbacks if isinstance(c, EpochTimer)), None)
-    added: list[Callback] = [] if timer is not None else [timer := EpochTimer()]
+    added: list[Callback] = []
+    if timer is None:
+        timer = EpochTimer()
+        added.append(timer)
     if progress_bar and not any(isinstance(callback, ProgressBar) for callback in callbacks):
         added.append(EtaProgressBar(timer))
     callbacks = [*callbacks, *added, RunSummary()]
@@ -92,7 +95,7 @@ def accelerator_defaults(trainer_config: dict, cuda_available: bool) -> dict:
     accelerator = str(trainer_config.get("accelerator") or "auto")
     if not cuda_available or accelerator not in ("auto", "gpu", "cuda"):
         return {}
-    defaults = {}
+    defaults: dict[str, object] = {}
     if trainer_config.get("precision") is None:
         defaults["precision"] = "bf16-mixed"
     if trainer_config.get("benchmark") is None and not trainer_config.get("deterministic"):

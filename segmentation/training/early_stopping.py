@@ -6,6 +6,7 @@ from typing import Optional
 
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from typing_extensions import override
 
 from ..core.constants import MONITOR
 from ..core.errors import SegError
@@ -33,12 +34,14 @@ class SegEarlyStopping(EarlyStopping):
         self.restored: Optional[dict] = None
         self._stopped_now: Optional[int] = None
 
+    @override
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore the count and best score, keeping the configured patience."""
         patience = self.patience
         super().load_state_dict(state_dict)
         self.restored, self.patience = dict(state_dict), patience
 
+    @override
     def on_train_start(self, trainer, pl_module) -> None:
         """Say what a resume restored."""
         if self.restored is None or not trainer.is_global_zero:
@@ -48,6 +51,7 @@ class SegEarlyStopping(EarlyStopping):
         log.info(f"early stopping: restored {self.wait_count} validation(s) without a better {MONITOR} "
               f"(best {float(self.best_score):.4f}); patience {self.patience}{changed}")
 
+    @override
     def on_validation_end(self, trainer, pl_module) -> None:
         """Lightning's check; note the epoch when it stops the run."""
         stopping = trainer.should_stop
@@ -55,6 +59,7 @@ class SegEarlyStopping(EarlyStopping):
         if trainer.should_stop and not stopping and self.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
             self._stopped_now = trainer.current_epoch
 
+    @override
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """Say why the run stops, after the epoch's ETA line (monitoring callbacks run last)."""
         super().on_train_epoch_end(trainer, pl_module)

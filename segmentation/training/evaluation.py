@@ -1,4 +1,6 @@
-"""`seg test`'s scoring (and `seg validate`'s record): each held-out case in its input's own geometry, against its label file as the user has it.
+"""`seg test`'s scoring (and `seg validate`'s record): each held-out case in its input's own geometry.
+
+Each case is scored against its label file as the user has it.
 
 Every prediction takes the path of `seg predict` (probabilities resampled linearly to the input's
 grid, then discretised, then the dataset's own label values), and is compared with the label
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -22,6 +23,7 @@ from typing_extensions import override
 from ..core.log import log
 from ..core.storage import write_text_atomically
 from ..data.geometry import discrete_in_input_grid
+from ..data.nifti import load_nifti
 from ..model.metrics import CaseMetrics
 
 
@@ -35,11 +37,13 @@ class NativeSpaceScorer(Callback):
     def __init__(self, table_path: Path):
         self.table_path = Path(table_path)
 
+    @override
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         """A fresh table, and the name of the split being scored."""
         self.plan = trainer.datamodule.inference_plan("test")
         self.metrics = CaseMetrics(pl_module.class_names, pl_module.hparams.multilabel)
 
+    @override
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         """Invert, discretise and score every case of the batch."""
         datamodule = trainer.datamodule
@@ -47,11 +51,12 @@ class NativeSpaceScorer(Callback):
         for item, case, label_file in zip(items, batch["case"], batch["label_file"]):
             discrete = discrete_in_input_grid(item, self.plan.pipeline, pl_module.hparams.multilabel)
             predicted = datamodule.labels_to_targets(datamodule.prediction_to_labels(discrete.cpu()))
-            truth_image = nib.load(label_file)
+            truth_image = load_nifti(label_file)
             truth = torch.as_tensor(np.rint(np.asanyarray(truth_image.dataobj)).astype(np.int64))[None]
             spacing = [float(z) for z in truth_image.header.get_zooms()[:3]]
             self.metrics.add(case, predicted, datamodule.labels_to_targets(truth), spacing)
 
+    @override
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         """Log `test/dice/<class>` and `test/hd95/<class>`, print the table, write the CSV."""
         for key, value in self.metrics.means().items():

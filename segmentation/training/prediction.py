@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import BasePredictionWriter
 from monai.data import decollate_batch
+from typing_extensions import override
 
 from ..core.log import log
 from ..data.geometry import discrete_in_input_grid, save_in_input_geometry
@@ -24,15 +25,18 @@ class PredictionWriter(BasePredictionWriter):
         self.output_dir = Path(output_dir)
         self.written: list[Path] = []
 
+    @override
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         """Invert the preprocessing of each case in the batch and save its label map."""
         datamodule = trainer.datamodule
         items = decollate_batch({"image": batch["image"], "pred": prediction})
         for item, case, source in zip(items, batch["case"], batch["source"]):
-            discrete = discrete_in_input_grid(item, datamodule.inference_plan("predict").pipeline, pl_module.hparams.multilabel)
+            pipeline = datamodule.inference_plan("predict").pipeline
+            discrete = discrete_in_input_grid(item, pipeline, pl_module.hparams.multilabel)
             labels = datamodule.prediction_to_labels(discrete)
             self.written.append(save_in_input_geometry(labels, Path(source), self.output_dir / f"{case}.nii.gz"))
 
+    @override
     def on_predict_end(self, trainer, pl_module) -> None:
         """Say where the label maps went."""
         if trainer.is_global_zero:

@@ -19,9 +19,11 @@ import signal
 import subprocess
 import threading
 from pathlib import Path
-from typing import Optional
+from types import FrameType
+from typing import Any, Callable, Optional, Union
 
 from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
 
 from ..core.constants import PREEMPTED_EXIT
 from ..core.faults import signal_point
@@ -29,6 +31,8 @@ from ..core.log import log
 from .checkpointing import versions_newest_first
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+# what `signal.signal` takes and returns: a function, SIG_DFL or SIG_IGN, or None (a handler not set from Python)
+SignalHandler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]
 MARKER = "PREEMPTED"  # in the run directory while the run waits to be continued: the checkpoint to continue from
 
 
@@ -56,8 +60,9 @@ class Preemption(Callback):
         self.received: Optional[int] = None
         self.saving = self.training = False
         self.trainer = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[signal.Signals, SignalHandler] = {}
 
+    @override
     def setup(self, trainer, pl_module, stage: str) -> None:
         """From the start of a fit (building the store, restoring a checkpoint): a signal stops at once, as there is
         nothing trained to save yet (what is being built is written atomically, and a re-run goes on with it)."""
@@ -66,6 +71,7 @@ class Preemption(Callback):
             self.take_over_signals()
             signal_point(0, trainer.global_rank)
 
+    @override
     def on_train_start(self, trainer, pl_module) -> None:
         """Take the signals over again (Lightning has registered its own since; its SIGTERM exits with status 0);
         from now on a signal is noted and honoured at the end of the step in progress."""
@@ -88,6 +94,7 @@ class Preemption(Callback):
         if not self.training:
             self.exit(self.trainer, None, "before training started: nothing trained to save")
 
+    @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         """At every step's end: the planned test signal (core.faults), then stop here if any rank was signalled.
         After an epoch's last batch its validation and checkpoints come first (`on_train_epoch_start` stops): a
@@ -99,6 +106,7 @@ class Preemption(Callback):
             self.stop(trainer, f"{batch_idx + 1} of {trainer.num_training_batches} batches of epoch "
                                f"{trainer.current_epoch} trained")
 
+    @override
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         """A signal during the last step or validation: the finished epoch's checkpoints are written; stop here.
         (Before a fresh run's first epoch there is nothing to continue from: it stops after its first step.)"""
@@ -137,6 +145,7 @@ class Preemption(Callback):
                 log.info(requeue_slurm_job(os.environ["SLURM_JOB_ID"]))
         raise Preempted()
 
+    @override
     def on_fit_end(self, trainer, pl_module) -> None:
         """The run ended normally: it waits for nothing any more (a re-run of its command starts a new run)."""
         if trainer.is_global_zero:
@@ -150,12 +159,14 @@ class Preemption(Callback):
             Path(trainer.log_dir or ".") / "checkpoints")
         return folder / "last.ckpt"
 
+    @override
     def teardown(self, trainer, pl_module, stage: str) -> None:
         """Give the signals back to whoever handled them before."""
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
 
+    @override
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         """The same when the fit ends by an exception (`Preempted` included: Lightning skips `teardown` then)."""
         self.teardown(trainer, pl_module, "fit")

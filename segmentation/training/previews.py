@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
+from typing_extensions import override
 
 from ..core.internals import logging_step
 from ..core.log import log
@@ -33,14 +34,14 @@ BASE_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (24
 
 def class_colours(count: int) -> np.ndarray:
     """`count` distinct RGB colours (uint8): eight fixed ones, then golden-angle hues."""
-    colours = list(BASE_COLOURS[:count])
+    colours: list[tuple[int, ...]] = list(BASE_COLOURS[:count])
     for index in range(len(colours), count):
         hue = (index * 0.618033988749895) % 1.0
         colours.append(tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.85, 0.95)))
     return np.array(colours, dtype=np.uint8).reshape(-1, 3)
 
 
-def centre_voxel(foreground: np.ndarray) -> tuple[int, int, int]:
+def centre_voxel(foreground: np.ndarray) -> tuple[int, ...]:
     """The rounded centre of mass of a (X, Y, Z) mask, or the volume's middle when it is empty."""
     total = foreground.sum()
     if not total:
@@ -108,7 +109,7 @@ def render_planes(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, 
     background, 1..`count` the classes) or (`count`, X, Y, Z) masks of overlapping
     regions. Masks are made per slice only, so 100+ classes cost no memory.
     """
-    centre = centre_voxel(truth > 0 if truth.ndim == 3 else truth.any(axis=0))
+    centre = centre_voxel(np.asarray(truth > 0 if truth.ndim == 3 else truth.any(axis=0)))
     slices = {plane: plane_slice(image, plane, centre) for plane in PLANES}
     low, high = np.percentile(np.concatenate([s.ravel() for s in slices.values()]), [1, 99])
     colours = class_colours(count)
@@ -140,11 +141,13 @@ class ValidationPreviews(Callback):
         self._step = 0  # the logging step of the last validation (that of its val/dice)
         self._warned = False
 
+    @override
     def on_train_start(self, trainer, pl_module) -> None:
         """Previews are due from the (possibly resumed) first epoch on."""
         self._last_validated = trainer.current_epoch - 1
         self._last_previewed = None
 
+    @override
     def on_validation_end(self, trainer, pl_module) -> None:
         """Preview when a multiple of N epochs was passed since the previous validation."""
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self._last_validated is None:
@@ -155,6 +158,7 @@ class ValidationPreviews(Callback):
         if (epoch + 1) // self.every_n_epochs > (previous + 1) // self.every_n_epochs:
             self.log_preview(trainer, pl_module)
 
+    @override
     def on_train_end(self, trainer, pl_module) -> None:
         """The last validated epoch's preview, if it was not logged already (the weights are still those)."""
         last = self._last_validated

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
 
 from ..core.errors import SegError
 from ..core.log import log
@@ -31,6 +32,7 @@ class RankAgreement(Callback):
     def __init__(self) -> None:
         self.epochs_checked = 0
 
+    @override
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """Gather (lr, checksums) from every rank; raise a SegError naming the epoch if any rank differs."""
         if trainer.world_size < 2:
@@ -45,6 +47,7 @@ class RankAgreement(Callback):
                            f"their replicas have drifted apart; the checkpoints of this epoch hold rank 0's")
         self.epochs_checked += 1
 
+    @override
     def on_fit_end(self, trainer, pl_module) -> None:
         """Say, once, that the ranks agreed (what a test of a multi-GPU run looks for)."""
         if self.epochs_checked and trainer.is_global_zero:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
 
 from ..core.constants import CHECKPOINT_RECORD_KEY
 
@@ -19,6 +20,7 @@ class RunRecord(Callback):
     def __init__(self, config_yaml: str):
         self.config_yaml = config_yaml
 
+    @override
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         """Add the record to the checkpoint being written."""
         checkpoint[CHECKPOINT_RECORD_KEY] = {

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
 
 from ..core.errors import SegError
 from ..core.internals import epochs_completed_in_checkpoint
@@ -80,7 +81,7 @@ def refuse_incompatible(ckpt: Path, saved: dict, current: dict, keys: tuple[str,
 
 def prepare_fit_resume(
     value: Optional[str], run: Path, model_hparams: dict, config_yaml: str, max_epochs: Optional[int] = None
-) -> tuple[Optional[Path], Optional["ResumeSummary"]]:
+) -> tuple[Optional[Path], Optional[ResumeSummary]]:
     """For `seg fit --ckpt_path VALUE`: the checked checkpoint file and the summary callback.
 
     (None, None) when there is nothing to resume: no `--ckpt_path`, or `last`
@@ -144,6 +145,7 @@ class ResumeSummary(Callback):
         self.differences = differences
         self.text = ""
 
+    @override
     def on_train_start(self, trainer, pl_module) -> None:
         """Compose and print the paragraph (schedules have been restored by now)."""
         log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
@@ -169,7 +171,8 @@ class ResumeSummary(Callback):
         )
         if self.newer is not None:
             self.text += (f" Branched: the run has a newer checkpoint ({self.newer}), which a resume into its "
-                          f"directory would overwrite; this continues in a new version, nothing of the old one changes.")
+                          "directory would overwrite; this continues in a new version, "
+                          "nothing of the old one changes.")
         if trainer.is_global_zero:
             log.info(self.text)
             if self.newer is not None and log_dir:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
 
 from ..core.constants import MONITOR
 from ..core.handoff import write_run_record
@@ -14,6 +15,7 @@ from ..core.log import log
 class RunSummary(Callback):
     """Prints one closing paragraph of a fit: run directory, best and last val/dice, epochs, wall time."""
 
+    @override
     def on_fit_start(self, trainer, pl_module) -> None:
         """Start the wall clock; say which run directory this fit trains into (and write
         the run record a parent `seg batch` asked for: `core.handoff`)."""
@@ -23,6 +25,7 @@ class RunSummary(Callback):
             log.info(f"seg: training into {log_dir}")
             write_run_record(log_dir, "running")
 
+    @override
     def on_fit_end(self, trainer, pl_module) -> None:
         """Print the summary (rank 0 only)."""
         log_dir = trainer.log_dir  # a collective under DDP: every rank must ask

@@ -8,6 +8,7 @@ import warnings
 from typing import Optional
 
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from typing_extensions import override
 
 from ..core.constants import EPOCH_SECONDS_TAG, MONITOR
 from ..core.formatting import format_duration
@@ -53,21 +54,25 @@ class EpochTimer(Callback):
         self._started, self._partial = 0.0, False
         self._validated = False
 
+    @override
     def on_train_start(self, trainer, pl_module) -> None:
         """Count this process's epochs only. A resume inside an epoch gets no `on_train_epoch_start` for it: its
         part-epoch is timed from here but left out of the per-epoch figures."""
         self.seconds, self.last_line, self.time_left = [], None, None
         self._started, self._partial = time.monotonic(), True
 
+    @override
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         """Start the epoch's clock."""
         self._started, self._partial = time.monotonic(), False
         self._validated = False
 
+    @override
     def on_validation_end(self, trainer, pl_module) -> None:
         """Remember that this epoch validated (its val/dice is fresh)."""
         self._validated = self._validated or not trainer.sanity_checking
 
+    @override
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """Log the epoch's seconds (Lightning has run its validation by now) and show the ETA."""
         seconds = time.monotonic() - self._started
@@ -100,12 +105,14 @@ class EtaProgressBar(TQDMProgressBar):
         super().__init__()
         self.timer = timer
 
+    @override
     def on_train_epoch_start(self, trainer, *args) -> None:
         """Describe the epoch as `Epoch i/N`."""
         super().on_train_epoch_start(trainer, *args)
         epoch = trainer.current_epoch
         self.train_progress_bar.set_description(f"Epoch {epoch_of(trainer, epoch + 1, epoch)}")
 
+    @override
     def get_metrics(self, trainer, pl_module) -> dict:
         """The usual metrics plus `eta` (time left, seconds per epoch) once an epoch has finished."""
         items = super().get_metrics(trainer, pl_module)

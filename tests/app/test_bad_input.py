@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import nibabel as nib
 import numpy as np
@@ -28,7 +28,7 @@ class Setting:
     root: Path
     run: Path
     tmp: Path
-    mounts: Mounts
+    mounts: Optional[Mounts]
 
     def last(self) -> str:
         return f"--ckpt_path={self.run / 'checkpoints/last.ckpt'}"
@@ -100,12 +100,14 @@ CASES: dict[str, tuple[Callable[[Setting], list[str]], str]] = {
                                                 "--data.patch_size [16, 16, 16] is too small for unet"),
     "prediction folder that is a file": (
         lambda s: ["predict", s.last(), f"--prediction_dir={file_in_the_way(s.tmp / 'out')}"], "--prediction_dir"),
+    "the removed disk cache": (lambda s: tiny_fit_args(s.root, "--data.cache=disk"),
+                               "--data.cache disk was removed: use --data.cache store"),
+}
+# cases that need a read-only mount (root, as on the CI machine; skipped where mounting is refused)
+MOUNT_CASES = {
     "read-only run folder": (
         lambda s: tiny_fit_args(s.root, f"--trainer.default_root_dir={s.mounts.read_only(s.tmp / 'shared')}"),
         "Read-only file system); choose a writable folder with --trainer.default_root_dir"),
-    "read-only data folder with a disk cache": (
-        lambda s: tiny_fit_args(s.mounts.read_only(s.broken_data(lambda data: None)), "--data.cache=disk"),
-        "set --data.cache_dir to a writable folder"),
     "read-only prediction folder": (
         lambda s: ["predict", s.last(), f"--prediction_dir={s.mounts.read_only(s.tmp / 'ro') / 'out'}"],
         "ro is not writable (Read-only file system); choose a writable folder with --prediction_dir"),
@@ -113,12 +115,23 @@ CASES: dict[str, tuple[Callable[[Setting], list[str]], str]] = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_exits_2_naming_it_and_changes_nothing(name, demo_root, finished_run, tmp_path, seg, mounts):
-    run = copy_run(finished_run, tmp_path)
+def test_bad_input_exits_2_naming_it_and_changes_nothing(name, demo_root, finished_run, tmp_path, seg):
+    refused_without_a_trace(CASES[name], Setting(demo_root, copy_run(finished_run, tmp_path), tmp_path, None), seg)
+
+
+@pytest.mark.parametrize("name", list(MOUNT_CASES))
+def test_bad_input_on_read_only_mounts_exits_2_naming_it(name, demo_root, finished_run, tmp_path, seg, mounts):
+    refused_without_a_trace(MOUNT_CASES[name], Setting(demo_root, copy_run(finished_run, tmp_path), tmp_path, mounts),
+                            seg)
+
+
+def refused_without_a_trace(case, setting: Setting, seg) -> None:
+    """`seg` with the case's arguments exits 2 with one `seg: error:` naming it, and no saved file changes."""
+    tmp_path = setting.tmp
     before = snapshot(tmp_path / "lightning_logs")
-    make_args, named = CASES[name]
-    result = seg(*make_args(Setting(demo_root, run, tmp_path, mounts)), cwd=tmp_path)
-    assert result.returncode == 2, (name, result.stdout[-1000:], result.stderr[-1000:])
+    make_args, named = case
+    result = seg(*make_args(setting), cwd=tmp_path)
+    assert result.returncode == 2, (named, result.stdout[-1000:], result.stderr[-1000:])
     errors = [line for line in result.stderr.splitlines() if line.startswith("seg: error:")]
     assert len(errors) == 1 and named in result.stderr, result.stderr[-1000:]
     assert "Traceback" not in result.stderr

@@ -112,17 +112,6 @@ def test_check_data_prints_a_summary_and_caches_per_file(task, tmp_path, seg):
     assert result.returncode == 1 and "values [7.0] outside" in result.stdout  # the changed file was re-read
 
 
-def test_disk_cache_is_keyed_by_the_preprocessing_settings(task):
-    first = MSDDataModule(str(task), spacing=[1.5, 1.5, 2.0], cache="disk", num_workers=0, patch_size=(8, 8, 8))
-    first.setup("fit")
-    next(iter(first.train_dataloader()))
-    other = MSDDataModule(str(task), spacing=[3.0, 3.0, 3.0], cache="disk", num_workers=0, patch_size=(8, 8, 8))
-    same = MSDDataModule(str(task), spacing=[1.5, 1.5, 2.0], cache="disk", num_workers=0, batch_size=8, patch_size=(8, 8, 8))
-    assert other.preprocessing_key() != first.preprocessing_key() == same.preprocessing_key()
-    folders = list((task / ".seg_cache").glob("preprocessed_*"))
-    assert [f.name for f in folders] == [f"preprocessed_{first.preprocessing_key()}"] and list(folders[0].iterdir())
-
-
 def test_dimensions_channels_and_link_loops_are_named_together(task):
     rewrite(task / "imagesTr/demo_000.nii.gz", lambda d: d[:, :, 8].copy())  # a 2D slice in a 3D task
     rewrite(task / "imagesTr/demo_001.nii.gz", lambda d: np.stack([d, d], axis=-1))  # 2 channels; the task has 1

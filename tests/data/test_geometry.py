@@ -10,6 +10,7 @@ from monai.data import decollate_batch
 
 from segmentation.data.geometry import discrete_in_input_grid, save_in_input_geometry, undo_preprocessing
 from segmentation.data.msd import MSDDataModule
+from segmentation.data.pipelines import spatial_steps
 from segmentation.data.synthetic.common import ellipsoid_mask
 from segmentation.data.synthetic.msd import ct_case
 
@@ -44,7 +45,7 @@ def test_undoing_the_preprocessing_restores_the_input_grid(demo_root, tmp_path):
     pushed = torch.as_tensor(np.flip(label, 0).copy())  # LAS -> RAS flips the first axis
     one_hot = torch.nn.functional.one_hot(pushed.long(), 3).permute(3, 0, 1, 2).float()
     item = decollate_batch({"image": batch["image"], "pred": one_hot[None]})[0]
-    restored = datamodule.prediction_to_labels(discrete_in_input_grid(item, datamodule.predict_pipeline, False))
+    restored = datamodule.prediction_to_labels(discrete_in_input_grid(item, datamodule.inference_plan("predict").pipeline, False))
     assert np.array_equal(restored[0].numpy(), label)
     saved = nib.load(str(save_in_input_geometry(restored, source, tmp_path / "out.nii.gz")))
     original = nib.load(str(source))
@@ -67,15 +68,15 @@ def test_probabilities_resampled_linearly_beat_nearest_neighbour_on_a_coarser_gr
     datamodule = MSDDataModule(str(demo_root), spacing=[1.8, 2.6, 3.1], predict_images=[str(tmp_path / "ct.nii.gz")],
                                num_workers=0)
     batch = next(iter(datamodule.predict_dataloader()))
-    resample_like_an_image = mt.Compose(datamodule.spatial_steps(["image"]))
+    resample_like_an_image = mt.Compose(spatial_steps(["image"], datamodule.hparams.spacing))
     soft = torch.as_tensor(resample_like_an_image({"image": str(tmp_path / "one_hot.nii.gz")})["image"])
     assert soft.shape[1:] == batch["image"].shape[2:] and soft.shape[1] < shape[0]  # the coarser training grid
 
     item = decollate_batch({"image": batch["image"], "pred": soft[None]})[0]
-    smooth = discrete_in_input_grid(item, datamodule.predict_pipeline, multilabel=False)[0].numpy()
+    smooth = discrete_in_input_grid(item, datamodule.inference_plan("predict").pipeline, multilabel=False)[0].numpy()
     hard = torch.nn.functional.one_hot(soft.argmax(0), 3).permute(3, 0, 1, 2).float()
     item = decollate_batch({"image": batch["image"], "pred": hard[None]})[0]
-    nearest = undo_preprocessing(item, datamodule.predict_pipeline, nearest=True).argmax(0).numpy()
+    nearest = undo_preprocessing(item, datamodule.inference_plan("predict").pipeline, nearest=True).argmax(0).numpy()
 
     smooth_dice = [dice_by_numpy(smooth, label, value) for value in (1, 2)]
     nearest_dice = [dice_by_numpy(nearest, label, value) for value in (1, 2)]

@@ -64,12 +64,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     """The batch's command-line options."""
     parser = argparse.ArgumentParser(prog="seg batch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", action="append", required=True, help="config file(s), composed in order")
-    parser.add_argument("--archs", nargs="+", default=["unet", "segresnet"], help="architectures (default unet segresnet)")
-    parser.add_argument("--schedulers", nargs="+", default=["reduce_on_plateau"], help="schedules, each run with every arch")
+    parser.add_argument("--archs", nargs="+", default=["unet", "segresnet"],
+                        help="architectures (default unet segresnet)")
+    parser.add_argument("--schedulers", nargs="+", default=["reduce_on_plateau"],
+                        help="schedules, each run with every arch")
     parser.add_argument("--epochs", type=int, default=50, help="max_epochs of every run (default 50)")
     parser.add_argument("--data", help="data.root (default: the config's)")
     parser.add_argument("--gpus", type=int, default=1, help="devices per run; > 1 uses DDP")
-    parser.add_argument("--name", default="batch", help="name of the batch (its logs go to lightning_logs/batches/NAME)")
+    parser.add_argument("--name", default="batch",
+                        help="name of the batch (its logs go to lightning_logs/batches/NAME)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny networks (each architecture's smoke size), for trying the pipeline; "
                         "compose with --config configs/fragments/smoke.yaml for tiny patches and 2 epochs")
@@ -189,7 +192,7 @@ class SignalRelay:
         self.process: Optional[subprocess.Popen] = None
         self.received: Optional[int] = None
 
-    def __enter__(self) -> "SignalRelay":
+    def __enter__(self) -> SignalRelay:
         self.previous = {sig: signal.signal(sig, self.relay) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
         return self
 
@@ -250,11 +253,13 @@ def best_dice(run_dir: Path) -> Optional[tuple[float, int]]:
 
 def summary(runs: list[Run]) -> str:
     """The closing table of the batch."""
-    lines = ["| run | status | best val/dice | epoch | time | best checkpoint |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| run | status | best val/dice | epoch | time | best checkpoint |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for run in runs:
         dice, epoch = (f"{run.best[0]:.4f}", str(run.best[1])) if run.best else ("—", "—")
         checkpoint = run.run_dir / "checkpoints" / "best.ckpt" if run.run_dir else "—"
-        lines.append(f"| {run.name} | {run.status} | {dice} | {epoch} | {format_duration(run.seconds)} | {checkpoint} |")
+        duration = format_duration(run.seconds)
+        lines.append(f"| {run.name} | {run.status} | {dice} | {epoch} | {duration} | {checkpoint} |")
     return "\n".join(lines)
 
 

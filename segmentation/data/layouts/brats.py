@@ -112,7 +112,9 @@ def detect_layout(root: Path) -> BraTSLayout:
             raise SegError(
                 f"BraTS data root {root} is empty; point --data.root at {expected}, or {synth_hint(root, 'brats')}"
             )
-        nested = [d for d in sorted(root.iterdir()) if d.is_dir() and any(case_folders(d, layout) for layout in LAYOUTS)]
+        nested = [
+            d for d in sorted(root.iterdir()) if d.is_dir() and any(case_folders(d, layout) for layout in LAYOUTS)
+        ]
         hint = f"; {nested[0]} holds such folders: point --data.root there" if nested else ""
         raise SegError(
             f"no BraTS case folders in {root}: expected case folders like {expected_names()} directly under it{hint}"

@@ -12,10 +12,12 @@ from typing import Sequence
 import numpy as np
 
 
-def ellipsoid_mask(shape: Sequence[int], centre: Sequence[float], radii: Sequence[float]) -> np.ndarray:
+def ellipsoid_mask(
+    shape: Sequence[int], centre: Sequence[float] | np.ndarray, radii: Sequence[float] | np.ndarray
+) -> np.ndarray:
     """Boolean mask of an axis-aligned ellipsoid in voxel coordinates."""
     grid = np.ogrid[tuple(slice(0, n) for n in shape)]
-    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1.0
+    return np.asarray(sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1.0)
 
 
 def lps_affine(spacing: Sequence[float], shape: Sequence[int]) -> np.ndarray:

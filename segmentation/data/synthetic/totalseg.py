@@ -44,8 +44,8 @@ def synthetic_case(rng: np.random.Generator, shape: Sequence[int]) -> tuple[np.n
     hu[body] = -100.0  # subcutaneous fat
     hu[ellipsoid_mask(shape, size / 2, body_radii * 0.85)] = 40.0  # muscle and soft tissue
     label = np.zeros(shape, dtype=np.uint8)
-    for value, (density, centre, radii) in enumerate(ORGANS.values(), start=1):
-        centre = size * (np.array(centre) + rng.uniform(-0.03, 0.03, 3))
+    for value, (density, centre_fraction, radii) in enumerate(ORGANS.values(), start=1):
+        centre = size * (np.array(centre_fraction) + rng.uniform(-0.03, 0.03, 3))
         blob = ellipsoid_mask(shape, centre, size * np.array(radii) * rng.uniform(0.9, 1.1, 3)) & body
         label[blob] = value  # a later organ wins where blobs touch: masks never overlap, as in the real data
         hu[blob] = density

@@ -1,0 +1,113 @@
+"""One test per entry of `core.internals`: each fails when a Lightning/torch upgrade changes what it relies on."""
+
+from __future__ import annotations
+
+import inspect
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.cli import LightningCLI
+from torch.utils.data import DataLoader, TensorDataset
+
+from segmentation.core import internals
+
+BATCHES, EPOCHS = 3, 2
+
+
+class Tiny(pl.LightningModule):
+    """A linear model on 3 batches of random numbers: a real fit loop in a fraction of a second."""
+
+    def __init__(self, lr: float = 0.1):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.randn(BATCHES, 2)), batch_size=1)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.get("lr", 0.1))
+
+
+def tiny_trainer(tmp_path, callbacks=()) -> pl.Trainer:
+    return pl.Trainer(max_epochs=EPOCHS, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      default_root_dir=tmp_path, callbacks=list(callbacks), accelerator="cpu")
+
+
+class Recorder(pl.Callback):
+    def __init__(self):
+        self.batches_at_epoch_end, self.epochs_at_epoch_start, self.logging_step_at_end = [], [], None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.epochs_at_epoch_start.append(internals.epochs_completed(trainer))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.batches_at_epoch_end.append(internals.batches_trained_this_epoch(trainer))
+
+    def on_train_end(self, trainer, pl_module):
+        assert hasattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped")  # (logging_step falls back silently)
+        self.logging_step_at_end = internals.logging_step(trainer)
+
+
+def test_fit_loop_progress_counts_batches_epochs_and_logging_steps(tmp_path):
+    recorder = Recorder()
+    tiny_trainer(tmp_path, [recorder]).fit(Tiny())
+    assert recorder.batches_at_epoch_end == [BATCHES] * EPOCHS
+    assert recorder.epochs_at_epoch_start == list(range(EPOCHS))
+    assert recorder.logging_step_at_end == BATCHES * EPOCHS
+
+
+def test_a_checkpoint_records_the_epochs_its_fit_loop_completed(tmp_path):
+    trainer = tiny_trainer(tmp_path)
+    trainer.fit(Tiny())
+    trainer.save_checkpoint(tmp_path / "done.ckpt")
+    saved = torch.load(tmp_path / "done.ckpt", weights_only=False)
+    assert internals.epochs_completed_in_checkpoint(saved) == EPOCHS
+    assert internals.epochs_completed_in_checkpoint({"epoch": 3}) is None
+
+
+def test_set_last_lr_is_what_get_last_lr_returns():
+    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    assert hasattr(scheduler, "_last_lr")
+    internals.set_last_lr(scheduler, [0.25])
+    assert scheduler.get_last_lr() == [0.25]
+
+
+def test_scheduler_fields_load_as_load_state_dict_would():
+    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max")
+    fields = {"best": 0.7, "num_bad_epochs": 3, "cooldown_counter": 1}
+    assert set(fields) <= set(plateau.state_dict())  # the names the state dict uses
+    internals.load_scheduler_fields(plateau, fields)
+    assert {key: plateau.state_dict()[key] for key in fields} == fields
+
+
+def test_lightning_cli_still_parses_checkpoint_hyper_parameters_where_seg_disables_it():
+    """seg's no-op override only matters while LightningCLI calls this method while it parses."""
+    assert "_parse_ckpt_path" in inspect.getsource(LightningCLI)
+    assert "_parse_ckpt_path" in vars(internals.CommandLineWinsCLI)
+
+
+class Probe(internals.CommandLineWinsCLI):
+    """Records what the internals read while the trainer is built, and hands the fit a checkpoint path."""
+
+    seen: dict = {}
+
+    def instantiate_trainer(self, **kwargs):
+        Probe.seen = {"trainer": dict(self.trainer_config()), "yaml": self.subcommand_yaml()}
+        self.set_ckpt_path(Probe.ckpt_path)
+        return super().instantiate_trainer(**kwargs)
+
+
+def test_the_cli_reads_its_config_and_passes_the_checkpoint_set_while_the_trainer_is_built(tmp_path):
+    Probe.ckpt_path = str(tmp_path / "no-such.ckpt")
+    args = ["fit", "--trainer.max_epochs=2", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={tmp_path}", "--model.lr=0.5"]
+    with pytest.raises(FileNotFoundError, match="no-such.ckpt"):  # the fit received the path set above
+        Probe(Tiny, args=args, save_config_callback=None)
+    assert Probe.seen["trainer"]["max_epochs"] == 2
+    assert "lr: 0.5" in Probe.seen["yaml"] and "max_epochs: 2" in Probe.seen["yaml"]
