@@ -57,6 +57,7 @@ def unit_tier_guard(request, monkeypatch):
     """A test marked `unit` builds no Trainer and starts no process (those make the end-to-end tier): both raise."""
     if request.node.get_closest_marker("unit") is None:
         return
+    assert not {"finished_run", "seg"} & set(request.fixturenames), "a test marked unit must not run seg"
 
     def refused(what: str):
         def refuse(*args, **kwargs):

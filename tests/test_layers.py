@@ -77,6 +77,7 @@ def layer(module: str) -> str:
     return parts[1] if len(parts) > 1 and parts[1] in RANK else "app"  # __main__ and the package root: entry
 
 
+@pytest.mark.unit
 def test_no_module_imports_a_higher_layer():
     upward = [
         f"{module} ({layer(module)}) imports {imported} ({layer(imported)})"
@@ -110,6 +111,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str]:
     return []
 
 
+@pytest.mark.unit
 def test_there_is_no_import_cycle():
     edges = seg_edges()
     # a package's __init__ importing its own submodules is how registries load; a submodule importing its
@@ -119,6 +121,7 @@ def test_there_is_no_import_cycle():
     assert find_cycle(edges) == []
 
 
+@pytest.mark.unit
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
 
@@ -141,6 +144,7 @@ def heavy_imports_reached(start: str) -> dict[str, str]:
     return reached
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("module", LIGHT_ENTRY_POINTS)
 def test_light_entry_points_import_no_heavy_package(module):
     assert heavy_imports_reached(module) == {}
@@ -208,11 +212,13 @@ def foreign_private_uses(sources: dict[str, str]) -> list[str]:
             for line, used in private_names_used(tree) if used not in ours]
 
 
+@pytest.mark.unit
 def test_only_the_internals_module_names_private_attributes_of_libraries():
     sources = {name: path.read_text() for name, path in seg_modules().items()}
     assert foreign_private_uses(sources) == []
 
 
+@pytest.mark.unit
 def test_the_private_name_check_finds_library_privates_and_spares_seg_own():
     sources = {
         "segmentation.a": "class A:\n    def __init__(self):\n        self._mine = 1\n    def f(self, x):\n"
@@ -221,9 +227,11 @@ def test_the_private_name_check_finds_library_privates_and_spares_seg_own():
         INTERNALS: "def g(x):\n    return x._last_lr\n",
     }
     assert sorted(foreign_private_uses(sources)) == ["segmentation.a:5 uses __dict__", "segmentation.a:5 uses _last_lr",
-                                                     "segmentation.a:5 uses _leave", "segmentation.b:1 uses _LRScheduler"]
+                                                     "segmentation.a:5 uses _leave",
+                                                     "segmentation.b:1 uses _LRScheduler"]
 
 
+@pytest.mark.unit
 def test_no_class_overrides_a_private_method_of_a_library_outside_the_internals():
     import importlib
     import inspect

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import tomllib
 from packaging.version import Version
 
 from .helpers import REPO
+
+pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
 
 
 def test_the_floor_run_installs_the_lower_bounds_of_pyproject():

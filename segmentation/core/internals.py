@@ -73,3 +73,11 @@ def set_last_lr(scheduler: LRScheduler | ReduceLROnPlateau, lrs: Sequence[float 
 def load_scheduler_fields(scheduler: Any, fields: dict) -> None:
     """Set fields of a torch scheduler's state as its `load_state_dict` does (`__dict__.update`), for a subset."""
     scheduler.__dict__.update(fields)
+
+
+class ClosedFormScheduler(LRScheduler):
+    """An LRScheduler whose `get_lr` is a closed form of `last_epoch`: `step(epoch)` then uses it as well (torch's
+    `_get_closed_form_lr` hook, which `LRScheduler.step` calls when given an epoch)."""
+
+    def _get_closed_form_lr(self) -> list[float | Tensor]:
+        return self.get_lr()

@@ -19,6 +19,7 @@ from typing_extensions import override
 
 from ..core.constants import LR_TAG
 from ..core.errors import SegError
+from ..core.internals import ClosedFormScheduler
 from .plans import FLOOR_PASSED_DECAY, Phase, ScheduleOptions, factor_at, plan_of
 from .restore import apply_lrs, restore_schedule
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from lightning.pytorch.utilities.types import LRSchedulerConfigType
 
 
-class PhasedSchedule(LRScheduler):
+class PhasedSchedule(ClosedFormScheduler):
     """An epoch-stepped LR schedule given as closed-form phases (see `plans`).
 
     Args:
@@ -56,8 +57,6 @@ class PhasedSchedule(LRScheduler):
         """LR of each parameter group at the current epoch (`last_epoch`)."""
         factor = factor_at(self.plan(), self.last_epoch)
         return [base_lr * factor for base_lr in self.base_lrs]
-
-    _get_closed_form_lr = get_lr
 
     @override
     def state_dict(self) -> dict:

@@ -154,6 +154,7 @@ def write_run_without_epoch_seconds(run: Path, epochs: int) -> dict[int, float]:
     return {epoch: 4.0 + epoch for epoch in range(epochs)}
 
 
+@pytest.mark.unit
 def test_epoch_times_of_an_older_run_are_derived_from_wall_times(tmp_path):
     run = tmp_path / "demo_unet_none" / "version_0"
     expected = write_run_without_epoch_seconds(run, EPOCHS)
@@ -205,6 +206,7 @@ def test_resumed_run_is_one_run_without_duplicated_epochs(demo_root, tmp_path, c
     assert mixed.epoch_seconds[3] == before.epoch_seconds[3]  # logged by the newest file, kept as logged
 
 
+@pytest.mark.unit
 def test_missing_run_dir_exits_2_naming_it(tmp_path, capsys):
     missing = tmp_path / "lightning_logs" / "no_such_run"
     assert seg_main(["report", str(missing), "--out", str(tmp_path / "out")]) == 2
@@ -213,6 +215,7 @@ def test_missing_run_dir_exits_2_naming_it(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.unit
 def test_run_dir_without_events_is_refused(tmp_path):
     empty = tmp_path / "demo_unet_none" / "version_0"
     empty.mkdir(parents=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from segmentation.core.errors import SegError, user_error
+
+pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
 
 
 def test_user_error_unwraps_causes_and_contexts():

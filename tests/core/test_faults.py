@@ -31,12 +31,14 @@ def test_other_points_pass_through():
     assert result.returncode == 0 and result.stdout.split() == ["1", "2", "3", "4", "5"]
 
 
+@pytest.mark.unit
 def test_no_plan_means_no_kill(monkeypatch):
     monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
     for _ in range(3):
         fault_point("between-epochs")  # still alive
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("value", ["checkpoint-before-rename", "nowhere:1", "between-epochs:0"])
 def test_a_malformed_kill_plan_is_refused(value, monkeypatch):
     monkeypatch.setenv(ENVIRONMENT_VARIABLE, value)

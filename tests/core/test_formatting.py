@@ -8,6 +8,8 @@ from segmentation.core.formatting import format_duration
 
 from ..training.test_callbacks import seconds
 
+pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
+
 
 def test_durations_read_as_a_person_would_say_them():
     durations = [0.04, 3.24, 9.96, 42.4, 595, 3 * 3600 + 7 * 60 + 20]

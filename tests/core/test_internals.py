@@ -69,6 +69,7 @@ def test_a_checkpoint_records_the_epochs_its_fit_loop_completed(tmp_path):
     assert internals.epochs_completed_in_checkpoint({"epoch": 3}) is None
 
 
+@pytest.mark.unit
 def test_set_last_lr_is_what_get_last_lr_returns():
     optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
@@ -77,6 +78,7 @@ def test_set_last_lr_is_what_get_last_lr_returns():
     assert scheduler.get_last_lr() == [0.25]
 
 
+@pytest.mark.unit
 def test_scheduler_fields_load_as_load_state_dict_would():
     optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max")
@@ -86,6 +88,7 @@ def test_scheduler_fields_load_as_load_state_dict_would():
     assert {key: plateau.state_dict()[key] for key in fields} == fields
 
 
+@pytest.mark.unit
 def test_lightning_cli_still_parses_checkpoint_hyper_parameters_where_seg_disables_it():
     """seg's no-op override only matters while LightningCLI calls this method while it parses."""
     assert "_parse_ckpt_path" in inspect.getsource(LightningCLI)
@@ -111,3 +114,18 @@ def test_the_cli_reads_its_config_and_passes_the_checkpoint_set_while_the_traine
         Probe(Tiny, args=args, save_config_callback=None)
     assert Probe.seen["trainer"]["max_epochs"] == 2
     assert "lr: 0.5" in Probe.seen["yaml"] and "max_epochs: 2" in Probe.seen["yaml"]
+
+
+class Halving(internals.ClosedFormScheduler):
+    def get_lr(self):
+        return [base * 0.5 ** self.last_epoch for base in self.base_lrs]
+
+
+@pytest.mark.unit
+def test_step_with_an_epoch_uses_the_closed_form():
+    assert "_get_closed_form_lr" in inspect.getsource(torch.optim.lr_scheduler.LRScheduler.step)
+    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
+    scheduler = Halving(optimizer)
+    with pytest.warns(UserWarning):  # (torch deprecates step(epoch); seg's resume relies on it)
+        scheduler.step(3)
+    assert scheduler.get_last_lr() == [0.125]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from segmentation.core.locking import exclusive
+
+pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
 
 
 def test_a_second_holder_waits_until_the_first_releases(tmp_path):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import errno
 
+import pytest
+
 from segmentation.core.storage import StorageError, writable_problem, write_refusal_in
 
 
+@pytest.mark.unit
 def test_a_new_nested_folder_under_a_writable_one_is_writable_and_nothing_is_made(tmp_path):
     assert writable_problem(tmp_path / "a" / "b") == ""
     assert list(tmp_path.iterdir()) == []
@@ -19,6 +22,7 @@ def test_a_file_in_the_way_and_a_read_only_mount_are_named(tmp_path, mounts):
     assert writable_problem(frozen / "new") == f"{frozen} is not writable (Read-only file system)"
 
 
+@pytest.mark.unit
 def test_a_full_disk_anywhere_in_the_cause_chain_is_a_storage_error_with_exit_3(tmp_path):
     full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "config.yaml"))
     try:

@@ -60,6 +60,7 @@ def touch_case(root: Path, names: tuple, skip: str = "") -> None:
             (root / case / name).touch()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("names, enhancing", [(NAMES_2021, 4), (NAMES_2023, 3)], ids=["2021", "2023"])
 def test_labels_become_regions_voxel_by_voxel_and_back(tmp_path, names, enhancing):
     write_hand_built_case(tmp_path, names, enhancing)
@@ -79,6 +80,7 @@ def test_labels_become_regions_voxel_by_voxel_and_back(tmp_path, names, enhancin
     assert back[0].tolist() == hand_built_labels(enhancing).tolist()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("names, enhancing", [(NAMES_2021, 4), (NAMES_2023, 3)], ids=["2021", "2023"])
 def test_predictions_become_nested_labels(tmp_path, names, enhancing):
     touch_case(tmp_path, names)
@@ -93,6 +95,7 @@ def test_predictions_become_nested_labels(tmp_path, names, enhancing):
     assert labels.flatten().tolist() == [0, 2, 1, enhancing, 1, enhancing]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "names, layout, channels, values",
     [
@@ -114,6 +117,7 @@ def test_layout_detection_lists_cases_in_channel_order(tmp_path, names, layout, 
     assert case["label"] == str(tmp_path / names[0] / names[2])
 
 
+@pytest.mark.unit
 def test_unrecognised_and_mixed_folders_are_refused_by_name(tmp_path):
     (tmp_path / "other" / "patient_001").mkdir(parents=True)
     with pytest.raises(SegError) as unrecognised:
@@ -132,6 +136,7 @@ def test_unrecognised_and_mixed_folders_are_refused_by_name(tmp_path):
     assert str(tmp_path / "mixed") in str(mixed.value)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("empty", [False, True], ids=["missing", "empty"])
 def test_missing_or_empty_root_suggests_synth(tmp_path, empty):
     root = tmp_path / "brats"
@@ -183,6 +188,7 @@ def test_seg_fit_on_brats_logs_the_region_dice(tmp_path, write, layout, seg):
         assert len(values) == 2 and all(0.0 <= v <= 1.0 and not math.isnan(v) for v in values), (region, values)
 
 
+@pytest.mark.unit
 def test_list_cases_refuses_a_root_removed_after_construction(tmp_path):
     touch_case(tmp_path / "brats", NAMES_2021)
     data = BraTSDataModule(str(tmp_path / "brats"), **TINY_DATA)
@@ -191,6 +197,7 @@ def test_list_cases_refuses_a_root_removed_after_construction(tmp_path):
         data.list_cases()
 
 
+@pytest.mark.unit
 def test_the_up_front_check_names_a_missing_modality_and_label_5(tmp_path):
     root = write_brats2021(tmp_path / "brats", cases=3, shape=(16, 16, 16), seed=0)
     (root / "BraTS2021_00001/BraTS2021_00001_t2.nii.gz").unlink()

@@ -39,6 +39,7 @@ def set_voxel(data: np.ndarray, value) -> np.ndarray:
     return data
 
 
+@pytest.mark.unit
 def test_every_broken_case_is_named_together(task):
     (task / "imagesTr/demo_000.nii.gz").unlink()  # missing file
     rewrite(task / "labelsTr/demo_001.nii.gz", lambda d: set_voxel(d, 5))  # label 5, as in BraTS 2021's gap
@@ -52,6 +53,7 @@ def test_every_broken_case_is_named_together(task):
     assert "demo_003: " in message and "shape [16, 16, 12] differs from the image's [16, 16, 16]" in message
 
 
+@pytest.mark.unit
 def test_truncated_gzip_is_reported_not_crashed_on(task):
     path = task / "imagesTr/demo_002.nii.gz"
     data = path.read_bytes()
@@ -60,6 +62,7 @@ def test_truncated_gzip_is_reported_not_crashed_on(task):
     assert "demo_002.nii.gz: image unreadable, truncated or not NIfTI" in message
 
 
+@pytest.mark.unit
 def test_label_on_another_voxel_grid_is_reported(task):
     path = task / "labelsTr/demo_001.nii.gz"
     image = nib.load(str(path))
@@ -69,6 +72,7 @@ def test_label_on_another_voxel_grid_is_reported(task):
     assert "label affine differs from the image's" in problems_of(task)
 
 
+@pytest.mark.unit
 def test_float_label_files_with_integer_values_are_accepted(task):
     rewrite(task / "labelsTr/demo_000.nii.gz", lambda d: d.astype(np.float32))
     datamodule = MSDDataModule(str(task), num_workers=0, cache="none", patch_size=(16, 16, 16))
@@ -76,6 +80,7 @@ def test_float_label_files_with_integer_values_are_accepted(task):
     assert len(datamodule.train_cases) + len(datamodule.val_cases) == 4
 
 
+@pytest.mark.unit
 def test_dataset_json_entry_escaping_the_root_is_refused(task):
     meta = json.loads((task / "dataset.json").read_text())
     meta["training"][0]["image"] = "../../etc/passwd"
@@ -84,6 +89,7 @@ def test_dataset_json_entry_escaping_the_root_is_refused(task):
         MSDDataModule(str(task), num_workers=0).setup("fit")
 
 
+@pytest.mark.unit
 def test_empty_folder_is_refused_with_what_to_do(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SegError, match="dataset.json not found"):
@@ -100,7 +106,8 @@ def test_seg_fit_on_a_broken_dataset_exits_before_training(task, tmp_path, seg):
 
 def test_check_data_prints_a_summary_and_caches_per_file(task, tmp_path, seg):
     result = seg("check-data", "--config", str(DEMO_CONFIG), f"--data.root={task}", cwd=tmp_path)
-    assert result.returncode == 1 and "patch: --data.patch_size [32, 32, 32] is larger than every volume" in result.stdout
+    assert result.returncode == 1 and (
+        "patch: --data.patch_size [32, 32, 32] is larger than every volume" in result.stdout)
     result = seg("check-data", "--config", str(DEMO_CONFIG), f"--data.root={task}", "--data.patch_size=[16,16,16]",
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -112,6 +119,7 @@ def test_check_data_prints_a_summary_and_caches_per_file(task, tmp_path, seg):
     assert result.returncode == 1 and "values [7.0] outside" in result.stdout  # the changed file was re-read
 
 
+@pytest.mark.unit
 def test_dimensions_channels_and_link_loops_are_named_together(task):
     rewrite(task / "imagesTr/demo_000.nii.gz", lambda d: d[:, :, 8].copy())  # a 2D slice in a 3D task
     rewrite(task / "imagesTr/demo_001.nii.gz", lambda d: np.stack([d, d], axis=-1))  # 2 channels; the task has 1
@@ -127,6 +135,7 @@ def test_dimensions_channels_and_link_loops_are_named_together(task):
     assert "demo_003.nii.gz: image is a symbolic link loop" in message
 
 
+@pytest.mark.unit
 def test_a_dangling_link_says_where_it_points_and_a_good_link_is_followed(task, tmp_path):
     elsewhere = tmp_path / "other_disk"
     elsewhere.mkdir()
@@ -141,12 +150,14 @@ def test_a_dangling_link_says_where_it_points_and_a_good_link_is_followed(task, 
     assert f"label is a symbolic link to {tmp_path / 'gone.nii.gz'}, which does not exist" in message
 
 
+@pytest.mark.unit
 def test_a_patch_larger_than_every_volume_is_refused_with_the_size_that_fits(task):
     message = problems_of(task, patch_size=(16, 16, 32))
     assert "--data.patch_size [16, 16, 32] is larger than every volume" in message
     assert "along Z (the largest is [16, 16, 16] voxels)" in message and "Use at most [16, 16, 16]" in message
 
 
+@pytest.mark.unit
 def test_a_corrupt_check_cache_is_rebuilt_with_a_warning(task, caplog):
     MSDDataModule(str(task), num_workers=0, cache="none", patch_size=(16, 16, 16)).setup("fit")
     cache = task / ".seg_cache/check_cache.json"

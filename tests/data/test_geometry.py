@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 from monai import transforms as mt
 from monai.data import decollate_batch
@@ -15,6 +16,8 @@ from segmentation.data.synthetic.common import ellipsoid_mask
 from segmentation.data.synthetic.msd import ct_case
 
 from ..helpers import dice_by_numpy
+
+pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
 
 
 def oblique_las_affine() -> np.ndarray:
@@ -45,7 +48,8 @@ def test_undoing_the_preprocessing_restores_the_input_grid(demo_root, tmp_path):
     pushed = torch.as_tensor(np.flip(label, 0).copy())  # LAS -> RAS flips the first axis
     one_hot = torch.nn.functional.one_hot(pushed.long(), 3).permute(3, 0, 1, 2).float()
     item = decollate_batch({"image": batch["image"], "pred": one_hot[None]})[0]
-    restored = datamodule.prediction_to_labels(discrete_in_input_grid(item, datamodule.inference_plan("predict").pipeline, False))
+    pipeline = datamodule.inference_plan("predict").pipeline
+    restored = datamodule.prediction_to_labels(discrete_in_input_grid(item, pipeline, False))
     assert np.array_equal(restored[0].numpy(), label)
     saved = nib.load(str(save_in_input_geometry(restored, source, tmp_path / "out.nii.gz")))
     original = nib.load(str(source))

@@ -6,6 +6,7 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from segmentation.data.msd import MSDDataModule
 from segmentation.data.synthetic.common import lps_affine
@@ -35,6 +36,7 @@ def write_4d_mri_task(root, cases=4, shape=(16, 16, 16)):
     return root
 
 
+@pytest.mark.unit
 def test_4d_images_give_one_channel_per_modality(tmp_path):
     datamodule = MSDDataModule(str(write_4d_mri_task(tmp_path / "Task01")), patch_size=(16, 16, 16),
                                batch_size=2, samples_per_volume=1, num_workers=0, cache="none")

@@ -21,6 +21,7 @@ def reference_window(array: np.ndarray, starts, size, fill, flips) -> np.ndarray
     return np.flip(window, axis=tuple(flips)).copy() if flips else window.copy()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("held", ["memory map", "tensor"])
 @pytest.mark.parametrize("starts, flips", [((2, 3, 1), ()), ((2, 3, 1), (1, 3)), ((-3, 5, 9), (2,)),
                                            ((-2, -4, -1), (1, 2, 3)), ((8, 1, 10), (3,)),
@@ -41,6 +42,7 @@ def test_a_window_equals_pad_slice_flip_and_is_a_copy(tmp_path, held, starts, fl
     assert np.array_equal(np.asarray(array, dtype=np.float16), data)  # the volume is untouched
 
 
+@pytest.mark.unit
 def test_uint8_regions_equal_monai_conversion():
     label = torch.from_numpy(np.random.default_rng(1).choice([0, 1, 2, 4], size=(1, 9, 8, 7)).astype(np.uint8))
     ours = labels_to_regions(label, 4)
@@ -49,6 +51,7 @@ def test_uint8_regions_equal_monai_conversion():
     assert torch.equal(ours, labels_to_regions(label.long(), 4))  # the tensor path (e.g. CUDA) agrees
 
 
+@pytest.mark.unit
 def test_finishing_a_batch_applies_each_patch_change_and_the_label_transform():
     rng = np.random.default_rng(2)
     image = torch.from_numpy(rng.normal(size=(3, 4, 5, 5, 5)).astype(np.float16))

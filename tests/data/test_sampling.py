@@ -7,6 +7,8 @@ import torch
 
 from segmentation.data.sampling import EpochSeededSampler, ShardSampler, epoch_seed
 
+pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
+
 
 def sampler(size: int, rank: int = 0, world_size: int = 1, epoch: int = 0) -> EpochSeededSampler:
     return EpochSeededSampler(size, seed=3, generator=torch.Generator(), start_epoch=epoch, rank=rank,

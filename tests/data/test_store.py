@@ -24,6 +24,7 @@ def stored_module(kind: str, root, **settings):
     return module(str(root), **{"cache": "store", "num_workers": 0, "patch_size": (16, 16, 16), **settings})
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", ["demo", "brats"])
 def test_padded_back_store_equals_direct_preprocessing_and_is_cropped(kind, tmp_path):
     root = write(kind, tmp_path / kind, cases=3, shape=(32, 32, 24), seed=1)
@@ -52,6 +53,7 @@ def test_padded_back_store_equals_direct_preprocessing_and_is_cropped(kind, tmp_
         assert np.prod(label.shape[1:]) < 0.5 * np.prod(image.shape[1:])  # the tumour's box only
 
 
+@pytest.mark.unit
 def test_foreground_patches_come_at_the_configured_fraction(tmp_path):
     root = write("demo", tmp_path / "demo", cases=2, shape=(48, 48, 48), seed=0)
 
@@ -68,6 +70,7 @@ def test_foreground_patches_come_at_the_configured_fraction(tmp_path):
     assert abs(mixed - (0.5 + 0.5 * background_only)) < 0.08, (mixed, background_only)
 
 
+@pytest.mark.unit
 def test_an_item_is_a_function_of_seed_epoch_and_index(tmp_path):
     root = write("demo", tmp_path / "demo", cases=3, shape=(24, 24, 24), seed=0)
     first, second = (stored_module("demo", root) for _ in range(2))
@@ -78,6 +81,7 @@ def test_an_item_is_a_function_of_seed_epoch_and_index(tmp_path):
     assert not torch.equal(first.train_set[(1, 8)][0]["image"], a[0]["image"])
 
 
+@pytest.mark.unit
 def test_a_changed_source_is_rebuilt_and_a_changed_setting_is_another_store(tmp_path):
     root = write("demo", tmp_path / "demo", cases=3, shape=(24, 24, 24), seed=0)
     datamodule = stored_module("demo", root)

@@ -7,11 +7,13 @@ import pytest
 from segmentation.data import synthetic
 
 
+@pytest.mark.unit
 def test_every_writer_module_registers_its_writers():
     assert sorted(synthetic.writers()) == ["brats", "brats2023", "demo", "msd", "totalseg"]
     assert all(registered.description for registered in synthetic.writers().values())
 
 
+@pytest.mark.unit
 def test_registering_another_writer_under_a_taken_name_is_refused():
     synthetic.writers()
     with pytest.raises(ValueError, match="registered twice"):

@@ -1,4 +1,5 @@
-"""TotalSegmentatorDataModule: version detection, class merge and its cache, split, errors, `seg synth totalseg`, a run."""
+"""TotalSegmentatorDataModule: version detection, class merge and its cache, split, errors, `seg synth totalseg`,
+a run."""
 
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ def synth_root(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.unit
 def test_merge_maps_each_class_to_its_index_voxel_by_voxel(tmp_path):
     dm = datamodule(hand_dataset(tmp_path, 2), ["liver", "spleen", "kidney_left"])
     assert dm.version == "v2" and dm.class_names == ["liver", "spleen", "kidney_left"]
@@ -92,6 +94,7 @@ def test_merge_maps_each_class_to_its_index_voxel_by_voxel(tmp_path):
     np.testing.assert_allclose(nib.load(dm.list_cases()[0]["label"]).affine, AFFINE)
 
 
+@pytest.mark.unit
 def test_a_changed_class_list_rebuilds_the_merge(tmp_path):
     root = hand_dataset(tmp_path, 2)
     first = datamodule(root, ["liver", "spleen"])
@@ -112,6 +115,7 @@ def test_a_changed_class_list_rebuilds_the_merge(tmp_path):
     assert merged(first, "s0001")[7, 7, 7] == 1 and merged(first, "s0001")[1, 1, 1] == 0
 
 
+@pytest.mark.unit
 def test_a_merged_label_that_does_not_load_is_rebuilt_with_a_warning(tmp_path, caplog):
     root = hand_dataset(tmp_path, 2)
     datamodule(root, ["liver", "spleen"]).setup("fit")
@@ -123,6 +127,7 @@ def test_a_merged_label_that_does_not_load_is_rebuilt_with_a_warning(tmp_path, c
     assert merged(datamodule(root, ["liver", "spleen"]), "s0000")[1, 1, 1] == 1 and label.read_bytes() == good
 
 
+@pytest.mark.unit
 def test_groups_resolve_per_version_and_v1_is_detected(tmp_path):
     write_hand_case(tmp_path, "s0000", MARKS, names=CLASSES_V1)
     dm = datamodule(tmp_path, "cardiac")
@@ -132,6 +137,7 @@ def test_groups_resolve_per_version_and_v1_is_detected(tmp_path):
     assert len(datamodule(tmp_path, "vertebrae").class_names) == 24  # v1 has no vertebrae_S1
 
 
+@pytest.mark.unit
 def test_meta_csv_split_is_honoured(tmp_path):
     meta = {"s0000": "val", "s0001": "train", "s0002": "test", "s0003": "val", "s0004": "train"}
     dm = datamodule(hand_dataset(tmp_path, 5, meta), ["liver"], val_fraction=0.2)
@@ -140,6 +146,7 @@ def test_meta_csv_split_is_honoured(tmp_path):
     assert [c["case"] for c in dm.val_cases] == ["s0000", "s0003"]  # and the test case is in neither
 
 
+@pytest.mark.unit
 def test_a_fold_splits_the_non_test_cases_of_meta_csv(tmp_path):
     meta = {"s0000": "val", "s0001": "train", "s0002": "test", "s0003": "val", "s0004": "train"}
     dm = datamodule(hand_dataset(tmp_path, 5, meta), ["liver"], fold=1, num_folds=2)
@@ -148,6 +155,7 @@ def test_a_fold_splits_the_non_test_cases_of_meta_csv(tmp_path):
     assert ([c["case"] for c in dm.train_cases], [c["case"] for c in dm.val_cases]) == expected
 
 
+@pytest.mark.unit
 def test_without_meta_csv_val_cases_the_base_split_is_used(tmp_path):
     ids = [f"s{i:04d}" for i in range(5)]
     expected = split_cases(ids, 0.4, 3)
@@ -160,9 +168,11 @@ def test_without_meta_csv_val_cases_the_base_split_is_used(tmp_path):
     assert ([c["case"] for c in dm.train_cases], [c["case"] for c in dm.val_cases]) == expected
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("classes", "suggestion"),
-    [(["liver", "livr"], "liver"), (["kidney_lft"], "kidney_left"), ("organ", "organs"), (["vertebrae_l1"], "vertebrae_L1")],
+    [(["liver", "livr"], "liver"), (["kidney_lft"], "kidney_left"), ("organ", "organs"),
+     (["vertebrae_l1"], "vertebrae_L1")],
 )
 def test_an_unknown_class_lists_close_matches(tmp_path, classes, suggestion):
     write_hand_case(tmp_path, "s0000", MARKS)
@@ -172,12 +182,14 @@ def test_an_unknown_class_lists_close_matches(tmp_path, classes, suggestion):
     assert repr(wrong) in str(error.value) and "did you mean" in str(error.value) and suggestion in str(error.value)
 
 
+@pytest.mark.unit
 def test_a_v1_only_class_on_v2_data_says_so(tmp_path):
     write_hand_case(tmp_path, "s0000", MARKS)
     with pytest.raises(SegError, match="'face' is not a TotalSegmentator v2 class .it is a v1 class"):
         datamodule(tmp_path, ["face"])
 
 
+@pytest.mark.unit
 def test_missing_root_names_the_path_and_suggests_synth(tmp_path):
     missing = tmp_path / "no_such_folder"
     with pytest.raises(SegError) as error:
@@ -189,6 +201,7 @@ def test_missing_root_names_the_path_and_suggests_synth(tmp_path):
     assert not missing.exists()
 
 
+@pytest.mark.unit
 def test_ct_window_scales_hounsfield_units_to_unit_range(tmp_path):
     write_hand_case(tmp_path, "s0000", MARKS)
     transform = datamodule(tmp_path, ["liver"]).intensity_transform()
@@ -196,6 +209,7 @@ def test_ct_window_scales_hounsfield_units_to_unit_range(tmp_path):
     assert transform({"image": image})["image"].tolist() == [[0.0, 0.0, 0.5, 1.0, 1.0]]
 
 
+@pytest.mark.unit
 def test_seg_synth_writes_every_v2_mask_and_meta_csv(synth_root):
     cases = sorted(p for p in synth_root.iterdir() if p.name.startswith("s"))
     assert [p.name for p in cases] == ["s0000", "s0001", "s0002", "s0003"]

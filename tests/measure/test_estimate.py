@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from segmentation.measure.estimate import Estimate
+
+pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
 
 
 def figures(devices: str) -> Estimate:

@@ -25,6 +25,7 @@ TRUTH = [[0, 1, 1], [0, 0, 1]]
 PREDICTION = [[0, 1, 2], [0, 0, 0]]
 
 
+@pytest.mark.unit
 def test_dice_policy_on_a_hand_built_case():
     counts = overlap_counts(torch.tensor(PREDICTION), torch.tensor(TRUTH), num_classes=4, multilabel=False)
     assert counts.tolist() == [[1, 1, 3], [0, 1, 0], [0, 0, 0]]  # (true positives, predicted, true) per class
@@ -33,6 +34,7 @@ def test_dice_policy_on_a_hand_built_case():
     assert present[0] == pytest.approx(0.5) and present[1:].isnan().all()
 
 
+@pytest.mark.unit
 def test_regions_are_scored_channel_by_channel():
     truth = torch.tensor([[[1, 1, 0]], [[0, 0, 0]], [[0, 0, 0]]], dtype=torch.bool)  # TC, WT, ET (1 x 3 voxels)
     predicted = torch.tensor([[[1, 0, 0]], [[0, 1, 0]], [[0, 0, 0]]], dtype=torch.bool)
@@ -40,6 +42,7 @@ def test_regions_are_scored_channel_by_channel():
     assert dice_from_counts(counts).tolist() == pytest.approx([2 / 3, 0.0, 1.0])
 
 
+@pytest.mark.unit
 def test_a_case_repeated_by_sampler_padding_counts_once():
     indices = torch.tensor([3, 0, 3, 1])
     counts = torch.arange(4 * 2 * 3).reshape(4, 2, 3)
@@ -47,6 +50,7 @@ def test_a_case_repeated_by_sampler_padding_counts_once():
     assert kept_indices.tolist() == [0, 1, 3] and torch.equal(kept, counts[[1, 3, 0]])
 
 
+@pytest.mark.unit
 def test_case_metrics_rows_follow_the_policy_and_hd95_needs_both_masks():
     metrics = CaseMetrics(["a", "b", "c"], multilabel=False)
     truth = torch.tensor(TRUTH)[..., None].expand(2, 3, 4)
@@ -67,8 +71,8 @@ def test_logged_validation_dice_is_the_mean_of_independent_per_case_values(demo_
     val_cases = checkpoint["MSDDataModule"]["val"]
     assert len(val_cases) == 5
     images = [str(demo_root / "imagesTr" / f"{case}.nii.gz") for case in val_cases]
-    result = seg("predict", "--ckpt_path", str(run / "checkpoints/last.ckpt"), f"--data.predict_images={json.dumps(images)}",
-                 "--prediction_dir=out", cwd=tmp_path)
+    result = seg("predict", "--ckpt_path", str(run / "checkpoints/last.ckpt"),
+                 f"--data.predict_images={json.dumps(images)}", "--prediction_dir=out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     per_case = []
     for case in val_cases:
@@ -83,6 +87,7 @@ def test_logged_validation_dice_is_the_mean_of_independent_per_case_values(demo_
     assert values(run, "val/dice_fg"), "the comparison with MONAI's ignore_empty view is logged too"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("shape", [(2, 5, 8, 9, 7), (1, 3, 16, 16, 4)])
 def test_label_map_dice_ce_equals_monais_one_hot_dice_ce(shape):
     from monai.losses import DiceCELoss

@@ -25,11 +25,13 @@ def test_architecture_runs_forward_and_backward(architecture):
     assert not missing
 
 
+@pytest.mark.unit
 def test_overrides_replace_constructor_defaults():
     net = build_network("unet", 1, 2, (16, 16, 16), channels=(4, 8, 16), strides=(2, 2), num_res_units=0)
     assert sum(p.numel() for p in net.parameters()) < 20_000
 
 
+@pytest.mark.unit
 def test_dynunet_plan_follows_the_patch():
     kernels, strides = dynunet_plan((128, 128, 32))
     assert strides[0] == [1, 1, 1] and len(kernels) == len(strides)
@@ -37,11 +39,13 @@ def test_dynunet_plan_follows_the_patch():
     assert [s[2] for s in strides] == [1, 2, 2, 2, 1, 1]
 
 
+@pytest.mark.unit
 def test_unknown_architecture_lists_the_valid_names():
     with pytest.raises(SegError, match="valid names: unet, segresnet, dynunet, swinunetr, unetr"):
         build_network("vnet9000", 1, 2, (32, 32, 32))
 
 
+@pytest.mark.unit
 def test_unsuitable_patch_size_names_the_option():
     with pytest.raises(SegError, match="--data.patch_size"):
         build_network("swinunetr", 1, 2, (48, 48, 48))
@@ -58,10 +62,12 @@ def test_smoke_size_builds_a_tiny_network(architecture):
     assert tiny(torch.zeros(1, 1, *roi)).shape == (1, 2, *roi)
 
 
+@pytest.mark.unit
 def test_a_patch_too_small_for_the_network_depth_is_refused_with_the_smallest_that_fits():
     # four stride-2 levels leave a 16^3 patch one voxel at the bottom, where instance norm cannot run
     with pytest.raises(SegError, match=r"--data.patch_size \[16, 16, 16\] is too small for unet at this depth "
-                                       r"\(ValueError: Expected more than 1 spatial element.*use at least \[32, 32, 32\]"):
+                                       r"\(ValueError: Expected more than 1 spatial element"
+                                       r".*use at least \[32, 32, 32\]"):
         build_network("unet", 4, 3, [16, 16, 16])
     assert build_network("unet", 4, 3, [32, 32, 32]) is not None
     assert build_network("unet", 4, 3, [16, 16, 16], channels=[4, 8, 16], strides=[2, 2], num_res_units=0)

@@ -43,6 +43,7 @@ def torch_lrs(make, epochs: int) -> list[float]:
     return lrs
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("epochs", [3, 4, 10, 50])
 def test_phased_schedules_equal_torchs_schedulers(epochs):
     assert phased_lrs("cosine", epochs) == pytest.approx(
@@ -58,6 +59,7 @@ def test_phased_schedules_equal_torchs_schedulers(epochs):
     assert phased_lrs("none", epochs) == [LR] * epochs
 
 
+@pytest.mark.unit
 def test_unknown_schedule_and_missing_horizon_are_user_errors():
     assert SCHEDULES == ("none", "reduce_on_plateau", "cosine", "onecycle", "polynomial")
     with pytest.raises(SegError, match="valid names: none, reduce_on_plateau, cosine, onecycle, polynomial"):
@@ -66,6 +68,7 @@ def test_unknown_schedule_and_missing_horizon_are_user_errors():
         build_schedule("cosine", optimizer(), -1, ScheduleOptions())
 
 
+@pytest.mark.unit
 def test_phased_schedule_state_is_primitive_and_restores():
     scheduler = build_schedule("onecycle", optimizer(), 10, ScheduleOptions())
     for _ in range(3):

@@ -23,6 +23,7 @@ from segmentation.training.checkpointing import (
 from ..helpers import copy_run, fill_disk, only_run_dir, run_seg, scalars, tiny_fit_args
 
 
+@pytest.mark.unit
 def test_a_write_that_dies_midway_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     target = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
@@ -71,6 +72,7 @@ def test_a_full_disk_stops_the_run_with_every_checkpoint_intact_and_resume_conti
     assert read_checkpoint(checkpoints / "epoch=1.ckpt")["epoch"] == 1
 
 
+@pytest.mark.unit
 def test_stale_temporaries_are_removed_and_never_candidates(tmp_path):
     (tmp_path / "epoch=0.ckpt").write_bytes(b"x")
     stale = tmp_path / ".epoch=1.ckpt.tmp-4242"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from segmentation.training.defaults import accelerator_defaults
+
+pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
 
 
 def test_a_cuda_machine_gets_bf16_and_cudnn_autotuning_unless_the_config_says_otherwise():

@@ -77,8 +77,8 @@ def test_sigterm_mid_epoch_on_two_processes_resumes_to_the_same_weights(demo_roo
 def test_a_two_process_run_continues_on_one_process_and_a_one_process_run_on_two(uninterrupted, finished_run,
                                                                                  tmp_path, capsys):
     on_one = copy_run(uninterrupted, tmp_path / "one")
-    assert seg_in_process(["fit", f"--ckpt_path={on_one / 'checkpoints/last.ckpt'}", f"--trainer.max_epochs={EPOCHS + 1}",
-                           "--trainer.devices=1", "--trainer.strategy=auto"]) == 0
+    assert seg_in_process(["fit", f"--ckpt_path={on_one / 'checkpoints/last.ckpt'}",
+                           f"--trainer.max_epochs={EPOCHS + 1}", "--trainer.devices=1", "--trainer.strategy=auto"]) == 0
     assert "world size 2 -> 1 (each epoch's order is dealt out by rank" in capsys.readouterr().out
     assert len(values(on_one, "val/dice")) == EPOCHS + 1
     on_two = copy_run(finished_run, tmp_path / "two")

@@ -41,7 +41,8 @@ def test_validation_cases_on_request_are_labelled_val(finished_run, tmp_path, se
 def test_the_test_split_is_held_out_and_scored_in_native_space(demo_root, tmp_path, seg):
     """Trained at 2 x 2 x 2.5 mm (the demo's native grid is 1.5 x 1.5 x 2): seg test's per-case Dice equals numpy's
     on the label maps `seg predict` writes in each input's geometry, against labelsTr."""
-    fit = tiny_fit_args(demo_root, "--trainer.max_epochs=1", "--data.test_fraction=0.34", "--data.spacing=[2.0,2.0,2.5]")
+    fit = tiny_fit_args(demo_root, "--trainer.max_epochs=1", "--data.test_fraction=0.34",
+                        "--data.spacing=[2.0,2.0,2.5]")
     assert seg(*fit, cwd=tmp_path).returncode == 0
     run = only_run_dir(tmp_path / "lightning_logs")
     ckpt = run / "checkpoints/last.ckpt"

@@ -21,7 +21,8 @@ def test_a_bf16_fit_on_the_gpu_checkpoints_and_validates(demo_root, tmp_path, se
     dice = values(run, "val/dice")
     assert len(dice) == 2 and all(math.isfinite(d) and 0.0 <= d <= 1.0 for d in dice)
     weights = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())  # autocast, not bf16 weights
+    # autocast, not bf16 weights
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())
 
 
 @pytest.mark.gpu
