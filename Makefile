@@ -42,10 +42,13 @@ lint: .installed  ## ruff (style, imports, docstrings) and mypy (types, explicit
 
 # the lowest MONAI and Lightning that pyproject.toml admits (tests/test_packaging.py keeps the two in step)
 FLOORS = monai==1.6.0 lightning==2.6.1
-test-floors: .installed  ## the fast suite again in a venv with the version floors of MONAI and Lightning (CI runs it)
-	$(PYTHON) -m venv --system-site-packages $(ROOT)/.floors
+test-floors: .installed  ## the unit tier and the fast end-to-end checks again with the version floors of MONAI and Lightning
+	$(PYTHON) -m venv $(ROOT)/.floors
+	# the environment's packages (seg's editable install included) come after the floors' own
+	$(PYTHON) -c "import sysconfig; print(f'import site; site.addsitedir({sysconfig.get_paths()[\"purelib\"]!r})')" \
+		> "$$($(ROOT)/.floors/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/parent.pth"
 	$(ROOT)/.floors/bin/python -m pip install -q $(FLOORS)
-	cd $(ROOT) && .floors/bin/python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
+	cd $(ROOT) && .floors/bin/python -m pytest -q -n $(TEST_WORKERS) -m "unit or floors"
 
 resume: .installed  ## continue RUN (a run directory) from its newest good checkpoint to EPOCHS [SCHEDULER=...]
 	@test -n "$(RUN)" || { echo "usage: make resume RUN=lightning_logs/<run>/version_N EPOCHS=100 [SCHEDULER=reduce_on_plateau]"; exit 2; }

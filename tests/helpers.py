@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import nibabel as nib
 import numpy as np
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from segmentation.app.main import main
+from segmentation.data.synthetic.msd import ct_case
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
@@ -157,3 +160,48 @@ def fill_disk(folder: Path, leave_bytes: int) -> Path:
             handle.write(b"\0" * chunk)
             remaining -= chunk
     return filler
+
+
+DETERMINISTIC = ["--trainer.deterministic=true", "--data.num_workers=1"]  # bitwise-repeatable CPU runs
+
+
+def fit_tiny(root: Path, logs: Path, *overrides: str) -> Path:
+    """A tiny in-process `seg fit` under `logs`; returns its run directory."""
+    assert seg_in_process(tiny_fit_args(root, f"--trainer.default_root_dir={logs}", *DETERMINISTIC, *overrides)) == 0
+    return only_run_dir(logs / "lightning_logs")
+
+
+def resume_in_process(ckpt: Path, *overrides: str, capsys=None) -> str:
+    """`seg fit --ckpt_path CKPT [overrides]` in-process, no config; returns what it printed."""
+    assert seg_in_process(["fit", f"--ckpt_path={ckpt}", *overrides]) == 0
+    return capsys.readouterr().out if capsys else ""
+
+
+def weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The weights of a checkpoint file."""
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def oblique_las_affine() -> np.ndarray:
+    """LAS axes, anisotropic 0.9 x 1.3 x 3.1 mm voxels, rotated 20 degrees about z, shifted."""
+    angle = np.deg2rad(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([-0.9, 1.3, 3.1])
+    affine[:3, 3] = [31.5, -12.0, 7.25]
+    return affine
+
+
+def write_oblique_case(folder, shape=(30, 26, 14)):
+    """A synthetic CT case and its (float) label on an oblique LAS grid in `folder`: (image path, label array)."""
+    image, label = ct_case(np.random.default_rng(3), shape)
+    affine = oblique_las_affine()
+    nib.save(nib.Nifti1Image(image, affine), folder / "oblique_ct.nii.gz")
+    nib.save(nib.Nifti1Image(label.astype(np.float32), affine), folder / "oblique_label.nii.gz")  # float labels
+    return folder / "oblique_ct.nii.gz", label
+
+
+def seconds(duration: str) -> float:
+    """`9m 55s` -> 595, `3.2s` -> 3.2 (the inverse of core.formatting.format_duration)."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(float(part[:-1]) * units[part[-1]] for part in duration.split())

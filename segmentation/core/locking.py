@@ -43,7 +43,7 @@ def exclusive(lock_file: Path, what: str = "shared work") -> Iterator[bool]:
         return
     lock = FileLock(str(lock_file))
     try:
-        lock.acquire(timeout=PATIENT_SECONDS)
+        lock.acquire(timeout=min(PATIENT_SECONDS, lock_timeout()))
     except Timeout:
         log.info(f"waiting for another process's {what} ({lock_file})")
         try:

@@ -27,8 +27,8 @@ def test_bench_json_reports_every_figure_and_ratios_from_measured_rates(demo_roo
                                                         / figures["ceiling_samples_per_second"])
     assert figures["fit_over_plain"] == pytest.approx(figures["fit_samples_per_second"]
                                                       / figures["plain_samples_per_second"])
-    assert ("seg fit" in figures["verdict"] and "of the time on data" in figures["verdict"]
-            or "busy" in figures["verdict"])
+    verdict = figures["verdict"]
+    assert "seg fit" in verdict and ("of the time on data" in verdict or "busy" in verdict)
 
 
 def test_bench_help_names_the_four_figures(seg):

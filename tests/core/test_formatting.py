@@ -6,7 +6,7 @@ import pytest
 
 from segmentation.core.formatting import format_duration
 
-from ..training.test_callbacks import seconds
+from ..helpers import seconds
 
 pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
 

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from segmentation.core import internals
 
+pytestmark = pytest.mark.floors  # what seg relies on in Lightning and torch: repeated at the version floors
 BATCHES, EPOCHS = 3, 2
 
 

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from segmentation.core.errors import SegError
 from segmentation.core.locking import exclusive
 
 pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
@@ -37,3 +38,13 @@ def test_an_unwritable_place_runs_the_block_unlocked(tmp_path):
     blocker.write_text("not a folder")
     with exclusive(blocker / "sub" / "work.lock") as held:  # its folder cannot be created
         assert held is False
+
+
+def test_a_lock_held_too_long_is_an_error_naming_the_file_and_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEG_LOCK_TIMEOUT", "0.2")
+    lock_file = tmp_path / "check.lock"
+    with exclusive(lock_file, "dataset check"):
+        with pytest.raises(SegError, match=r"waited 0 s for .*check.lock \(dataset check of another process\).*"
+                                           r"SEG_LOCK_TIMEOUT"):
+            with exclusive(lock_file, "dataset check"):
+                pass

@@ -13,29 +13,10 @@ from segmentation.data.geometry import discrete_in_input_grid, save_in_input_geo
 from segmentation.data.msd import MSDDataModule
 from segmentation.data.pipelines import spatial_steps
 from segmentation.data.synthetic.common import ellipsoid_mask
-from segmentation.data.synthetic.msd import ct_case
 
-from ..helpers import dice_by_numpy
+from ..helpers import dice_by_numpy, oblique_las_affine, write_oblique_case
 
 pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
-
-
-def oblique_las_affine() -> np.ndarray:
-    """LAS axes, anisotropic 0.9 x 1.3 x 3.1 mm voxels, rotated 20 degrees about z, shifted."""
-    angle = np.deg2rad(20)
-    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = rotation @ np.diag([-0.9, 1.3, 3.1])
-    affine[:3, 3] = [31.5, -12.0, 7.25]
-    return affine
-
-
-def write_oblique_case(folder, shape=(30, 26, 14)):
-    image, label = ct_case(np.random.default_rng(3), shape)
-    affine = oblique_las_affine()
-    nib.save(nib.Nifti1Image(image, affine), folder / "oblique_ct.nii.gz")
-    nib.save(nib.Nifti1Image(label.astype(np.float32), affine), folder / "oblique_label.nii.gz")  # float labels
-    return folder / "oblique_ct.nii.gz", label
 
 
 def test_undoing_the_preprocessing_restores_the_input_grid(demo_root, tmp_path):

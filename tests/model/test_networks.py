@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 
@@ -51,13 +53,32 @@ def test_unsuitable_patch_size_names_the_option():
         build_network("swinunetr", 1, 2, (48, 48, 48))
 
 
+@contextmanager
+def parameters_on_meta():
+    """Every parameter registered in the block lives on the meta device (shapes, no storage, no initialisation);
+    other tensors (buffers, constants computed at construction) stay on the CPU, as some networks need."""
+    register = torch.nn.Module.register_parameter
+
+    def register_on_meta(module, name, parameter):
+        register(module, name, None if parameter is None else
+                 torch.nn.Parameter(parameter.to("meta"), requires_grad=parameter.requires_grad))
+
+    torch.nn.Module.register_parameter = register_on_meta
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
 def test_smoke_size_builds_a_tiny_network(architecture):
     """`seg batch --smoke` uses these: each must build and stay far smaller than the default network."""
     entry = ARCHITECTURES[architecture]
     roi = (max(32, 2 * entry.patch_multiple),) * 3  # SwinUNETR's bottleneck (1/32) needs 2 voxels for its norm
     tiny = build_network(architecture, 1, 2, roi, **entry.smoke_kwargs)
-    full = build_network(architecture, 1, 2, roi)
+    with parameters_on_meta():  # parameter counts only: the full-size weights are never initialised
+        full = build_network(architecture, 1, 2, roi)
     assert sum(p.numel() for p in tiny.parameters()) * 3 < sum(p.numel() for p in full.parameters())
     assert tiny(torch.zeros(1, 1, *roi)).shape == (1, 2, *roi)
 

@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from segmentation.data.synthetic import write
 
-from ..helpers import only_run_dir, scalars, seg_capturing, tiny_fit_args
+from ..helpers import only_run_dir, scalars, seconds, seg_capturing, tiny_fit_args
 
 SHAPE = (40, 32, 24)  # X, Y, Z (RAS after preprocessing): every plane has its own size
 ETA_LINE = re.compile(
@@ -27,12 +27,6 @@ PLANES = {"axial": (SHAPE[1], SHAPE[0]), "coronal": (SHAPE[2], SHAPE[0]), "sagit
 def eta_lines(stdout: str) -> list[tuple[int, int, float, str, str]]:
     """(i, N, seconds per epoch, time left or None when stopping, val/dice) of each printed ETA line."""
     return [m.groups() for m in map(ETA_LINE.match, stdout.splitlines()) if m]
-
-
-def seconds(duration: str) -> float:
-    """`9m 55s` -> 595, `3.2s` -> 3.2 (the inverse of core.formatting.format_duration)."""
-    units = {"h": 3600, "m": 60, "s": 1}
-    return sum(float(part[:-1]) * units[part[-1]] for part in duration.split())
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import torch
 from segmentation.core.faults import SIGNAL_VARIABLE
 from segmentation.training.preemption import PREEMPTED_EXIT
 
-from ..helpers import copy_run, only_run_dir, run_seg, seg_in_process, tiny_fit_args, values
+from ..helpers import copy_run, only_run_dir, run_seg, seg_in_process, tiny_fit_args, values, weights
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
@@ -30,10 +30,6 @@ def fit_two_processes(root: Path, work: Path, env: dict | None = None):
     """`seg fit` on 2 CPU processes in `work`; the completed process."""
     work.mkdir(parents=True, exist_ok=True)
     return run_seg(*tiny_fit_args(root, *TWO_PROCESSES), cwd=work, env=env, timeout=300)
-
-
-def weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
 
 
 @pytest.fixture(scope="module")

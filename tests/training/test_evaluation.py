@@ -38,6 +38,7 @@ def test_validation_cases_on_request_are_labelled_val(finished_run, tmp_path, se
     assert "cases of the val split" in result.stdout
 
 
+@pytest.mark.floors  # (repeated with the lowest Lightning and MONAI admitted)
 def test_the_test_split_is_held_out_and_scored_in_native_space(demo_root, tmp_path, seg):
     """Trained at 2 x 2 x 2.5 mm (the demo's native grid is 1.5 x 1.5 x 2): seg test's per-case Dice equals numpy's
     on the label maps `seg predict` writes in each input's geometry, against labelsTr."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from ..data.test_geometry import write_oblique_case
+from ..helpers import write_oblique_case
 
 
 def test_predict_writes_label_maps_in_each_inputs_geometry(finished_run, tmp_path, seg):

@@ -15,8 +15,12 @@ from segmentation.core.faults import SIGNAL_VARIABLE
 from segmentation.training.checkpointing import AtomicCheckpointIO
 from segmentation.training.preemption import MARKER, PREEMPTED_EXIT, requeue_slurm_job
 
-from ..helpers import only_run_dir, run_seg, scalars, seg_in_process, tiny_fit_args, values
-from .test_resume import DETERMINISTIC, EPOCHS, STEPS_PER_EPOCH, fit, resume, weights
+from ..helpers import DETERMINISTIC, only_run_dir, run_seg, scalars, seg_in_process, tiny_fit_args, values, weights
+from ..helpers import fit_tiny as fit
+from ..helpers import resume_in_process as resume
+
+EPOCHS = 4
+STEPS_PER_EPOCH = 2  # 4 training cases, 2 per batch (tiny.yaml)
 
 
 def fit_signalled(root: Path, logs: Path, signal_at: str, *overrides: str, capsys=None) -> tuple[int, str]:

@@ -13,24 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ..helpers import REPO, copy_run, only_run_dir, scalars, seg_in_process, tiny_fit_args
+from ..helpers import REPO, copy_run, only_run_dir, scalars, tiny_fit_args, weights
+from ..helpers import fit_tiny as fit
+from ..helpers import resume_in_process as resume
 
 EPOCHS = 4
 STEPS_PER_EPOCH = 2  # 4 training cases, 2 per batch (tiny.yaml)
 SCHEDULES = ["none", "reduce_on_plateau", "cosine", "onecycle", "polynomial"]
-DETERMINISTIC = ["--trainer.deterministic=true", "--data.num_workers=1"]
-
-
-def fit(root: Path, logs: Path, *overrides: str) -> Path:
-    """A tiny in-process `seg fit` under `logs`; returns its run directory."""
-    assert seg_in_process(tiny_fit_args(root, f"--trainer.default_root_dir={logs}", *DETERMINISTIC, *overrides)) == 0
-    return only_run_dir(logs / "lightning_logs")
-
-
-def resume(ckpt: Path, *overrides: str, capsys=None) -> str:
-    """`seg fit --ckpt_path CKPT [overrides]` in-process, no config; returns what it printed."""
-    assert seg_in_process(["fit", f"--ckpt_path={ckpt}", *overrides]) == 0
-    return capsys.readouterr().out if capsys else ""
 
 
 def lrs(run: Path) -> list[float]:
@@ -38,10 +27,6 @@ def lrs(run: Path) -> list[float]:
     steps = [step for step, _ in events]
     assert steps == sorted(set(steps)), f"duplicated or unordered LR events: {steps}"
     return [value for _, value in events]
-
-
-def weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
 
 
 def schedule_state(ckpt: Path) -> dict:
@@ -144,6 +129,7 @@ def test_a_changed_cosine_floor_applies_from_the_first_resumed_epoch(tmp_path, u
     assert resumed[0] < cosine[1] and base > cosine[1]
 
 
+@pytest.mark.floors  # (repeated with the lowest Lightning and MONAI admitted)
 def test_switching_none_to_plateau_keeps_the_optimizer_moments(tmp_path, uninterrupted, capsys):
     run_a = uninterrupted("none")
     run = copy_run(run_a, tmp_path)
@@ -183,6 +169,7 @@ def test_new_lr_on_resume_starts_a_fresh_decay(tmp_path, uninterrupted, capsys):
     assert resumed == pytest.approx([0.02, 0.02 * (0.01 + 0.99 * 0.5)])
 
 
+@pytest.mark.floors  # (repeated with the lowest Lightning and MONAI admitted)
 def test_checkpoint_only_resume_restores_data_settings_and_command_line_wins(demo_root, tmp_path, seg):
     result = seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=2", "--data.samples_per_volume=2",
                                 "--model.schedule.plateau_patience=3"), cwd=tmp_path)
