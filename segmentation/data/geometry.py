@@ -20,7 +20,7 @@ import torch
 from monai import transforms as mt
 from monai.data import MetaTensor
 
-from .nifti import load_nifti
+from .nifti import load_nifti, save_nifti
 
 
 def first_image_path(image: Any) -> Path:
@@ -39,7 +39,7 @@ def save_in_input_geometry(labels: torch.Tensor, source: Path, target: Path) -> 
     header.set_data_shape(data.shape)
     header["scl_slope"], header["scl_inter"] = 1, 0
     target.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(data, reference.affine, header), str(target))
+    save_nifti(nib.Nifti1Image(data, reference.affine, header), target)
     return target
 
 

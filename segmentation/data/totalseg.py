@@ -9,7 +9,6 @@ mask files are read once, not every epoch.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from ..core.errors import SegError
 from ..core.fingerprint import settings_key
 from ..core.locking import exclusive
 from ..core.log import log
-from ..core.storage import write_atomically
+from ..core.storage import write_text_atomically
 from .base import VolumeDataModule
 from .layouts.totalseg import (
     IMAGE_NAME,
@@ -36,7 +35,7 @@ from .layouts.totalseg import (
     read_official_split,
     resolve_classes,
 )
-from .nifti import load_nifti
+from .nifti import load_nifti, save_nifti
 from .split import DataSplit, train_val_split
 
 MERGE_FORMAT = 1  # bump when the merge itself changes, so older caches are not reused
@@ -68,13 +67,6 @@ def is_fresh(merged: Path, sources: Sequence[str]) -> bool:
         return False
     built = merged.stat().st_mtime_ns
     return all(os.stat(source).st_mtime_ns <= built for source in sources)
-
-
-def save_nifti_gz(image: nib.Nifti1Image, path: Path) -> None:
-    """Save `image` as `.nii.gz` at `path` atomically (the bytes are built in memory: the temporary file's name
-    need not end in `.nii.gz` for nibabel to pick the format)."""
-    data = gzip.compress(image.to_bytes(), compresslevel=1, mtime=0)
-    write_atomically(path, lambda partial: partial.write_bytes(data))
 
 
 class TotalSegmentatorDataModule(VolumeDataModule):
@@ -193,14 +185,14 @@ class TotalSegmentatorDataModule(VolumeDataModule):
                 list(pool.map(self._merge_case, todo))
 
     def _merge_case(self, case: dict) -> None:
-        save_nifti_gz(merged_label_map(case, self.classes), Path(case["label"]))
+        save_nifti(merged_label_map(case, self.classes), Path(case["label"]))
 
     def _write_manifest(self) -> None:
         # for people browsing the cache: what the hashed folder name stands for
         manifest = self.merge_dir / "classes.json"
         text = json.dumps({"version": self.version, "classes": self.classes}, indent=1)
         if not manifest.is_file() or manifest.read_text() != text:
-            manifest.write_text(text)
+            write_text_atomically(manifest, text)
 
     @override
     def split(self, case_ids: list[str]) -> DataSplit:

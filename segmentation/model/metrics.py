@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from monai.metrics import compute_hausdorff_distance
 
+from ..core.storage import write_atomically
+
 TP, PREDICTED, TRUE = 0, 1, 2
 
 
@@ -120,8 +122,12 @@ class CaseMetrics:
         """The per-case rows and the mean row as CSV (first columns: split, case)."""
         rows = self.rows_with_mean(split)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+
+        def write(partial: Path) -> None:
+            with open(partial, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+
+        write_atomically(path, write)
         return path

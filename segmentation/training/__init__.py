@@ -1,1 +1,3 @@
-"""Training glue on Lightning: checkpoint files, default callbacks, resume checks and records, prediction writing."""
+"""Training on Lightning: checkpoint files (atomic, safely loaded), resume rules and records, the default
+callbacks (checkpoints, LR, epoch timer and ETA bar, summary, early stopping, previews), preemption and requeue,
+the run lock, DDP agreement checks, `seg test` scoring and `seg validate`'s record, and prediction writing."""

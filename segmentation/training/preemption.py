@@ -28,6 +28,7 @@ from typing_extensions import override
 from ..core.constants import PREEMPTED_EXIT
 from ..core.faults import signal_point
 from ..core.log import log
+from ..core.storage import write_text_atomically
 from .checkpointing import versions_newest_first
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
@@ -139,7 +140,7 @@ class Preemption(Callback):
                f"(exit status {PREEMPTED_EXIT})"
         if trainer.is_global_zero:
             if path is not None:
-                (path.parent.parent / MARKER).write_text(f"{path}\n{name}\n")
+                write_text_atomically(path.parent.parent / MARKER, f"{path}\n{name}\n")
             log.info(line)
             if self.received == signal.SIGUSR1 and os.environ.get("SLURM_JOB_ID"):
                 log.info(requeue_slurm_job(os.environ["SLURM_JOB_ID"]))

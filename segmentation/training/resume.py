@@ -22,6 +22,7 @@ from typing_extensions import override
 from ..core.errors import SegError
 from ..core.internals import epochs_completed_in_checkpoint
 from ..core.log import log
+from ..core.storage import write_text_atomically
 from ..schedules.schedulers import resume_note
 from .checkpointing import (
     load_checkpoint,
@@ -176,4 +177,4 @@ class ResumeSummary(Callback):
         if trainer.is_global_zero:
             log.info(self.text)
             if self.newer is not None and log_dir:
-                (Path(log_dir) / BRANCH_RECORD).write_text(f"{self.ckpt_path}\n")
+                write_text_atomically(Path(log_dir) / BRANCH_RECORD, f"{self.ckpt_path}\n")

@@ -285,7 +285,7 @@ def main(argv: list[str]) -> int:
                 break  # the machine is being taken away: the rest waits for the batch to be run again
     table = summary(runs)
     print(f"\nbatch {args.name} summary\n{table}", flush=True)
-    (log_folder / "summary.md").write_text(table + "\n")
+    write_text_atomically(log_folder / "summary.md", table + "\n")
     if args.report:
         done = [str(r.run_dir) for r in runs if r.run_dir is not None]
         subprocess.run([*seg_command(), "report", *done, "--out", args.report], check=False)

@@ -11,6 +11,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from ...core.storage import write_atomically, write_text_atomically
 from ..run_history import EPOCH, EPOCH_SECONDS, LR, RunCurves, load_run
 
 COLUMNS = ["run", "schedule", "epochs", "best val Dice", "best epoch", "final LR", "LR reductions",
@@ -75,13 +76,13 @@ def plot_runs(runs: list[RunCurves], title: str, path: Path) -> None:
     lr_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     lr_axes.grid(True, which="both", alpha=0.3)
     figure.suptitle(title)
-    figure.savefig(path, dpi=FIGURE_DPI)
+    write_atomically(path, lambda partial: figure.savefig(partial, dpi=FIGURE_DPI, format="png"))
 
 
 def write_markdown(runs: list[RunCurves], title: str, command: str, path: Path) -> str:
     """Write `report.md` (title, figure, table, command line); returns the table."""
     table = markdown_table(runs)
-    path.write_text(f"# {title}\n\n![validation Dice and LR per epoch](report.png)\n\n{table}\n"
+    write_text_atomically(path, f"# {title}\n\n![validation Dice and LR per epoch](report.png)\n\n{table}\n"
                     f"Produced by:\n\n```\n{command}\n```\n")
     return table
 

@@ -38,4 +38,6 @@ def save_nifti(data: np.ndarray, affine: np.ndarray, path: Path | str) -> None:
     """Write `data` as a NIfTI file at `path` with `affine` (the dtype is kept)."""
     import nibabel as nib
 
-    nib.save(nib.Nifti1Image(data, affine), str(path))
+    from ..nifti import save_nifti as save_atomically  # (imported here: `seg synth --help` loads no nibabel)
+
+    save_atomically(nib.Nifti1Image(data, affine), path)

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ...core.storage import write_text_atomically
 from ..layouts.msd import DATASET_JSON, IMAGES_FOLDER, LABELS_FOLDER, training_entry
 from . import register
 from .common import ellipsoid_mask, lps_affine, save_nifti, smooth
@@ -83,7 +84,7 @@ def write_msd_task(out: Path | str, spec: TaskSpec, *, cases: int, shape: Sequen
         "training": training,
         "test": [],
     }
-    (out / DATASET_JSON).write_text(json.dumps(meta, indent=2))
+    write_text_atomically(out / DATASET_JSON, json.dumps(meta, indent=2))
     return out
 
 

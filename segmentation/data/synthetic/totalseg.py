@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ...core.storage import write_text_atomically
 from ..layouts.totalseg import CLASSES_V2, IMAGE_NAME, MASK_FOLDER, META_NAME
 from . import register
 from .common import ellipsoid_mask, lps_affine, save_nifti, smooth
@@ -93,5 +94,5 @@ def write_totalseg(
         write_case(out / case, image, masks, affine)
         rows.append(f"{case};{split_of(index, cases)}")
     # meta.csv last: its presence marks a complete dataset
-    (out / META_NAME).write_text("\n".join(rows) + "\n")
+    write_text_atomically(out / META_NAME, "\n".join(rows) + "\n")
     return out
