@@ -34,8 +34,9 @@ def finished_run(demo_root, tmp_path_factory) -> Path:
 def seg(capsys, caplog):
     """`seg(*args, cwd=...)`: the `seg` command in-process; returns a `Result` with stdout, stderr and the log."""
     caplog.set_level(logging.INFO)
-    # Lightning's loggers do not propagate to the root logger (where caplog listens) when Lightning was
-    # imported outside a test, as here: listen on them directly
+    # seg's own lines reach caplog through the root logger (the `seg` logger propagates); Lightning's loggers do
+    # not propagate when Lightning was imported outside a test, as here: listen on them directly, for the
+    # messages Lightning itself prints (e.g. its precision announcement)
     loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS if not logging.getLogger(name).propagate]
     for logger in loggers:
         logger.addHandler(caplog.handler)

@@ -71,7 +71,7 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.patch_size = list(patch_size)
-        self.train_cases: list[dict] = []
+        self.train_cases: list[dict] = []  # the split's cases, set by `setup`
         self.val_cases: list[dict] = []
         self.test_cases: list[dict] = []
         self.data_split: Optional[DataSplit] = None
@@ -178,8 +178,7 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
     @override
     def load_state_dict(self, state_dict: dict) -> None:
         """Take the checkpoint's split (re-building the datasets if `setup` already ran with another) and position."""
-        self.resume_position = state_dict.get("position")
-        self.restored_split = DataSplit.from_state(state_dict)
+        self.resume_position, self.restored_split = state_dict.get("position"), DataSplit.from_state(state_dict)
         if self.data_split is not None and self.restored_split != self.data_split:
             self.setup(self._stage)
 

@@ -99,7 +99,7 @@ def _aligned(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def plain(tensor: torch.Tensor) -> torch.Tensor:
+def as_plain_tensor(tensor: torch.Tensor) -> torch.Tensor:
     """A MONAI MetaTensor as a plain tensor (as seg's module passes it to the network); others unchanged."""
     return tensor.as_tensor() if hasattr(tensor, "as_tensor") else tensor
 
@@ -134,7 +134,8 @@ Finish = Callable[[dict, int], dict]  # the datamodule's `on_after_batch_transfe
 
 def on_device(batch: dict, device: torch.device, finish: Finish) -> dict:
     """`batch` moved to `device` and finished there, as Lightning hands it to the training step."""
-    moved = {key: plain(value).to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+    moved = {key: as_plain_tensor(value).to(device) if isinstance(value, torch.Tensor) else value
+             for key, value in batch.items()}
     return finish(moved, 0)
 
 

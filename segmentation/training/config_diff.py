@@ -7,12 +7,12 @@ from typing import Any
 import yaml
 
 
-def plain(value: Any) -> Any:
+def comparable(value: Any) -> Any:
     """`value` with tuples as lists, recursively, so configs compare by content."""
     if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+        return [comparable(v) for v in value]
     if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
+        return {k: comparable(v) for k, v in value.items()}
     return value
 
 
@@ -32,5 +32,5 @@ def config_differences(stored_yaml: str, effective_yaml: str) -> list[str]:
     return [
         f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
-        if key != "ckpt_path" and plain(old.get(key)) != plain(new.get(key))
+        if key != "ckpt_path" and comparable(old.get(key)) != comparable(new.get(key))
     ]

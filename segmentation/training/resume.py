@@ -30,7 +30,7 @@ from .checkpointing import (
     remove_stale_temporaries,
     versions_newest_first,
 )
-from .config_diff import config_differences, plain
+from .config_diff import comparable, config_differences
 from .records import record_of, stored_config
 
 BRANCH_RECORD = "BRANCHED_FROM"  # in a branch's run directory: the checkpoint it continued from
@@ -69,7 +69,7 @@ def incompatibilities(saved: dict, current: dict, keys: tuple[str, ...] = MODEL_
     return [
         f"{key}: checkpoint {saved.get(key)!r}, configured {current.get(key)!r}"
         for key in keys
-        if plain(saved.get(key)) != plain(current.get(key))
+        if comparable(saved.get(key)) != comparable(current.get(key))
     ]
 
 
