@@ -128,7 +128,7 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         """The training and validation datasets of the cache mode (`caching.training_datasets`)."""
         if self.hparams.cache in STORE_MODES:
             self.build_store(self.train_cases + self.val_cases)  # nothing to do when prepare_data built them
-        self.train_set, self.val_set, self.train_transform = training_datasets(self)
+        self.train_set, self.val_set = training_datasets(self)
 
     def use_device(self, device: Optional[torch.device]) -> None:
         """Hold `cache: gpu` volumes on `device` (None: the trainer's); datasets are rebuilt at the next setup."""
@@ -193,7 +193,7 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         trainer = getattr(self, "trainer", None)
         start = epochs_completed(trainer) if trainer is not None else 0
         position, self.resume_position = self.resume_position, None  # used by the first loader of a resumed fit
-        return training_loader(self.train_set, self.volumes_per_batch(), self.hparams.seed, self.train_transform, start,
+        return training_loader(self.train_set, self.volumes_per_batch(), self.hparams.seed, start,
                                self.hparams.cache in STORE_MODES, workers, trainer, consumed_before(position, start))
 
     def volumes_per_batch(self) -> int:

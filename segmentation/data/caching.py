@@ -23,6 +23,7 @@ from ..core.log import log
 from . import pipelines
 from .loaders import LoaderDataset
 from .patches import StoredPatches, StoredVolumes, open_volumes
+from .sampling import SeededItems
 from .store import Store
 
 CacheMode = Literal["none", "memory", "store", "gpu", "disk"]  # disk: removed, refused naming store
@@ -52,14 +53,14 @@ def with_indices(cases: list[dict]) -> list[dict]:
 
 
 def pipeline_datasets(train_cases: list[dict], val_cases: list[dict], preprocessing: list[mt.Transform],
-                      augmentation: list[mt.Transform], mode: CacheMode) -> tuple[Dataset, Dataset, mt.Compose]:
-    """Training and validation datasets of MONAI pipelines (`none`; `memory`: the preprocessing cached in RAM),
-    and the training transform (whose random state the sampler seeds per epoch)."""
+                      augmentation: list[mt.Transform], mode: CacheMode, seed: int) -> tuple[SeededItems, Dataset]:
+    """Training and validation datasets of MONAI pipelines (`none`; `memory`: the preprocessing cached in RAM);
+    each training item's random transforms seeded from (seed, epoch, index) (`sampling.SeededItems`)."""
     if mode == "memory":
         announce_cache(train_cases + val_cases, mt.Compose(preprocessing))
     train_transform = mt.Compose(preprocessing + augmentation)
-    return (cached_dataset(train_cases, train_transform, mode),
-            cached_dataset(with_indices(val_cases), mt.Compose(preprocessing), mode), train_transform)
+    return (SeededItems(cached_dataset(train_cases, train_transform, mode), train_transform, seed),
+            cached_dataset(with_indices(val_cases), mt.Compose(preprocessing), mode))
 
 
 def cached_dataset(cases: list[dict], transform: mt.Compose, mode: CacheMode) -> Dataset:
@@ -122,15 +123,15 @@ def stored_datasets(store: Store, train_ids: list[str], val_ids: list[str], devi
     return train, StoredVolumes(open_volumes(store, val_ids), label_transform)
 
 
-def training_datasets(datamodule) -> tuple[LoaderDataset, LoaderDataset, Optional[mt.Compose]]:
-    """The training and validation datasets of a `VolumeDataModule`'s cache mode, and the training transform
-    (None for the store, whose items seed themselves): its split's cases, its pipelines or its store."""
+def training_datasets(datamodule) -> tuple[LoaderDataset, LoaderDataset]:
+    """The training and validation datasets of a `VolumeDataModule`'s cache mode: its split's cases through its
+    pipelines, or its store. Training items are drawn by (index, epoch) and seed themselves from them."""
     h = datamodule.hparams
     train, val = datamodule.train_cases, datamodule.val_cases
     if h.cache in STORE_MODES:
         device = datamodule.training_device() if h.cache == "gpu" else None
         stored = stored_datasets(datamodule.store(), [c["case"] for c in train], [c["case"] for c in val], device, h,
                                  datamodule.label_transform())
-        return (*stored, None)
+        return stored
     augmentation = pipelines.augmentation(datamodule.patch_size, h.pos_fraction, h.samples_per_volume)
-    return pipeline_datasets(train, val, datamodule.preprocessing(), augmentation, h.cache)
+    return pipeline_datasets(train, val, datamodule.preprocessing(), augmentation, h.cache, h.seed)

@@ -7,15 +7,14 @@ from typing import Any, Optional, Union
 
 import torch
 from monai.data import DataLoader, Dataset
-from monai.transforms import Compose
 
 from ..core.internals import batches_trained_this_epoch
 from ..core.memory import reuse_freed_memory, reuse_freed_memory_in_worker
 from .patches import StoredPatches, StoredVolumes
-from .sampling import EpochSeededSampler, ShardSampler
+from .sampling import EpochSeededSampler, SeededItems, ShardSampler
 
 # what the loaders read: MONAI datasets (cache none and memory, test and predict) or the store's (store and gpu)
-LoaderDataset = Union[Dataset, StoredPatches, StoredVolumes]
+LoaderDataset = Union[Dataset, StoredPatches, StoredVolumes, SeededItems]
 
 
 def placement(trainer: Any) -> tuple[int, int]:
@@ -25,18 +24,17 @@ def placement(trainer: Any) -> tuple[int, int]:
     return int(trainer.global_rank), int(trainer.world_size)
 
 
-def training_loader(dataset: LoaderDataset, volumes_per_batch: int, seed: int, transform: Optional[Compose],
-                    start_epoch: int, stored: bool, workers: int, trainer: Any = None,
-                    consumed: int = 0) -> DataLoader:
+def training_loader(dataset: LoaderDataset, volumes_per_batch: int, seed: int, start_epoch: int, stored: bool,
+                    workers: int, trainer: Any = None, consumed: int = 0) -> DataLoader:
     """Shuffled batches of `volumes_per_batch` volumes' patches, this rank's share, starting `start_epoch` after the
     first `consumed` positions of its permutation (trained by all ranks before a resume inside the epoch).
 
-    MONAI pipelines (`stored` False): workers are not persistent, each epoch's are seeded from that epoch's
-    generator. The store seeds each item from (seed, epoch, case), so its workers persist.
+    Items are drawn by `(index, epoch)` and seed themselves from them (`sampling`), so workers may persist; the
+    store's (`stored`) do, and reuse freed patch buffers (`core.memory`).
     """
     rank, world_size = placement(trainer)
     generator = torch.Generator()
-    sampler = EpochSeededSampler(len(dataset), seed, generator, transform, start_epoch, stored, rank, world_size)
+    sampler = EpochSeededSampler(len(dataset), seed, generator, start_epoch, rank, world_size)
     sampler.resume_inside(start_epoch, consumed)
     if stored:
         reuse_freed_memory()  # patches of 32 MiB: see core.memory (forked workers inherit it)

@@ -1,5 +1,10 @@
 """The samplers that make every random stream a function of (seed, epoch, rank) and let an epoch resume inside.
 
+Every training item is drawn by `(index, epoch)`, and every random choice made for it is a function of (seed,
+epoch, index): the store's patches seed themselves (`data.patches`); a MONAI pipeline is reseeded before each
+item (`SeededItems`). So an item is the same whichever worker, process or resumed run draws it, and a run
+preempted inside an epoch continues with exactly the patches an uninterrupted run would have drawn.
+
 Training (`EpochSeededSampler`): the order of an epoch is one permutation of all training volumes, drawn
 from (seed, epoch) alone, padded by wrapping to a multiple of the world size (DDP ranks must take the same
 number of steps), and dealt out rank by rank: rank r takes positions r, r + W, r + 2W, ... A resumed run
@@ -18,7 +23,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 from monai import transforms as mt
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 from typing_extensions import override
 
 RANK_STRIDE = 7_777_777  # separates the seeds of ranks (rank 0 keeps the single-process seeds)
@@ -29,29 +34,51 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 12345 + rank * RANK_STRIDE) % 2**31
 
 
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of every random choice made for training item `index` in `epoch` (32 bits, for MONAI)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+class SeededItems(Dataset):
+    """A MONAI dataset whose random transforms are reseeded from (seed, epoch, index) before each item.
+
+    Args:
+        dataset: the MONAI dataset (e.g. CacheDataset) that applies `transform` to its items.
+        transform: the very Compose instance `dataset` applies (its random transforms are reseeded).
+        seed: the run's seed.
+    """
+
+    def __init__(self, dataset: Dataset, transform: mt.Compose, seed: int):
+        self.dataset, self.transform, self.seed = dataset, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    @override
+    def __getitem__(self, key: tuple[int, int]):
+        index, epoch = key
+        self.transform.set_random_state(seed=item_seed(self.seed, epoch, index))
+        return self.dataset[index]
+
+
 class EpochSeededSampler(Sampler):
     """This rank's share of the training volumes, in an order that is a function of (seed, epoch) alone.
 
-    Lightning calls `set_epoch` at the start of every epoch (also the first epoch of a resumed run). That
-    reseeds, from (seed, epoch, rank): the data loader's generator (the seeds of its worker processes, from
-    which MONAI seeds the random transforms there), the random transforms in this process, and torch's,
-    NumPy's and Python's global generators (dropout, ...). Each rank so draws its own augmentation, and a
-    resumed run sees the same patches, flips and batches as an uninterrupted one.
+    It yields `(index, epoch)`: the dataset seeds each item's random choices from them. Lightning calls
+    `set_epoch` at the start of every epoch (also the first epoch of a resumed run), which reseeds, from (seed,
+    epoch, rank), the data loader's generator and torch's, NumPy's and Python's global generators (dropout, ...).
 
     Args:
         size: number of training volumes.
         seed: the run's seed.
         generator: the data loader's generator (reseeded every epoch).
-        transform: MONAI random transforms run in this process (reseeded every epoch), if any.
         start_epoch: the epoch the first iterator serves (Lightning builds it before its first `set_epoch`).
-        with_epoch: yield `(index, epoch)`: the dataset seeds each item from them (the store).
         rank, world_size: this process's place among the DDP processes.
     """
 
-    def __init__(self, size: int, seed: int, generator: torch.Generator, transform: Optional[mt.Compose] = None,
-                 start_epoch: int = 0, with_epoch: bool = False, rank: int = 0, world_size: int = 1):
-        self.size, self.seed, self.generator, self.transform = size, seed, generator, transform
-        self.with_epoch = with_epoch
+    def __init__(self, size: int, seed: int, generator: torch.Generator, start_epoch: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        self.size, self.seed, self.generator = size, seed, generator
         self.rank, self.world_size = rank, world_size
         self._resume: Optional[tuple[int, int]] = None  # (epoch, indices already trained in it)
         self.set_epoch(start_epoch)
@@ -70,8 +97,6 @@ class EpochSeededSampler(Sampler):
         torch.manual_seed(seed)
         np.random.seed(seed)
         random.seed(seed)
-        if self.transform is not None:
-            self.transform.set_random_state(seed=seed)
 
     def epoch_order(self, consumed: int = 0) -> list[int]:
         """This rank's share of the epoch's permutation (the same on every rank) after its first `consumed`
@@ -89,7 +114,7 @@ class EpochSeededSampler(Sampler):
         resume = self._resume
         indices = self.epoch_order(resume[1] if resume is not None and resume[0] == self.epoch else 0)
         self._resume = None
-        return iter([(index, self.epoch) for index in indices] if self.with_epoch else indices)
+        return iter([(index, self.epoch) for index in indices])
 
     def __len__(self) -> int:
         return math.ceil(self.size / self.world_size)

@@ -10,6 +10,11 @@ from segmentation.data.sampling import EpochSeededSampler, ShardSampler, epoch_s
 pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
 
 
+def indices(epoch_sampler) -> list[int]:
+    """The volume indices an iteration yields (each comes as `(index, epoch)`)."""
+    return [index for index, _ in epoch_sampler]
+
+
 def sampler(size: int, rank: int = 0, world_size: int = 1, epoch: int = 0) -> EpochSeededSampler:
     return EpochSeededSampler(size, seed=3, generator=torch.Generator(), start_epoch=epoch, rank=rank,
                               world_size=world_size)
@@ -17,17 +22,17 @@ def sampler(size: int, rank: int = 0, world_size: int = 1, epoch: int = 0) -> Ep
 
 @pytest.mark.parametrize("size, world_size", [(7, 2), (8, 4), (3, 2), (1, 3)])
 def test_ranks_deal_out_one_permutation_in_equal_shares(size, world_size):
-    shares = [list(sampler(size, rank, world_size, epoch=5)) for rank in range(world_size)]
+    shares = [indices(sampler(size, rank, world_size, epoch=5)) for rank in range(world_size)]
     assert len({len(share) for share in shares}) == 1  # DDP ranks must take the same number of steps
     assert all(len(share) == len(sampler(size, rank, world_size)) for rank, share in enumerate(shares))
     dealt = [index for position in range(len(shares[0])) for index in (share[position] for share in shares)]
-    whole = list(sampler(size, epoch=5))
+    whole = indices(sampler(size, epoch=5))
     assert dealt[:size] == whole and set(dealt) == set(range(size))  # the rest only repeats, to even the shares
 
 
 def test_the_order_depends_on_seed_and_epoch_only():
-    assert list(sampler(10, epoch=2)) == list(sampler(10, epoch=2))
-    assert list(sampler(10, epoch=2)) != list(sampler(10, epoch=3))
+    assert indices(sampler(10, epoch=2)) == indices(sampler(10, epoch=2))
+    assert indices(sampler(10, epoch=2)) != indices(sampler(10, epoch=3))
 
 
 def test_ranks_seed_their_random_streams_apart_and_rank_0_as_one_process():
@@ -41,26 +46,40 @@ def test_ranks_seed_their_random_streams_apart_and_rank_0_as_one_process():
 
 
 def test_a_resume_inside_an_epoch_serves_the_rest_of_that_epoch_once():
-    whole = list(sampler(9, rank=1, world_size=2, epoch=4))
+    whole = indices(sampler(9, rank=1, world_size=2, epoch=4))
     resumed = sampler(9, rank=1, world_size=2, epoch=4)
     resumed.resume_inside(4, 3 * 2)  # 3 volumes trained by each of the 2 ranks
-    assert list(resumed) == whole[3:]
-    assert list(resumed) == whole  # the next iteration (e.g. after set_epoch) is whole again
+    assert indices(resumed) == whole[3:]
+    assert indices(resumed) == whole  # the next iteration (e.g. after set_epoch) is whole again
     other = sampler(9, epoch=4)
     other.resume_inside(3, 2)  # a position of another epoch: ignored
-    assert list(other) == list(sampler(9, epoch=4))
+    assert indices(other) == indices(sampler(9, epoch=4))
 
 
 def test_a_resume_on_another_world_size_deals_out_exactly_the_volumes_not_yet_trained():
-    permutation = list(sampler(10, epoch=2))
+    permutation = indices(sampler(10, epoch=2))
     shares = []
     for rank in range(3):
         resumed = sampler(10, rank=rank, world_size=3, epoch=2)
         resumed.resume_inside(2, 4)  # 2 ranks had trained 2 volumes each
-        shares.append(list(resumed))
+        shares.append(indices(resumed))
     assert sorted(set(sum(shares, []))) == sorted(permutation[4:]) and len({len(s) for s in shares}) == 1
 
 
 def test_validation_shards_cover_every_case_once():
     shards = [list(ShardSampler(5, rank, 2)) for rank in range(2)]
     assert shards == [[0, 2, 4], [1, 3]] and [len(ShardSampler(5, r, 2)) for r in range(2)] == [3, 2]
+
+
+def test_an_items_random_choices_depend_on_seed_epoch_and_index_only():
+    from monai import transforms as mt
+    from monai.data import Dataset
+
+    from segmentation.data.sampling import SeededItems
+
+    noise = mt.Compose([mt.RandGaussianNoised(keys="x", prob=1.0)])
+    items = SeededItems(Dataset([{"x": torch.zeros(1, 4)} for _ in range(3)], noise), noise, seed=7)
+    first = items[(1, 2)]["x"]
+    items[(0, 2)], items[(2, 5)]  # other draws in between change nothing
+    assert torch.equal(items[(1, 2)]["x"], first)
+    assert not torch.equal(items[(1, 3)]["x"], first) and not torch.equal(items[(2, 2)]["x"], first)

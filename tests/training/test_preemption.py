@@ -73,6 +73,22 @@ def test_a_signal_mid_epoch_checkpoints_that_step_and_the_resume_ends_bitwise_eq
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_monai_pipelines_also_resume_bitwise_after_a_mid_epoch_stop(cache, demo_root, tmp_path, capsys):
+    """Every random choice of an item is a function of (seed, epoch, index) in every cache mode, not only the
+    store's: the resumed run draws exactly the crops, flips and intensity changes of the uninterrupted one."""
+    settings = (f"--data.cache={cache}", f"--trainer.max_epochs={EPOCHS}")
+    whole = fit(demo_root, tmp_path / "a", *settings)
+    code, _ = fit_signalled(demo_root, tmp_path / "b", f"SIGTERM:{STEP}", *settings, capsys=capsys)
+    assert code == PREEMPTED_EXIT
+    run = only_run_dir(tmp_path / "b/lightning_logs")
+    resume(run / "checkpoints/last.ckpt", capsys=capsys)
+    final_a, final_b = weights(whole / "checkpoints/last.ckpt"), weights(run / "checkpoints/last.ckpt")
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a), "weights differ from the uninterrupted run"
+    assert [v for _, v in scalars(run, "val/dice")] == [v for _, v in scalars(whole, "val/dice")]
+
+
+@pytest.mark.slow
 def test_a_signal_in_an_epochs_last_step_stops_after_its_validation_and_checkpoints(demo_root, tmp_path, uninterrupted,
                                                                                     capsys):
     code, out = fit_signalled(demo_root, tmp_path, f"SIGTERM:{STEPS_PER_EPOCH}", "--data.cache=store",
