@@ -19,12 +19,13 @@ from ..core.internals import CommandLineWinsCLI
 from ..data.base import VolumeDataModule
 from ..model.module import SegmentationModule
 from ..training import resume
-from ..training.checkpointing import AtomicCheckpointIO, KillBetweenEpochs, load_checkpoint
+from ..training.checkpointing import KillBetweenEpochs, load_checkpoint
 from ..training.defaults import (
     accelerator_defaults,
     optional_callbacks,
     with_default_checkpoints,
     with_default_logging,
+    with_seg_plugins,
 )
 from ..training.evaluation import NativeSpaceScorer, ValidationResults
 from ..training.prediction import PredictionWriter
@@ -178,11 +179,9 @@ class SegCLI(CommandLineWinsCLI):
             )
         if config.get("enable_checkpointing", True) is not False:
             callbacks = with_default_checkpoints(callbacks, subcommand_config.get("keep_last_epochs"))
-        if not config.get("plugins"):
-            # under SLURM, seg's own preemption handling (training.preemption) replaces Lightning's auto-requeue,
-            # which checkpoints into the working directory and skips seg's resume checks
-            kwargs["plugins"] = [AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)]
-                                                         if SLURMEnvironment.detect() else [])]
+        # under SLURM, seg's own preemption handling (training.preemption) replaces Lightning's auto-requeue,
+        # which checkpoints into the working directory and skips seg's resume checks
+        kwargs["plugins"] = with_seg_plugins(config.get("plugins"), SLURMEnvironment.detect())
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions"))
         if self.subcommand == "test":

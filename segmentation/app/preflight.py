@@ -36,9 +36,37 @@ def refuse_impossible_options(config) -> None:
         value = data.get(key)
         if value is not None and value < 1:
             raise SegError(f"--data.{key} {value}: must be 1 or more")
-    max_epochs = (config.get("trainer") or {}).get("max_epochs")
+    refuse_impossible_data_options(data)
+    trainer = config.get("trainer") or {}
+    max_epochs = trainer.get("max_epochs")
     if max_epochs is not None and (max_epochs == 0 or max_epochs < -1):
         raise SegError(f"--trainer.max_epochs {max_epochs}: give the number of epochs to train (or -1 for no limit)")
+    every = trainer.get("check_val_every_n_epoch")
+    if every is not None and every < 1:
+        raise SegError(f"--trainer.check_val_every_n_epoch {every}: must be 1 or more (validate every N epochs)")
+    keep = config.get("keep_last_epochs")
+    if keep is not None and keep < 1:
+        raise SegError(f"--keep_last_epochs {keep}: keep 1 or more epoch files (leave it unset to keep all)")
+
+
+def refuse_impossible_data_options(data: dict) -> None:
+    """SegError naming a `--data.*` value no run can use (numbers out of range, a batch that would shrink)."""
+    batch, per_volume = data.get("batch_size"), data.get("samples_per_volume")
+    if batch is not None and per_volume is not None and batch % per_volume:
+        raise SegError(f"--data.batch_size {batch} is not a multiple of --data.samples_per_volume {per_volume}: a "
+                       f"batch takes samples_per_volume patches from each of its volumes; use "
+                       f"{max(per_volume, batch - batch % per_volume)} or {batch - batch % per_volume + per_volume}")
+    if (workers := data.get("num_workers")) is not None and workers < 0:
+        raise SegError(f"--data.num_workers {workers}: must be 0 (load in the training process) or more")
+    for key, low, high, words in (("pos_fraction", 0.0, 1.0, "from 0 to 1"), ("val_fraction", 0.0, 0.99, "from 0 "
+                                  "to below 1 (the rest trains)")):
+        value = data.get(key)
+        if value is not None and not (math.isfinite(value) and low <= value <= high):
+            raise SegError(f"--data.{key} {value}: must be a fraction {words}")
+    spacing = data.get("spacing")
+    if spacing is not None and not all(math.isfinite(v) and v > 0 for v in spacing):
+        raise SegError(f"--data.spacing {list(spacing)}: each voxel size must be a positive number of mm "
+                       f"(e.g. [1.5, 1.5, 2.0]), or leave it unset to keep each image's own")
 
 
 def check_data_before_any_run_directory(datamodule: VolumeDataModule) -> None:

@@ -59,7 +59,7 @@ def dice_present(counts: torch.Tensor) -> torch.Tensor:
 
 
 def first_of_each_case(indices: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`indices` (N,) and `counts` (N, C, 3) with each case index kept once (a distributed sampler pads
+    """`indices` (N,) and `counts` (N, ...) rows with each case index kept once (a distributed sampler pads
     ranks to equal length by repeating cases), sorted by index."""
     unique: dict[int, int] = {}
     for row, index in enumerate(indices.tolist()):

@@ -88,7 +88,7 @@ class SegmentationModule(pl.LightningModule):
         self.loss = DiceCELoss(
             to_onehot_y=not multilabel, softmax=not multilabel, sigmoid=multilabel, squared_pred=False
         )
-        self._validated: list[tuple[int, torch.Tensor]] = []  # (case index, overlap counts) of this validation
+        self._validated: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (case index, overlap counts, loss)
 
     @property
     @override
@@ -157,30 +157,32 @@ class SegmentationModule(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Whole-volume loss and per-class overlap counts of one validation case."""
         logits = self.infer_volume(batch["image"])
-        self.log("val/loss", self.volume_loss(logits, batch["label"]), on_epoch=True, batch_size=len(logits),
-                 sync_dist=True)
         # the case's index in the validation split (counted once on any devices); without one, an index unique to
         # this rank and step (no deduplication possible)
         index = int(batch["index"][0]) if "index" in batch else -1 - (batch_idx * self.trainer.world_size
                                                                          + self.global_rank)
-        self._validated.append((index, self.case_counts(logits, batch["label"])))
+        loss = self.volume_loss(logits, batch["label"]).detach().float()
+        self._validated.append((index, self.case_counts(logits, batch["label"]), loss))
 
     @override
     def on_validation_epoch_end(self) -> None:
-        """Log mean and per-class Dice (each case once), then step the plateau schedule with it."""
-        indices = torch.tensor([index for index, _ in self._validated], dtype=torch.long, device=self.device)
-        counts = (torch.stack([counts for _, counts in self._validated]) if self._validated
+        """Log the loss, mean and per-class Dice (each case once, on any number of devices), then step the plateau
+        schedule with the Dice."""
+        indices = torch.tensor([index for index, _, _ in self._validated], dtype=torch.long, device=self.device)
+        counts = (torch.stack([counts for _, counts, _ in self._validated]) if self._validated
                   else torch.zeros((0, len(self.class_names), 3), dtype=torch.long, device=self.device))
+        losses = torch.tensor([float(loss) for _, _, loss in self._validated], device=self.device)
         if self.trainer.world_size > 1:  # every rank joins, also one without cases (fewer cases than ranks)
-            indices, counts = gather_rows(self, indices), gather_rows(self, counts)
+            indices, counts, losses = (gather_rows(self, rows) for rows in (indices, counts, losses))
         if len(indices) == 0:
             return
-        _, counts = first_of_each_case(indices, counts)
+        (_, counts), (_, losses) = first_of_each_case(indices, counts), first_of_each_case(indices, losses)
         per_class = dice_from_counts(counts).mean(dim=0)
         mean_dice = per_class.mean()
         if self.trainer.sanity_checking:
             return
         # every rank holds the same gathered values: logged as they are, no further reduction
+        self.log("val/loss", losses.mean())
         self.log(MONITOR, mean_dice.float(), prog_bar=True)
         self.log(f"{MONITOR}_fg", torch.nanmean(torch.nanmean(dice_present(counts), dim=0)).float())
         for name, value in zip(self.class_names, per_class):

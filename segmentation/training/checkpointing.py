@@ -148,37 +148,48 @@ def load_checkpoint(path: Path) -> dict:
         ) from None
 
 
-def _epoch_of(path: Path) -> int:
-    match = re.search(r"epoch=(\d+)", path.name)
-    return int(match.group(1)) if match else -1
-
-
 def versions_newest_first(run: Path) -> list[Path]:
-    """The `version_N` directories of a run name's folder, the most recently changed first."""
-    return sorted(Path(run).glob("version_*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    """The `version_N` directories of a run name's folder, the highest N (the most recently made) first.
+
+    By number, not by modification time: a copy or an `rsync` without `-t` gives every folder a new time.
+    """
+    return sorted(Path(run).glob("version_*"), key=lambda p: (_version_number(p), p.name), reverse=True)
+
+
+def _version_number(path: Path) -> int:
+    suffix = path.name.removeprefix("version_")
+    return int(suffix) if suffix.isdigit() else -1
 
 
 def checkpoint_candidates(directory: Path) -> list[Path]:
-    """The run's epoch and last checkpoints, newest first (last.ckpt before the epoch it copies)."""
-    files = [p for p in Path(directory).glob("*.ckpt") if p.name != "best.ckpt" and TEMP_MARK not in p.name]
-    return sorted(files, key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt", _epoch_of(p)), reverse=True)
+    """The run's epoch and last checkpoints (not best.ckpt, no temporaries), by name."""
+    return sorted(p for p in Path(directory).glob("*.ckpt") if p.name != "best.ckpt" and TEMP_MARK not in p.name)
+
+
+def training_position(checkpoint: dict, path: Path) -> tuple[int, int, bool]:
+    """How far into training a loaded checkpoint is: (global step, epoch, is last.ckpt), read from inside it."""
+    return int(checkpoint.get("global_step", -1)), int(checkpoint.get("epoch", -1)), path.name == "last.ckpt"
 
 
 def newest_good_checkpoint(directory: Path, exclude: Optional[Path] = None) -> Optional[Path]:
-    """The newest checkpoint in `directory` that loads; unreadable ones are skipped with a warning."""
+    """The checkpoint in `directory` that loads and is furthest into training by the global step and epoch it
+    records (last.ckpt on a tie: it is the newest copy of its epoch), not by file time, which a copy reorders.
+    Unreadable ones are skipped with a warning."""
+    newest, furthest = None, None
     for path in checkpoint_candidates(directory):
         if exclude is not None and path.resolve() == Path(exclude).resolve():
             continue
         try:
-            read_checkpoint(path)
+            position = training_position(read_checkpoint(path), path)
         except UnsafeCheckpoint as err:
             log.warning(f"skipping checkpoint {path}: {unsafe_message(path, str(err))}")
             continue
         except Exception as err:
             log.warning(f"skipping checkpoint {path}: truncated or corrupt ({type(err).__name__})")
             continue
-        return path
-    return None
+        if furthest is None or position > furthest:
+            newest, furthest = path, position
+    return newest
 
 
 class KillBetweenEpochs(Callback):

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from typing import Optional
 
+from lightning.fabric.plugins import CheckpointIO, ClusterEnvironment
 from lightning.pytorch.callbacks import (
     Callback,
     LearningRateMonitor,
     ModelCheckpoint,
     ProgressBar,
 )
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from ..core.constants import MONITOR
 from ..core.errors import SegError
+from .checkpointing import AtomicCheckpointIO
 from .early_stopping import SegEarlyStopping
 from .previews import ValidationPreviews
 from .summary import RunSummary
@@ -101,3 +104,19 @@ def accelerator_defaults(trainer_config: dict, cuda_available: bool) -> dict:
     if trainer_config.get("benchmark") is None and not trainer_config.get("deterministic"):
         defaults["benchmark"] = True
     return defaults
+
+
+def with_seg_plugins(configured: object, on_slurm: bool) -> list:
+    """The trainer's plugins: the configured ones plus seg's atomic checkpoint writer and, under SLURM, an
+    environment without Lightning's auto-requeue (seg's preemption requeues into the run directory instead).
+
+    A configured checkpoint writer would replace the atomic one: SegError naming `--trainer.plugins`.
+    """
+    plugins = list(configured) if isinstance(configured, (list, tuple)) else [configured] if configured else []
+    if any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+        raise SegError("--trainer.plugins: a CheckpointIO plugin would replace seg's atomic checkpoint writer "
+                       "(every checkpoint whole, even after a kill); remove it from the config")
+    plugins.append(AtomicCheckpointIO())
+    if on_slurm and not any(isinstance(plugin, ClusterEnvironment) for plugin in plugins):
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins

@@ -25,6 +25,7 @@ from ..core.storage import write_text_atomically
 from ..data.geometry import discrete_in_input_grid
 from ..data.nifti import load_nifti
 from ..model.metrics import CaseMetrics
+from .gathering import gather_objects
 
 
 class NativeSpaceScorer(Callback):
@@ -58,7 +59,11 @@ class NativeSpaceScorer(Callback):
 
     @override
     def on_test_epoch_end(self, trainer, pl_module) -> None:
-        """Log `test/dice/<class>` and `test/hd95/<class>`, print the table, write the CSV."""
+        """Gather every rank's cases (each rank scored its shard), then log `test/dice/<class>` and
+        `test/hd95/<class>`, print the table and write the CSV: the same on any number of processes."""
+        order = {item["case"]: position for position, item in enumerate(self.plan.items)}
+        rows = [row for part in gather_objects(trainer, self.metrics.rows) for row in part]
+        self.metrics.rows = sorted(rows, key=lambda row: order.get(row["case"], len(order)))
         for key, value in self.metrics.means().items():
             pl_module.log(f"test/{key}", value)
         if not trainer.is_global_zero or not self.metrics.rows:

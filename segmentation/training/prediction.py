@@ -10,6 +10,7 @@ from typing_extensions import override
 
 from ..core.log import log
 from ..data.geometry import discrete_in_input_grid, save_in_input_geometry
+from .gathering import gather_objects
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -39,5 +40,6 @@ class PredictionWriter(BasePredictionWriter):
     @override
     def on_predict_end(self, trainer, pl_module) -> None:
         """Say where the label maps went."""
+        written = sum(gather_objects(trainer, len(self.written)))  # each rank wrote its shard
         if trainer.is_global_zero:
-            log.info(f"wrote {len(self.written)} label maps to {self.output_dir}")
+            log.info(f"wrote {written} label maps to {self.output_dir}")

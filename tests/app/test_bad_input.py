@@ -102,6 +102,20 @@ CASES: dict[str, tuple[Callable[[Setting], list[str]], str]] = {
         lambda s: ["predict", s.last(), f"--prediction_dir={file_in_the_way(s.tmp / 'out')}"], "--prediction_dir"),
     "the removed disk cache": (lambda s: tiny_fit_args(s.root, "--data.cache=disk"),
                                "--data.cache disk was removed: use --data.cache store"),
+    "batch not a multiple of the patches per volume": (
+        lambda s: tiny_fit_args(s.root, "--data.batch_size=3", "--data.samples_per_volume=2"),
+        "--data.batch_size 3 is not a multiple of --data.samples_per_volume 2"),
+    "negative workers": (lambda s: tiny_fit_args(s.root, "--data.num_workers=-3"), "--data.num_workers -3: must be 0"),
+    "a foreground fraction above 1": (lambda s: tiny_fit_args(s.root, "--data.pos_fraction=2"),
+                                      "--data.pos_fraction 2.0: must be a fraction from 0 to 1"),
+    "every case for validation": (lambda s: tiny_fit_args(s.root, "--data.val_fraction=1.0"),
+                                  "--data.val_fraction 1.0: must be a fraction from 0 to below 1"),
+    "a zero spacing": (lambda s: tiny_fit_args(s.root, "--data.spacing=[0,0,0]"),
+                       "--data.spacing [0.0, 0.0, 0.0]: each voxel size must be a positive number"),
+    "validation every 0 epochs": (lambda s: tiny_fit_args(s.root, "--trainer.check_val_every_n_epoch=0"),
+                                  "--trainer.check_val_every_n_epoch 0: must be 1 or more"),
+    "keep 0 epoch files": (lambda s: tiny_fit_args(s.root, "--keep_last_epochs=0"),
+                           "--keep_last_epochs 0: keep 1 or more epoch files"),
 }
 # cases that need a read-only mount (root, as on the CI machine; skipped where mounting is refused)
 MOUNT_CASES = {

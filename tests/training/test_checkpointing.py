@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from segmentation.training.checkpointing import (
     newest_good_checkpoint,
     read_checkpoint,
     remove_stale_temporaries,
+    versions_newest_first,
 )
 
 from ..helpers import copy_run, fill_disk, only_run_dir, run_seg, scalars, tiny_fit_args
@@ -79,6 +81,23 @@ def test_stale_temporaries_are_removed_and_never_candidates(tmp_path):
     stale.write_bytes(b"half")
     assert [p.name for p in checkpoint_candidates(tmp_path)] == ["epoch=0.ckpt"]
     assert remove_stale_temporaries(tmp_path) == [stale] and not stale.exists()
+
+
+def test_the_newest_checkpoint_is_chosen_by_what_it_records_not_by_file_time(finished_run, tmp_path):
+    checkpoints = copy_run(finished_run, tmp_path) / "checkpoints"
+    for name in ("epoch=1.ckpt", "epoch=2.ckpt", "last.ckpt"):
+        os.utime(checkpoints / name, (1, 1))  # as a copy without times leaves them: older than epoch=0.ckpt
+    assert newest_good_checkpoint(checkpoints) == checkpoints / "last.ckpt"
+    (checkpoints / "last.ckpt").unlink()
+    assert newest_good_checkpoint(checkpoints) == checkpoints / "epoch=2.ckpt"
+
+
+@pytest.mark.unit
+def test_run_versions_are_ordered_by_number_not_by_time(tmp_path):
+    for number in (2, 10, 3):
+        (tmp_path / f"version_{number}").mkdir()
+    os.utime(tmp_path / "version_2", (4e9, 4e9))  # touched last, e.g. by a copy
+    assert [p.name for p in versions_newest_first(tmp_path)] == ["version_10", "version_3", "version_2"]
 
 
 def truncate(path: Path, keep: float = 0.5) -> None:

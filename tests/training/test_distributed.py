@@ -84,3 +84,24 @@ def test_a_two_process_run_continues_on_one_process_and_a_one_process_run_on_two
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world size 1 -> 2" in result.stdout and "ranks: 2, weights and learning rate equal" in result.stdout
     assert len(values(on_two, "val/dice")) == 4
+
+
+def test_validate_test_and_predict_on_two_processes_give_the_one_process_results(uninterrupted, tmp_path):
+    """Each rank scores or writes its shard of the cases; what they add up to equals one process's work: the
+    validation metrics to the last bit, the per-case test table (3 cases: uneven shards) and every label map."""
+    run = copy_run(uninterrupted, tmp_path / "run")
+    ckpt = f"--ckpt_path={run / 'checkpoints/last.ckpt'}"
+    placements = {1: ["--trainer.devices=1", "--trainer.strategy=auto"], 2: []}  # 2: the run's own DDP settings
+    results = {}
+    for processes, placement in placements.items():
+        for command, extra in (("validate", []), ("test", ["--data.test_on=val"]),
+                               ("predict", [f"--prediction_dir={tmp_path / f'labels{processes}'}"])):
+            done = run_seg(command, ckpt, *placement, *extra, cwd=tmp_path, timeout=300)
+            assert done.returncode == 0, (command, processes, done.stderr[-3000:])
+        labels = sorted((tmp_path / f"labels{processes}").glob("*.nii.gz"))
+        results[processes] = (json.loads((run / "validate/last.json").read_text()),
+                              (run / "test/last.csv").read_text(), {p.name: p.read_bytes() for p in labels})
+        assert f"wrote {len(labels)} label maps" in done.stdout
+    assert results[2][0] == results[1][0]  # val/dice, per class, val/loss
+    assert results[2][1] == results[1][1] and results[1][1].count("\nval,") == 4  # 3 cases and the mean
+    assert results[2][2] == results[1][2] and len(results[1][2]) == 6  # every case of the dataset, byte for byte
