@@ -9,6 +9,7 @@ from pathlib import Path
 from ..core.errors import SegError
 from ..core.storage import writable_problem
 from ..data.base import VolumeDataModule
+from ..data.split import refuse_an_empty_split
 
 
 def refuse_validation_inside_epochs(trainer_config) -> None:
@@ -79,6 +80,7 @@ def check_data_before_any_run_directory(datamodule: VolumeDataModule) -> None:
     cases = datamodule.list_cases()
     if cases:
         datamodule.check(cases)
+        refuse_an_empty_split(datamodule.split([case["case"] for case in cases]), datamodule.root)
 
 
 def refuse_unwritable(folder: Path | str, option: str) -> None:

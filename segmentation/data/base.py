@@ -31,7 +31,7 @@ from .facts import DatasetFacts
 from .inference import InferencePlan, make_plan
 from .loaders import consumed_before, training_loader, training_position, volume_loader
 from .patches import finish_patches
-from .split import DataSplit, dataset_split
+from .split import DataSplit, dataset_split, refuse_an_empty_split
 from .store import Store
 
 
@@ -116,6 +116,8 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         if missing := sorted(set(split.all_ids()) - set(by_id)):
             raise SegError(f"the checkpoint's data split names cases that are not in {self.root}: "
                            f"{', '.join(missing[:5])}")
+        if stage == "fit":
+            refuse_an_empty_split(split, self.root)
         if split != self.data_split:
             self.data_split, self._plans = split, {}
         self.train_cases, self.val_cases = [by_id[i] for i in split.train], [by_id[i] for i in split.val]

@@ -90,3 +90,16 @@ def test_cases_or_refusal(test_cases: list[dict], root) -> list[dict]:
             f"split), or score the validation cases with --data.test_on val (labelled val in the table and CSV)"
         )
     return test_cases
+
+
+def refuse_an_empty_split(split: DataSplit, root) -> None:
+    """SegError when a fit would train on no case or validate on none (every meta.csv row `test`, a fold with no
+    case, too few cases): such a run would train or choose best.ckpt on nothing and still exit 0."""
+    counts = f"{len(split.train)} training, {len(split.val)} validation, {len(split.test)} test cases"
+    if not split.train:
+        raise SegError(f"the split of {root} leaves no case to train on ({counts}): lower --data.test_fraction or "
+                       f"--data.val_fraction, or mark cases as train in the dataset's split file")
+    if not split.val:
+        raise SegError(f"the split of {root} leaves no case to validate on ({counts}): every fit validates (the "
+                       f"plateau schedule and best.ckpt need it); use fewer --data.num_folds than cases, or a "
+                       f"--data.val_fraction that holds out at least one")

@@ -35,6 +35,7 @@ from ..core.faults import fault_point
 from ..core.fingerprint import file_stamps
 from ..core.formatting import format_duration
 from ..core.locking import exclusive
+from ..core.log import log
 from ..core.storage import write_atomically
 
 STORE_FORMAT = 4  # bump when the stored content changes, so older stores are not read
@@ -132,9 +133,21 @@ class Store:
             return None
         if record.format != STORE_FORMAT or record.sources != current:
             return None
-        if not all(self.array_path(case["case"], role).is_file() for role in ROLES):
+        if not all(self.array_is_whole(case["case"], role) for role in ROLES):
             return None
         return record
+
+    def array_is_whole(self, case_id: str, role: str) -> bool:
+        """Whether a stored array's file holds all the bytes its header promises (a truncated one is rebuilt)."""
+        path = self.array_path(case_id, role)
+        if not path.is_file():
+            return False
+        try:
+            np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as err:
+            log.warning(f"store: {path} is unreadable ({err}); case {case_id} is stored again")
+            return False
+        return True
 
     def missing(self, cases: list[dict]) -> list[dict]:
         """The cases that must be (re)built: never stored, half-written, or changed since."""

@@ -61,7 +61,9 @@ def with_default_checkpoints(callbacks: list[Callback], keep_last: Optional[int]
     """`callbacks` plus the default checkpoints, unless the user configured a ModelCheckpoint."""
     if any(isinstance(callback, ModelCheckpoint) for callback in callbacks):
         return list(callbacks)
-    return [*callbacks, every_epoch_checkpoint(keep_last), best_checkpoint()]
+    # best.ckpt's callback first: both save at the end of the training epoch, in this order, so the epoch files
+    # and last.ckpt carry the best score of their own epoch (a resume then compares with the true best)
+    return [*callbacks, best_checkpoint(), every_epoch_checkpoint(keep_last)]
 
 
 def with_default_logging(callbacks: list[Callback], progress_bar: bool = True) -> list[Callback]:

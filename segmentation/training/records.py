@@ -24,7 +24,7 @@ class RunRecord(Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         """Add the record to the checkpoint being written."""
         checkpoint[CHECKPOINT_RECORD_KEY] = {
-            "config": self.config_yaml, "log_dir": trainer.log_dir, "max_epochs": trainer.max_epochs,
+            "config": self.config_yaml, "max_epochs": trainer.max_epochs,
             "world_size": trainer.world_size,
         }
 

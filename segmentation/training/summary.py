@@ -33,7 +33,7 @@ class RunSummary(Callback):
             return
         if log_dir:
             write_run_record(log_dir, "finished")
-        best = next((c for c in trainer.checkpoint_callbacks if c.monitor), None)
+        best = next((c for c in trainer.checkpoint_callbacks if c.monitor == MONITOR), None)  # (not the epoch keeper)
         last = trainer.callback_metrics.get(MONITOR)
         lines = [
             f"run: {log_dir}",

@@ -114,6 +114,10 @@ CASES: dict[str, tuple[Callable[[Setting], list[str]], str]] = {
                        "--data.spacing [0.0, 0.0, 0.0]: each voxel size must be a positive number"),
     "validation every 0 epochs": (lambda s: tiny_fit_args(s.root, "--trainer.check_val_every_n_epoch=0"),
                                   "--trainer.check_val_every_n_epoch 0: must be 1 or more"),
+    "a fold with no case": (lambda s: tiny_fit_args(s.root, "--data.fold=7", "--data.num_folds=10"),
+                            "leaves no case to validate on (6 training, 0 validation, 0 test cases)"),
+    "every case held out for test": (lambda s: tiny_fit_args(s.root, "--data.test_fraction=0.99"),
+                                     "leaves no case to train on"),
     "keep 0 epoch files": (lambda s: tiny_fit_args(s.root, "--keep_last_epochs=0"),
                            "--keep_last_epochs 0: keep 1 or more epoch files"),
 }

@@ -82,6 +82,20 @@ def test_an_item_is_a_function_of_seed_epoch_and_index(tmp_path):
 
 
 @pytest.mark.unit
+def test_a_truncated_array_is_named_and_its_case_stored_again(tmp_path, caplog):
+    root = write("demo", tmp_path / "demo", cases=3, shape=(24, 24, 24), seed=0)
+    datamodule = stored_module("demo", root)
+    cases = datamodule.list_cases()
+    datamodule.build_store(cases)
+    image = datamodule.store().array_path(cases[2]["case"], "image")
+    image.write_bytes(image.read_bytes()[:200])  # as a copy cut short would leave it
+    assert datamodule.store().missing(cases) == [cases[2]]
+    assert f"store: {image} is unreadable" in caplog.text and f"case {cases[2]['case']} is stored again" in caplog.text
+    datamodule.build_store(cases)
+    assert datamodule.store().missing(cases) == [] and datamodule.store().arrays(cases[2]["case"])[0].size > 100
+
+
+@pytest.mark.unit
 def test_a_changed_source_is_rebuilt_and_a_changed_setting_is_another_store(tmp_path):
     root = write("demo", tmp_path / "demo", cases=3, shape=(24, 24, 24), seed=0)
     datamodule = stored_module("demo", root)

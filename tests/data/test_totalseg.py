@@ -255,7 +255,7 @@ def test_meta_csv_test_cases_are_never_trained_on_and_are_what_seg_test_scores(t
     dm = datamodule(root, ["liver", "spleen"], patch_size=(16, 16, 16))
     dm.setup("fit")
     assert [c["case"] for c in dm.test_cases] == test
-    loaded = [item["case"] for dataset in (dm.train_set, dm.val_set) for item in dataset.data]
+    loaded = [item["case"] for dataset in (dm.train_set.dataset, dm.val_set) for item in dataset.data]
     assert len(loaded) == 9 and not set(loaded) & set(test)  # what the training and validation loaders read
     assert dm.state_dict()["test"] == test and dm.state_dict()["test_source"] == "meta.csv test"
 

@@ -139,6 +139,18 @@ def test_keep_last_epochs_prunes_old_epoch_files_and_logs_the_size(demo_root, tm
     names = {p.name for p in (only_run_dir(tmp_path / "lightning_logs") / "checkpoints").iterdir()}
     assert names == {"epoch=2.ckpt", "epoch=3.ckpt", "last.ckpt", "best.ckpt"}
     assert result.log.count("checkpoint size:") == 1
+    best = max(v for _, v in scalars(only_run_dir(tmp_path / "lightning_logs"), "val/dice"))
+    assert f"best val/dice: {best:.4f} (" in result.stdout and "best.ckpt)" in result.stdout  # not the epoch keeper's
+
+
+def test_every_checkpoint_carries_the_best_score_of_its_own_epoch(finished_run):
+    """last.ckpt and the epoch files are written after best.ckpt's callback has seen their epoch: a resume
+    compares new epochs with the true best, never a stale one that would let a worse epoch replace best.ckpt."""
+    dice = [v for _, v in scalars(finished_run, "val/dice")]
+    for epoch, path in sorted(epoch_files(finished_run / "checkpoints").items()):
+        states = torch.load(path, map_location="cpu", weights_only=False)["callbacks"]
+        [best] = [state for key, state in states.items() if "monitor': 'val/dice'" in key or "val/dice" in key]
+        assert float(best["best_model_score"]) == pytest.approx(max(dice[:epoch + 1]))
 
 
 def epoch_files(checkpoints: Path) -> dict[int, Path]:
