@@ -65,9 +65,14 @@ def check_config_files(argv: list[str]) -> None:
         if not path.is_file():
             raise SegError(f"config file {value} does not exist (--config)")
         try:
-            yaml.safe_load(path.read_text())
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise SegError(f"config file {value} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
             raise SegError(f"config file {value} is not valid YAML{where}: {problem}; fix the file") from None
+        if not isinstance(loaded, dict):
+            raise SegError(f"config file {value} holds {'nothing' if loaded is None else 'a ' + type(loaded).__name__}"
+                           f"; a config is a mapping of sections (trainer:, model:, data:)")

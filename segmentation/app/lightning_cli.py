@@ -213,13 +213,15 @@ def continue_preempted(run: Path) -> Optional[str]:
 
 
 def max_epochs_on_command_line(command_line: list[str]) -> Optional[int]:
-    """`--trainer.max_epochs N` as given on the command line (not from a config file), else None."""
+    """`--trainer.max_epochs N` as given on the command line (not from a config file), else None; given twice,
+    the last one, as LightningCLI takes it."""
+    given = None
     for index, arg in enumerate(command_line):
         if arg == "--trainer.max_epochs" and index + 1 < len(command_line):
-            return int(command_line[index + 1])
-        if arg.startswith("--trainer.max_epochs="):
-            return int(arg.split("=", 1)[1])
-    return None
+            given = int(command_line[index + 1])
+        elif arg.startswith("--trainer.max_epochs="):
+            given = int(arg.split("=", 1)[1])
+    return given
 
 
 def keep_the_runs_horizon(saved: Optional[int], configured: Optional[int]) -> dict:

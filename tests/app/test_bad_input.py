@@ -7,6 +7,7 @@ tests/training; a disk that fills up mid-run: tests/training/test_checkpointing.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,11 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 def rewrite_image(case: str, transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
     """A breaker that rewrites `imagesTr/<case>.nii.gz` as `transform` of its voxels."""
     def breaker(data: Path) -> None:
@@ -66,6 +72,15 @@ def link_loop(case: str) -> Callable[[Path], None]:
         path = data / "imagesTr" / f"{case}.nii.gz"
         path.unlink()
         path.symlink_to(path.name)  # points at itself
+    return breaker
+
+
+def rewrite_json(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    """A breaker that rewrites the task's dataset.json through `change(meta)`."""
+    def breaker(data: Path) -> None:
+        meta = json.loads((data / "dataset.json").read_text())
+        change(meta)
+        (data / "dataset.json").write_text(json.dumps(meta))
     return breaker
 
 
@@ -118,6 +133,27 @@ CASES: dict[str, tuple[Callable[[Setting], list[str]], str]] = {
                             "leaves no case to validate on (6 training, 0 validation, 0 test cases)"),
     "every case held out for test": (lambda s: tiny_fit_args(s.root, "--data.test_fraction=0.99"),
                                      "leaves no case to train on"),
+    "dataset.json whose training entry is not a list": (
+        lambda s: tiny_fit_args(s.broken_data(rewrite_json(lambda meta: meta.update(training="all")))),
+        "dataset.json: 'training' is a str, an MSD dataset.json has a list of {image, label} entries there"),
+    "dataset.json entry without a label": (
+        lambda s: tiny_fit_args(s.broken_data(rewrite_json(lambda meta: meta["training"][0].pop("label")))),
+        "every 'training' entry needs an 'image' and a 'label' path"),
+    "config file that is not UTF-8": (
+        lambda s: ["fit", "--config", str(write_bytes(s.tmp / "latin1.yaml", b"trainer: # \xe9t\xe9\n"))],
+        "latin1.yaml is not UTF-8 text"),
+    "config file that is a list": (lambda s: ["fit", "--config", str(write(s.tmp / "list.yaml", "- trainer\n"))],
+                                   "list.yaml holds a list; a config is a mapping"),
+    "empty config file": (lambda s: ["fit", "--config", str(write(s.tmp / "empty.yaml", ""))],
+                          "empty.yaml holds nothing; a config is a mapping"),
+    "seg report into a file": (lambda s: ["report", str(s.run), "--out", str(file_in_the_way(s.tmp / "out"))],
+                               "is a file; give a folder for report.png and report.md"),
+    "seg synth into a file": (lambda s: ["synth", "msd", "--out", str(file_in_the_way(s.tmp / "out"))],
+                              "is a file; give a folder"),
+    "seg synth with no cases": (lambda s: ["synth", "msd", "--out", str(s.tmp / "none"), "--cases", "0"],
+                                "--cases 0 --shape 48 48 48: give 1 or more cases"),
+    "seg synth with a negative shape": (
+        lambda s: ["synth", "msd", "--out", str(s.tmp / "neg"), "--shape", "-4", "8", "8"], "8 voxels per axis"),
     "keep 0 epoch files": (lambda s: tiny_fit_args(s.root, "--keep_last_epochs=0"),
                            "--keep_last_epochs 0: keep 1 or more epoch files"),
 }

@@ -11,6 +11,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from ...core.errors import SegError
 from ...core.storage import write_atomically, write_text_atomically
 from ..run_history import EPOCH, EPOCH_SECONDS, LR, RunCurves, load_run
 
@@ -104,8 +105,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     """`seg report`: read every run, then write the PNG and the Markdown table and print the table."""
     args = parse_arguments(argv)
-    runs = [load_run(Path(run)) for run in args.runs]
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SegError(f"--out {out} is a file; give a folder for report.png and report.md (it is created)")
+    runs = [load_run(Path(run)) for run in args.runs]
     out.mkdir(parents=True, exist_ok=True)
     plot_runs(runs, args.title, out / "report.png")
     table = write_markdown(runs, args.title, "seg report " + shlex.join(argv), out / "report.md")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ...core.errors import SegError
 from ...data import synthetic
 
 
@@ -19,6 +20,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--shape", type=int, nargs=3, default=[48, 48, 48], help="volume shape (default 48 48 48)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
+    if args.cases < 1 or min(args.shape) < 8:
+        raise SegError(f"--cases {args.cases} --shape {' '.join(map(str, args.shape))}: give 1 or more cases of "
+                       f"at least 8 voxels per axis")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SegError(f"--out {args.out} is a file; give a folder (it is created if missing)")
     out = synthetic.write(args.kind, Path(args.out), cases=args.cases, shape=args.shape, seed=args.seed)
     print(f"wrote {args.cases} synthetic {args.kind} cases to {out}")
     return 0

@@ -32,9 +32,15 @@ def read_dataset_json(root: Path, kind: str = "demo") -> dict:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise SegError(f"{path} is not valid JSON ({err}); restore it from the task's archive") from None
-    for key in ("modality", "labels", "training"):
-        if key not in meta:
+    expected: dict[str, type] = {"modality": dict, "labels": dict, "training": list}
+    for key, expected_type in expected.items():
+        if not isinstance(meta, dict) or key not in meta:
             raise SegError(f"{path} has no {key!r} entry; is this an MSD {DATASET_JSON}?")
+        if not isinstance(meta[key], expected_type):
+            raise SegError(f"{path}: {key!r} is a {type(meta[key]).__name__}, an MSD {DATASET_JSON} has a "
+                           f"{'list of {image, label} entries' if expected_type is list else 'mapping'} there")
+    if not all(isinstance(entry, dict) and {"image", "label"} <= set(entry) for entry in meta["training"]):
+        raise SegError(f"{path}: every 'training' entry needs an 'image' and a 'label' path")
     return meta
 
 
