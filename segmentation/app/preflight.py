@@ -64,6 +64,10 @@ def refuse_impossible_data_options(data: dict) -> None:
         value = data.get(key)
         if value is not None and not (math.isfinite(value) and low <= value <= high):
             raise SegError(f"--data.{key} {value}: must be a fraction {words}")
+    name = data.get("name")
+    if name is not None and (Path(str(name)).name != name or name in ("", ".", "..")):
+        raise SegError(f"--data.name {name!r}: a dataset name is one folder name under lightning_logs/ (no '/' or "
+                       f"'..')")
     spacing = data.get("spacing")
     if spacing is not None and not all(math.isfinite(v) and v > 0 for v in spacing):
         raise SegError(f"--data.spacing {list(spacing)}: each voxel size must be a positive number of mm "

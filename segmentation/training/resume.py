@@ -60,6 +60,8 @@ def resolve_checkpoint(value: str, run_root: Optional[Path]) -> Optional[Path]:
         if found is None:
             raise SegError(f"no loadable checkpoint in {folder} (--ckpt_path)")
         return found
+    if path.exists() and not path.is_file():  # a device (a link to /dev/zero would be read forever), a pipe
+        raise SegError(f"checkpoint {value} is not a regular file (--ckpt_path): give a .ckpt file or a run directory")
     load_checkpoint(path)  # raises a SegError naming the file when it is missing or corrupt
     return path
 

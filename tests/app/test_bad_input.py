@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from ..helpers import Mounts, copy_run, tiny_fit_args
+from ..helpers import DEMO_CONFIG, Mounts, copy_run, tiny_fit_args
 
 TOO_DEEP = '--model.network_kwargs={"channels": [4, 8, 16, 32, 64], "strides": [2, 2, 2, 2], "num_res_units": 0}'
 
@@ -50,6 +50,11 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
+    return path
+
+
+def link(path: Path, target: Path) -> Path:
+    path.symlink_to(target)
     return path
 
 
@@ -154,6 +159,20 @@ CASES: dict[str, tuple[Callable[[Setting], list[str]], str]] = {
                                 "--cases 0 --shape 48 48 48: give 1 or more cases"),
     "seg synth with a negative shape": (
         lambda s: ["synth", "msd", "--out", str(s.tmp / "neg"), "--shape", "-4", "8", "8"], "8 voxels per axis"),
+    "a checkpoint path that is a device": (
+        lambda s: ["fit", f"--ckpt_path={link(s.tmp / 'zero.ckpt', Path('/dev/zero'))}"], "is not a regular file"),
+    "an empty checkpoint file": (lambda s: ["fit", f"--ckpt_path={write(s.tmp / 'empty.ckpt', '')}"],
+                                 "empty.ckpt is truncated or corrupt"),
+    "a dataset name that climbs out of lightning_logs": (
+        lambda s: tiny_fit_args(s.root, "--data.init_args.name=../../elsewhere"), "--data.name '../../elsewhere'"),
+    "seg batch with an unknown schedule": (
+        lambda s: ["batch", "--config", str(DEMO_CONFIG), "--schedulers", "sgdr", "--no-estimate"],
+        "--schedulers sgdr: unknown; one of none, reduce_on_plateau"),
+    "seg batch of 0 epochs": (lambda s: ["batch", "--config", str(DEMO_CONFIG), "--epochs", "0"], "--epochs 0"),
+    "seg batch with a missing config": (lambda s: ["batch", "--config", str(s.tmp / "nowhere.yaml")],
+                                        "nowhere.yaml: no such file"),
+    "seg batch name that climbs out": (lambda s: ["batch", "--config", str(DEMO_CONFIG), "--name", "../.."],
+                                       "--name '../..': a batch name is one folder name"),
     "keep 0 epoch files": (lambda s: tiny_fit_args(s.root, "--keep_last_epochs=0"),
                            "--keep_last_epochs 0: keep 1 or more epoch files"),
 }

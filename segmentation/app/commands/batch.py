@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Optional
 
 from ...core.constants import PREEMPTED_EXIT
+from ...core.errors import SegError
 from ...core.formatting import format_duration
 from ...core.handoff import RUN_RECORD_VARIABLE, read_run_record
 from ...core.storage import write_text_atomically
+from ...schedules.plans import SCHEDULES
 from ..run_history import read_run
 
 
@@ -81,7 +83,25 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fresh", action="store_true",
                         help="start every run anew (default: continue the batch's unfinished runs, skip finished ones)")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more `seg fit` arguments for every run")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    refuse_what_no_run_can_use(args)
+    return args
+
+
+def refuse_what_no_run_can_use(args: argparse.Namespace) -> None:
+    """SegError before any run starts for options every run would fail on (each run would exit 2 with the reason
+    in its log, and the batch 1)."""
+    if args.epochs < 1:
+        raise SegError(f"--epochs {args.epochs}: every run trains 1 or more epochs")
+    if args.gpus < 1:
+        raise SegError(f"--gpus {args.gpus}: every run needs 1 or more devices")
+    if unknown := [s for s in args.schedulers if s not in SCHEDULES]:
+        raise SegError(f"--schedulers {' '.join(unknown)}: unknown; one of {', '.join(SCHEDULES)}")
+    if missing := [c for c in args.config if not Path(c).is_file()]:
+        raise SegError(f"--config {' '.join(missing)}: no such file")
+    if Path(args.name).name != args.name or args.name in ("", ".", ".."):
+        raise SegError(f"--name {args.name!r}: a batch name is one folder name under lightning_logs/batches/ "
+                       f"(no '/' or '..')")
 
 
 def plan_runs(args: argparse.Namespace) -> list[Run]:
