@@ -20,6 +20,7 @@ from ..data.base import VolumeDataModule
 from ..model.module import SegmentationModule
 from ..training import resume
 from ..training.checkpointing import KillBetweenEpochs, load_checkpoint
+from ..training.config_diff import config_differences
 from ..training.defaults import (
     accelerator_defaults,
     optional_callbacks,
@@ -31,7 +32,7 @@ from ..training.evaluation import NativeSpaceScorer, ValidationResults
 from ..training.prediction import PredictionWriter
 from ..training.preemption import MARKER, Preemption, preempted_checkpoint
 from ..training.rank_agreement import RankAgreement
-from ..training.records import RunRecord
+from ..training.records import RunRecord, stored_config
 from ..training.run_lock import RunDirectoryLock
 from .argv import check_config_files, with_stored_config
 from .preflight import (
@@ -158,7 +159,7 @@ class SegCLI(CommandLineWinsCLI):
             config_yaml = self.subcommand_yaml()
             callbacks.append(RunRecord(config_yaml))
             given = max_epochs_on_command_line(self.command_line)
-            ckpt_path = subcommand_config.get("ckpt_path") or continue_preempted(run)
+            ckpt_path = subcommand_config.get("ckpt_path") or continue_preempted(run, config_yaml)
             ckpt, summary = resume.prepare_fit_resume(ckpt_path, run, dict(self.model.hparams), config_yaml, given)
             if summary is not None and given is None:
                 kwargs.update(keep_the_runs_horizon(summary.saved_max_epochs, config.get("max_epochs")))
@@ -203,13 +204,22 @@ class SegCLI(CommandLineWinsCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def continue_preempted(run: Path) -> Optional[str]:
-    """The checkpoint of this run name's preempted newest version (a bare re-run continues it, and says so)."""
+def continue_preempted(run: Path, config_yaml: str) -> Optional[str]:
+    """The checkpoint of this run name's preempted newest version, when this command is the one that started it
+    (the same command again continues it, and says so); another command starts a new run, saying why."""
     ckpt = preempted_checkpoint(run)
-    if ckpt is not None:
-        print(f"continuing the preempted run {ckpt.parent.parent} from {ckpt} (its {MARKER} marker; to start a new "
-              f"run instead, delete that file)", flush=True)
-    return str(ckpt) if ckpt else None
+    if ckpt is None:
+        return None
+    stored = stored_config(load_checkpoint(ckpt))
+    changed = [line for line in config_differences(stored or "", config_yaml) if not line.startswith("seed_everything")]
+    if stored is None or changed:
+        print(f"not continuing the preempted run {ckpt.parent.parent}: this command differs from the one that "
+              f"started it ({'; '.join(changed[:3]) or 'no stored config'}); starting a new run (to continue that "
+              f"one: seg fit --ckpt_path {ckpt})", flush=True)
+        return None
+    print(f"continuing the preempted run {ckpt.parent.parent} from {ckpt} (its {MARKER} marker; to start a new "
+          f"run instead, delete that file)", flush=True)
+    return str(ckpt)
 
 
 def max_epochs_on_command_line(command_line: list[str]) -> Optional[int]:

@@ -137,6 +137,14 @@ def test_unrecognised_and_mixed_folders_are_refused_by_name(tmp_path):
 
 
 @pytest.mark.unit
+def test_a_case_that_is_a_file_is_named_not_skipped(tmp_path):
+    touch_case(tmp_path, NAMES_2021)
+    (tmp_path / "BraTS2021_00001").write_text("an archive that was never unpacked")
+    with pytest.raises(SegError, match=r"BraTS2021_00001 is named like a BraTS case but is not a folder"):
+        BraTSDataModule(str(tmp_path), **TINY_DATA)
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("empty", [False, True], ids=["missing", "empty"])
 def test_missing_or_empty_root_suggests_synth(tmp_path, empty):
     root = tmp_path / "brats"

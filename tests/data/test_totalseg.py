@@ -138,6 +138,14 @@ def test_groups_resolve_per_version_and_v1_is_detected(tmp_path):
 
 
 @pytest.mark.unit
+def test_a_meta_csv_row_without_its_case_is_refused_by_name(tmp_path):
+    root = hand_dataset(tmp_path, 2, meta={"s0000": "train", "s0001": "val", "s0002": "test"})
+    (root / "s0002").write_text("a case folder that is a file")
+    with pytest.raises(SegError, match=r"meta.csv lists 1 case\(s\) that are not case folders .*s0002"):
+        datamodule(root, ["liver"])
+
+
+@pytest.mark.unit
 def test_meta_csv_split_is_honoured(tmp_path):
     meta = {"s0000": "val", "s0001": "train", "s0002": "test", "s0003": "val", "s0004": "train"}
     dm = datamodule(hand_dataset(tmp_path, 5, meta), ["liver"], val_fraction=0.2)

@@ -89,6 +89,19 @@ def test_monai_pipelines_also_resume_bitwise_after_a_mid_epoch_stop(cache, demo_
 
 
 @pytest.mark.slow
+def test_a_different_command_does_not_continue_a_preempted_run(demo_root, tmp_path, capsys):
+    settings = ("--data.cache=store", f"--trainer.max_epochs={EPOCHS}")
+    code, _ = fit_signalled(demo_root, tmp_path, f"SIGTERM:{STEP}", *settings, capsys=capsys)
+    assert code == PREEMPTED_EXIT
+    preempted = only_run_dir(tmp_path / "lightning_logs")
+    code, out = fit_signalled(demo_root, tmp_path, "", *settings, "--model.lr=0.05", "--trainer.max_epochs=1",
+                              capsys=capsys)
+    assert code == 0 and f"not continuing the preempted run {preempted}: this command differs" in out
+    assert "model.lr: 0.003 -> 0.05" in out and (preempted / MARKER).exists()  # left for the command that made it
+    assert (preempted.parent / "version_1" / "checkpoints/epoch=0.ckpt").is_file()
+
+
+@pytest.mark.slow
 def test_a_signal_in_an_epochs_last_step_stops_after_its_validation_and_checkpoints(demo_root, tmp_path, uninterrupted,
                                                                                     capsys):
     code, out = fit_signalled(demo_root, tmp_path, f"SIGTERM:{STEPS_PER_EPOCH}", "--data.cache=store",

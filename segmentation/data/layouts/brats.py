@@ -92,8 +92,13 @@ LAYOUTS = (BRATS2021, BRATS2023)
 
 
 def case_folders(root: Path, layout: BraTSLayout) -> list[Path]:
-    """The case folders of `layout` directly under `root`, sorted by name."""
-    return sorted(p for p in root.iterdir() if p.is_dir() and layout.matches(p.name))
+    """The case folders of `layout` directly under `root`, sorted by name; a SegError naming an entry with a
+    case's name that is not a folder (a file, a broken link: never skipped in silence)."""
+    named = sorted(p for p in root.iterdir() if layout.matches(p.name))
+    if not_folders := [p for p in named if not p.is_dir()]:
+        raise SegError(f"{not_folders[0]} is named like a BraTS case but is not a folder ({len(not_folders)} such); "
+                       f"restore the case folder or move the file out of {root}")
+    return named
 
 
 def expected_names() -> str:

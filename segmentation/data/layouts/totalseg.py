@@ -38,6 +38,11 @@ def find_case_ids(root: Path) -> list[str]:
     ids = sorted(p.name for p in root.iterdir() if (p / IMAGE_NAME).is_file())
     if not ids:
         raise SegError(f"data root {root} has no TotalSegmentator cases (<case>/{IMAGE_NAME}); {hint}")
+    listed = read_official_split(root / META_NAME)
+    if missing := sorted(set(listed) - set(ids)):
+        raise SegError(f"{root / META_NAME} lists {len(missing)} case(s) that are not case folders with "
+                       f"{IMAGE_NAME} in {root} (e.g. {', '.join(missing[:3])}); restore them or remove their rows: "
+                       f"the official split would silently lose them")
     return ids
 
 
