@@ -72,10 +72,12 @@ def write_refusal_in(exc: BaseException | None) -> StorageError | None:
         if isinstance(exc, StorageError):
             return exc
         if isinstance(exc, OSError) and is_write_refusal(exc):
-            where = Path(exc.filename) if exc.filename else Path(".")
+            what = f"could not write {exc.filename}" if exc.filename else "the disk refused a write"
+            where = Path(exc.filename).parent if exc.filename else Path.cwd()
             return StorageError(
-                f"could not write {where}: {exc.strerror} ({free_space(where.parent)}). Files written before are "
-                f"intact; free space or make the folder writable, then continue with seg fit --ckpt_path last"
+                f"{what}: {exc.strerror} ({free_space(where)} in {where}). Files written before are intact; free "
+                f"space or make the folder writable, then run the same command again (a fit: with --ckpt_path last, "
+                f"to continue it)"
             )
         exc = exc.__cause__ or exc.__context__
     return None

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from ..core.errors import SegError
 from ..core.locking import exclusive
-from .checks import CheckReport
+from .checks import CheckReport, foreground_problem
 
 
 class CheckOnce:
@@ -44,8 +44,8 @@ class CheckOnce:
                 f"the dataset check found {len(report.problems)} problem(s) in {self.root}; training was not "
                 f"started. Fix or remove these cases (seg check-data re-runs the check alone):\n{listed}"
             )
-        patch = self.patch_problem(report)
-        if patch:
-            raise SegError(patch)
+        problem = self.patch_problem(report) or foreground_problem(report, self.root)
+        if problem:
+            raise SegError(problem)
         self.passed = list(cases)
         return report

@@ -263,6 +263,15 @@ def check_dataset(cases: list[dict], label_values: set[int], cache_folder: Optio
     return report
 
 
+def foreground_problem(report: CheckReport, root) -> str:
+    """Why the labels can teach nothing ("" if some case holds foreground): every label file is background only."""
+    if report.cases and report.label_voxels_cases and not any(value != 0 for value in report.label_voxels_cases):
+        return (f"every label file of the {report.cases} cases in {root} holds background only (value 0): the "
+                f"network would learn nothing and val/dice would stay 0. Check the label files (or, for "
+                f"TotalSegmentator, --data.classes)")
+    return ""
+
+
 def patch_problem(report: CheckReport, patch_size: Sequence[int], spacing: Optional[Sequence[float]], root) -> str:
     """Why `patch_size` suits none of the checked volumes of `root` ("" if it suits): larger than all along an axis
     (the volumes' extents at `spacing`, when they are resampled)."""

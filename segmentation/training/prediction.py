@@ -25,6 +25,7 @@ class PredictionWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
         self.written: list[Path] = []
+        self.replaced: list[Path] = []  # files of the same name that were there before
 
     @override
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
@@ -35,11 +36,16 @@ class PredictionWriter(BasePredictionWriter):
             pipeline = datamodule.inference_plan("predict").pipeline
             discrete = discrete_in_input_grid(item, pipeline, pl_module.hparams.multilabel)
             labels = datamodule.prediction_to_labels(discrete)
-            self.written.append(save_in_input_geometry(labels, Path(source), self.output_dir / f"{case}.nii.gz"))
+            target = self.output_dir / f"{case}.nii.gz"
+            if target.exists():
+                self.replaced.append(target)
+            self.written.append(save_in_input_geometry(labels, Path(source), target))
 
     @override
     def on_predict_end(self, trainer, pl_module) -> None:
         """Say where the label maps went."""
-        written = sum(gather_objects(trainer, len(self.written)))  # each rank wrote its shard
-        if trainer.is_global_zero:
-            log.info(f"wrote {written} label maps to {self.output_dir}")
+        written, replaced = (sum(counts) for counts in zip(*gather_objects(trainer, (len(self.written),
+                                                                                        len(self.replaced)))))
+        if trainer.is_global_zero:  # (each rank wrote its shard)
+            again = f" ({replaced} of them replaced files of the same name there)" if replaced else ""
+            log.info(f"wrote {written} label maps to {self.output_dir}{again}")

@@ -72,6 +72,15 @@ def rewrite_image(case: str, transform: Callable[[np.ndarray], np.ndarray]) -> C
     return breaker
 
 
+def every_label(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
+    """A breaker that rewrites every `labelsTr/*.nii.gz` as `transform` of its voxels."""
+    def breaker(data: Path) -> None:
+        for path in (data / "labelsTr").glob("*.nii.gz"):
+            image = nib.load(str(path))
+            nib.save(nib.Nifti1Image(transform(np.asanyarray(image.dataobj)), image.affine), str(path))
+    return breaker
+
+
 def link_loop(case: str) -> Callable[[Path], None]:
     def breaker(data: Path) -> None:
         path = data / "imagesTr" / f"{case}.nii.gz"
@@ -173,6 +182,9 @@ CASES: dict[str, tuple[Callable[[Setting], list[str]], str]] = {
                                         "nowhere.yaml: no such file"),
     "seg batch name that climbs out": (lambda s: ["batch", "--config", str(DEMO_CONFIG), "--name", "../.."],
                                        "--name '../..': a batch name is one folder name"),
+    "labels that are all background": (
+        lambda s: tiny_fit_args(s.broken_data(every_label(lambda d: np.zeros_like(d)))),
+        "holds background only (value 0): the network would learn nothing"),
     "keep 0 epoch files": (lambda s: tiny_fit_args(s.root, "--keep_last_epochs=0"),
                            "--keep_last_epochs 0: keep 1 or more epoch files"),
 }

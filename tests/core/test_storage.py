@@ -34,5 +34,7 @@ def test_a_full_disk_anywhere_in_the_cause_chain_is_a_storage_error_with_exit_3(
         found = write_refusal_in(wrapped)
     assert isinstance(found, StorageError) and found.exit_code == 3
     assert str(found).startswith(f"could not write {tmp_path / 'config.yaml'}: No space left on device (")
-    assert "seg fit --ckpt_path last" in str(found)
+    assert "run the same command again (a fit: with --ckpt_path last" in str(found)
+    unnamed = write_refusal_in(OSError(errno.ENOSPC, "No space left on device"))  # (no file name: torch's writer)
+    assert str(unnamed).startswith("the disk refused a write: No space left on device (") and " in /" in str(unnamed)
     assert write_refusal_in(FileNotFoundError(errno.ENOENT, "missing", "x")) is None  # a read problem is no refusal

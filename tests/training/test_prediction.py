@@ -18,6 +18,10 @@ def test_predict_writes_label_maps_in_each_inputs_geometry(finished_run, tmp_pat
     assert written.shape == original.shape
     assert np.allclose(written.affine, original.affine)
     assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
+    assert "wrote 1 label maps to out\n" in result.stdout
+    again = seg("predict", "--ckpt_path", str(ckpt), "--data.spacing=[2.0,2.0,2.0]",
+                f"--data.predict_images=[{source}]", "--prediction_dir=out", cwd=tmp_path)
+    assert "wrote 1 label maps to out (1 of them replaced files of the same name there)" in again.stdout  # not silent
 
 
 def test_predict_reads_a_folder_or_a_glob_of_new_images_and_another_root(finished_run, tmp_path, seg):

@@ -15,6 +15,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
+    from ...data.checks import foreground_problem
     from ..lightning_cli import build_cli
 
     datamodule = build_cli(argv).datamodule
@@ -25,5 +26,7 @@ def main(argv: list[str]) -> int:
     print(report.summary())
     patch = datamodule.patch_problem(report)
     print(f"patch: {patch or 'fits'}")
+    foreground = foreground_problem(report, datamodule.root)
+    print(f"foreground: {foreground or 'present'}")
     print(f"checked {len(cases)} cases in {time.perf_counter() - started:.1f} s ({datamodule.root})")
-    return 1 if report.problems or patch else 0
+    return 1 if report.problems or patch or foreground else 0
