@@ -82,9 +82,10 @@ def check_data_before_any_run_directory(datamodule: VolumeDataModule) -> None:
     """
     datamodule.prepare_data()  # TotalSegmentator merges its masks here: the check reads the merged labels
     cases = datamodule.list_cases()
-    if cases:
-        datamodule.check(cases)
-        refuse_an_empty_split(datamodule.split([case["case"] for case in cases]), datamodule.root)
+    if not cases:
+        raise SegError(f"no labelled cases found in {datamodule.root}; check --data.root")
+    datamodule.check(cases)
+    refuse_an_empty_split(datamodule.split([case["case"] for case in cases]), datamodule.root)
 
 
 def refuse_unwritable(folder: Path | str, option: str) -> None:

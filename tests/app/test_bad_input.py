@@ -182,6 +182,9 @@ CASES: dict[str, tuple[Callable[[Setting], list[str]], str]] = {
                                         "nowhere.yaml: no such file"),
     "seg batch name that climbs out": (lambda s: ["batch", "--config", str(DEMO_CONFIG), "--name", "../.."],
                                        "--name '../..': a batch name is one folder name"),
+    "dataset.json without training cases": (
+        lambda s: tiny_fit_args(s.broken_data(rewrite_json(lambda meta: meta.update(training=[])))),
+        "no labelled cases found in"),
     "labels that are all background": (
         lambda s: tiny_fit_args(s.broken_data(every_label(lambda d: np.zeros_like(d)))),
         "holds background only (value 0): the network would learn nothing"),
