@@ -143,9 +143,15 @@ def load_checkpoint(path: Path) -> dict:
         good = newest_good_checkpoint(path.parent, exclude=path)
         hint = f"the newest good checkpoint there is {good}" if good else "no other checkpoint there loads"
         raise SegError(
-            f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {str(err)[:120]}); {hint}. "
+            f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {first_words(str(err))}); {hint}. "
             f"Resume with --ckpt_path pointing at a good file, or --ckpt_path last"
         ) from None
+
+
+def first_words(text: str, limit: int = 120) -> str:
+    """`text`'s first line, cut at a word boundary near `limit` characters (with an ellipsis when cut)."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def versions_newest_first(run: Path) -> list[Path]:
@@ -180,7 +186,11 @@ def newest_good_checkpoint(directory: Path, exclude: Optional[Path] = None) -> O
         if exclude is not None and path.resolve() == Path(exclude).resolve():
             continue
         try:
-            position = training_position(read_checkpoint(path), path)
+            checkpoint = read_checkpoint(path)
+            if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+                log.warning(f"skipping checkpoint {path}: not a Lightning checkpoint (no state_dict)")
+                continue
+            position = training_position(checkpoint, path)
         except UnsafeCheckpoint as err:
             log.warning(f"skipping checkpoint {path}: {unsafe_message(path, str(err))}")
             continue

@@ -17,6 +17,7 @@ from segmentation.core.storage import StorageError
 from segmentation.training.checkpointing import (
     AtomicCheckpointIO,
     checkpoint_candidates,
+    first_words,
     newest_good_checkpoint,
     read_checkpoint,
     remove_stale_temporaries,
@@ -47,7 +48,7 @@ def test_a_write_that_dies_midway_leaves_the_previous_file_intact(tmp_path, monk
 def test_a_read_only_checkpoint_folder_is_a_storage_error_naming_the_file(tmp_path, mounts):
     folder = tmp_path / "checkpoints"
     io = AtomicCheckpointIO()
-    io.save_checkpoint({"epoch": 1, "weights": torch.ones(1000)}, folder / "epoch=1.ckpt")
+    io.save_checkpoint({"epoch": 1, "state_dict": {"w": torch.ones(1000)}}, folder / "epoch=1.ckpt")
     mounts.read_only(folder)
     with pytest.raises(StorageError, match=r"could not write checkpoint .*epoch=2.ckpt \(Read-only file system; .* "
                                            r"nothing was overwritten and the newest good checkpoint is epoch=1.ckpt"):
@@ -91,6 +92,19 @@ def test_the_newest_checkpoint_is_chosen_by_what_it_records_not_by_file_time(fin
     assert newest_good_checkpoint(checkpoints) == checkpoints / "last.ckpt"
     (checkpoints / "last.ckpt").unlink()
     assert newest_good_checkpoint(checkpoints) == checkpoints / "epoch=2.ckpt"
+
+
+def test_a_torch_file_that_is_no_lightning_checkpoint_is_never_the_newest_good_one(finished_run, tmp_path):
+    checkpoints = copy_run(finished_run, tmp_path) / "checkpoints"
+    torch.save({"weights": torch.ones(3)}, checkpoints / "epoch=9.ckpt")  # loads, but holds no training state
+    truncate(checkpoints / "last.ckpt")
+    assert newest_good_checkpoint(checkpoints) == checkpoints / "epoch=2.ckpt"
+
+
+@pytest.mark.unit
+def test_an_error_reason_is_cut_at_a_word_not_inside_one():
+    assert first_words("a " * 100 + "end") .endswith("a ...") and len(first_words("x y " * 80)) <= 124
+    assert first_words("short reason\nsecond line") == "short reason"
 
 
 @pytest.mark.unit
