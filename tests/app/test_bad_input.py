@@ -72,6 +72,51 @@ def rewrite_image(case: str, transform: Callable[[np.ndarray], np.ndarray]) -> C
     return breaker
 
 
+def rewrite_label(case: str, transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
+    """A breaker that rewrites `labelsTr/<case>.nii.gz` as `transform` of its voxels."""
+    def breaker(data: Path) -> None:
+        path = data / "labelsTr" / f"{case}.nii.gz"
+        image = nib.load(str(path))
+        nib.save(nib.Nifti1Image(transform(np.asanyarray(image.dataobj)), image.affine), str(path))
+    return breaker
+
+
+def shift_label_grid(case: str) -> Callable[[Path], None]:
+    """A breaker that moves `labelsTr/<case>.nii.gz`'s grid 5 mm (its voxels no longer lie on the image's)."""
+    def breaker(data: Path) -> None:
+        path = data / "labelsTr" / f"{case}.nii.gz"
+        image = nib.load(str(path))
+        affine = image.affine.copy()
+        affine[0, 3] += 5.0
+        nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), affine), str(path))
+    return breaker
+
+
+def empty_folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
+
+
+def nan_in_the_middle(data: np.ndarray) -> np.ndarray:
+    spoiled = data.astype(np.float32)
+    spoiled[16, 16, 16] = np.nan
+    return spoiled
+
+
+def cut_short(relative: str) -> Callable[[Path], None]:
+    """A breaker that keeps the first half of a file's bytes (a copy cut short)."""
+    def breaker(data: Path) -> None:
+        path = data / relative
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return breaker
+
+
+def remove(relative: str) -> Callable[[Path], None]:
+    def breaker(data: Path) -> None:
+        (data / relative).unlink()
+    return breaker
+
+
 def every_label(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
     """A breaker that rewrites every `labelsTr/*.nii.gz` as `transform` of its voxels."""
     def breaker(data: Path) -> None:
@@ -182,6 +227,35 @@ CASES: dict[str, tuple[Callable[[Setting], list[str]], str]] = {
                                         "nowhere.yaml: no such file"),
     "seg batch name that climbs out": (lambda s: ["batch", "--config", str(DEMO_CONFIG), "--name", "../.."],
                                        "--name '../..': a batch name is one folder name"),
+    "NaN voxels in an image": (
+        lambda s: tiny_fit_args(s.broken_data(rewrite_image("demo_003", nan_in_the_middle))),
+        "demo_003.nii.gz: image holds NaN or Inf voxels"),
+    "a label with a value the dataset does not declare": (
+        lambda s: tiny_fit_args(s.broken_data(rewrite_label("demo_004", lambda d: np.where(d > 0, 7, d)))),
+        "label holds values [7.0] outside the declared set [0, 1, 2]"),
+    "a label of another shape than its image": (
+        lambda s: tiny_fit_args(s.broken_data(rewrite_label("demo_001", lambda d: d[:, :, :30].copy()))),
+        "demo_001.nii.gz: label shape [32, 32, 30] differs from the image's [32, 32, 32]"),
+    "a label with a 4th axis": (
+        lambda s: tiny_fit_args(s.broken_data(rewrite_label("demo_002", lambda d: np.stack([d, d], axis=-1)))),
+        "label has shape [32, 32, 32, 2]: expected a 3D volume"),
+    "a truncated image file": (lambda s: tiny_fit_args(s.broken_data(cut_short("imagesTr/demo_005.nii.gz"))),
+                               "demo_005.nii.gz: image unreadable, truncated or not NIfTI"),
+    "a missing label file": (lambda s: tiny_fit_args(s.broken_data(remove("labelsTr/demo_000.nii.gz"))),
+                             "demo_000.nii.gz: label missing"),
+    "resume with another architecture": (
+        lambda s: ["fit", s.last(), "--trainer.max_epochs=5", "--model.architecture=segresnet"],
+        "architecture: checkpoint 'unet', configured 'segresnet'"),
+    "a label on another voxel grid than its image": (
+        lambda s: tiny_fit_args(s.broken_data(shift_label_grid("demo_003"))),
+        "demo_003.nii.gz: label affine differs from the image's (not the same voxel grid)"),
+    "a data root that does not exist": (lambda s: tiny_fit_args(s.tmp / "nowhere"),
+                                        "nowhere does not exist (--data.root)"),
+    "a checkpoint that does not exist": (lambda s: ["fit", f"--ckpt_path={s.tmp / 'gone.ckpt'}"],
+                                         "gone.ckpt does not exist (--ckpt_path)"),
+    "a run directory without checkpoints": (
+        lambda s: ["fit", f"--ckpt_path={empty_folder(s.tmp / 'run' / 'checkpoints').parent}"],
+        "no loadable checkpoint in"),
     "dataset.json without training cases": (
         lambda s: tiny_fit_args(s.broken_data(rewrite_json(lambda meta: meta.update(training=[])))),
         "no labelled cases found in"),
