@@ -29,7 +29,7 @@ from .check_once import CheckOnce
 from .checks import CheckReport, check_dataset, patch_problem
 from .facts import DatasetFacts
 from .inference import InferencePlan, make_plan
-from .loaders import consumed_before, training_loader, training_position, volume_loader
+from .loaders import consumed_before, training_loader, training_position, volume_loader, volumes_per_batch
 from .patches import finish_patches
 from .split import DataSplit, dataset_split, refuse_an_empty_split
 from .store import Store
@@ -174,7 +174,8 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         state = self.data_split.as_state() if self.data_split else {}
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training:
-            state["position"] = training_position(trainer, self.volumes_per_batch())
+            h = self.hparams
+            state["position"] = training_position(trainer, volumes_per_batch(h.batch_size, h.samples_per_volume))
         return state
 
     @override
@@ -195,12 +196,9 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         trainer = getattr(self, "trainer", None)
         start = epochs_completed(trainer) if trainer is not None else 0
         position, self.resume_position = self.resume_position, None  # used by the first loader of a resumed fit
-        return training_loader(self.train_set, self.volumes_per_batch(), self.hparams.seed, start,
-                               self.hparams.cache in STORE_MODES, workers, trainer, consumed_before(position, start))
-
-    def volumes_per_batch(self) -> int:
-        """Volumes a training batch draws its patches from (samples_per_volume patches come from each)."""
-        return max(1, self.hparams.batch_size // self.hparams.samples_per_volume)
+        h = self.hparams
+        return training_loader(self.train_set, volumes_per_batch(h.batch_size, h.samples_per_volume), h.seed, start,
+                               h.cache in STORE_MODES, workers, trainer, consumed_before(position, start))
 
     @override
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:

@@ -67,3 +67,8 @@ def training_position(trainer: Any, volumes_per_batch: int) -> dict:
 def consumed_before(position: Optional[dict], start_epoch: int) -> int:
     """Positions of `start_epoch`'s permutation a checkpoint's `position` says were trained (0 for another epoch)."""
     return int(position.get("consumed", 0)) if position and position.get("epoch") == start_epoch else 0
+
+
+def volumes_per_batch(batch_size: int, samples_per_volume: int) -> int:
+    """Volumes a training batch draws its patches from (`samples_per_volume` patches come from each)."""
+    return max(1, batch_size // samples_per_volume)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from ...core.handoff import RUN_RECORD_VARIABLE, read_run_record
 from ...core.storage import write_text_atomically
 from ...schedules.plans import SCHEDULES
 from ..run_history import read_run
+from ..signal_relay import SignalRelay
 
 
 @dataclass
@@ -203,28 +203,6 @@ def switched_schedule(run: Run, state: BatchState, epochs: int) -> dict:
         return {}
     run.notes.append(f"switches its schedule {earlier[0]['scheduler']} -> {run.scheduler}")
     return {**earlier[0], "status": f"finished {earlier[0]['epochs']} epochs with {earlier[0]['scheduler']}"}
-
-
-class SignalRelay:
-    """While a run trains: SIGTERM, SIGUSR1 and SIGINT go to it (it checkpoints and exits 75); the batch then stops."""
-
-    def __init__(self) -> None:
-        self.process: Optional[subprocess.Popen] = None
-        self.received: Optional[int] = None
-
-    def __enter__(self) -> SignalRelay:
-        self.previous = {sig: signal.signal(sig, self.relay) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def relay(self, signum: int, frame) -> None:
-        """The signal handler: remember the signal and pass it to the running `seg fit`."""
-        self.received = self.received or signum
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signum)
 
 
 def execute(run: Run, log_folder: Path, state: BatchState, epochs: int, relay: SignalRelay) -> None:
