@@ -11,29 +11,24 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TextIO
 
 from typing_extensions import override
 
 log = logging.getLogger("seg")
 ALL_RANKS = {"all_ranks": True}
-_RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK")  # what the launchers set before any process group exists
-_rank: list[int] = []
-
-
-def set_rank(rank: int) -> None:
-    """This process's global rank, once the trainer knows it (before, the launchers' variables are read)."""
-    _rank[:] = [int(rank)]
+_RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK")  # what the launchers set before Lightning is imported
 
 
 def global_rank() -> int:
-    """This process's global rank as far as it is known (0 for a single process)."""
-    if _rank:
-        return _rank[0]
-    for name in _RANK_VARIABLES:
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 0
+    """This process's global rank: Lightning's own (`rank_zero_only.rank`, which its strategies set), or before
+    Lightning is loaded the launchers' variables (0 for a single process)."""
+    # (lightning-utilities comes with lightning; torch-free, imported on the first record)
+    from lightning_utilities.core.rank_zero import rank_zero_only
+
+    rank = getattr(rank_zero_only, "rank", None)
+    if rank is not None:
+        return int(rank)
+    return next((int(os.environ[name]) for name in _RANK_VARIABLES if os.environ.get(name, "").isdigit()), 0)
 
 
 class RankZeroFilter(logging.Filter):
@@ -45,29 +40,18 @@ class RankZeroFilter(logging.Filter):
 
 
 class ConsoleHandler(logging.StreamHandler):
-    """Writes INFO records to the current `sys.stdout`, warnings and errors to the current `sys.stderr`."""
+    """Writes INFO records to the current `sys.stdout`, warnings and errors to the current `sys.stderr` (looked up
+    at each record: redirected streams receive them)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.addFilter(RankZeroFilter())
 
-    @property  # type: ignore[explicit-override]  # mypy misses @override on a property with a setter (#15900)
-    @override
-    def stream(self) -> TextIO:
-        """The stream at the moment of writing, not at configuration."""
-        return sys.stderr if self._level_now >= logging.WARNING else sys.stdout
-
-    @stream.setter
-    def stream(self, value: TextIO) -> None:
-        pass
-
     @override
     def emit(self, record: logging.LogRecord) -> None:  # noqa: D102
-        self._level_now = record.levelno
+        # (assigned, not setStream: that flushes the previous stream, which a test may have closed)
+        self.stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
         super().emit(record)
-        self.flush()
-
-    _level_now = logging.INFO
 
 
 def configure_console() -> None:

@@ -171,7 +171,8 @@ class SegmentationModule(pl.LightningModule):
         indices = torch.tensor([index for index, _, _ in self._validated], dtype=torch.long, device=self.device)
         counts = (torch.stack([counts for _, counts, _ in self._validated]) if self._validated
                   else torch.zeros((0, len(self.class_names), 3), dtype=torch.long, device=self.device))
-        losses = torch.tensor([float(loss) for _, _, loss in self._validated], device=self.device)
+        losses = (torch.stack([loss for _, _, loss in self._validated]) if self._validated  # (no per-case sync)
+                  else torch.zeros(0, device=self.device))
         if self.trainer.world_size > 1:  # every rank joins, also one without cases (fewer cases than ranks)
             indices, counts, losses = (gather_rows(self, rows) for rows in (indices, counts, losses))
         if len(indices) == 0:

@@ -168,8 +168,15 @@ def _version_number(path: Path) -> int:
 
 
 def checkpoint_candidates(directory: Path) -> list[Path]:
-    """The run's epoch and last checkpoints (not best.ckpt, no temporaries), by name."""
-    return sorted(p for p in Path(directory).glob("*.ckpt") if p.name != "best.ckpt" and TEMP_MARK not in p.name)
+    """The run's last and epoch checkpoints (not best.ckpt, no temporaries): last.ckpt first, then the epoch files
+    from the highest epoch in their names down, then any other name."""
+    files = [p for p in Path(directory).glob("*.ckpt") if p.name != "best.ckpt" and TEMP_MARK not in p.name]
+    return sorted(files, key=lambda p: (p.name != "last.ckpt", -_epoch_in_name(p), p.name))
+
+
+def _epoch_in_name(path: Path) -> int:
+    match = re.fullmatch(r"epoch=(\d+)\.ckpt", path.name)
+    return int(match.group(1)) if match else -1
 
 
 def training_position(checkpoint: dict, path: Path) -> tuple[int, int, bool]:
@@ -177,28 +184,38 @@ def training_position(checkpoint: dict, path: Path) -> tuple[int, int, bool]:
     return int(checkpoint.get("global_step", -1)), int(checkpoint.get("epoch", -1)), path.name == "last.ckpt"
 
 
+def readable_position(path: Path) -> Optional[tuple[int, int, bool]]:
+    """`training_position` of a checkpoint that loads and holds training state; None, with a warning, otherwise."""
+    try:
+        checkpoint = read_checkpoint(path)
+    except UnsafeCheckpoint as err:
+        log.warning(f"skipping checkpoint {path}: {unsafe_message(path, str(err))}")
+        return None
+    except Exception as err:
+        log.warning(f"skipping checkpoint {path}: truncated or corrupt ({type(err).__name__})")
+        return None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        log.warning(f"skipping checkpoint {path}: not a Lightning checkpoint (no state_dict)")
+        return None
+    return training_position(checkpoint, path)
+
+
 def newest_good_checkpoint(directory: Path, exclude: Optional[Path] = None) -> Optional[Path]:
     """The checkpoint in `directory` that loads and is furthest into training by the global step and epoch it
     records (last.ckpt on a tie: it is the newest copy of its epoch), not by file time, which a copy reorders.
-    Unreadable ones are skipped with a warning."""
+
+    Only last.ckpt and the newest epoch file that loads are read (an older epoch file records less training);
+    unreadable ones are skipped with a warning.
+    """
     newest, furthest = None, None
     for path in checkpoint_candidates(directory):
         if exclude is not None and path.resolve() == Path(exclude).resolve():
             continue
-        try:
-            checkpoint = read_checkpoint(path)
-            if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-                log.warning(f"skipping checkpoint {path}: not a Lightning checkpoint (no state_dict)")
-                continue
-            position = training_position(checkpoint, path)
-        except UnsafeCheckpoint as err:
-            log.warning(f"skipping checkpoint {path}: {unsafe_message(path, str(err))}")
-            continue
-        except Exception as err:
-            log.warning(f"skipping checkpoint {path}: truncated or corrupt ({type(err).__name__})")
-            continue
-        if furthest is None or position > furthest:
+        position = readable_position(path)
+        if position is not None and (furthest is None or position > furthest):
             newest, furthest = path, position
+        if position is not None and path.name != "last.ckpt":
+            break
     return newest
 
 

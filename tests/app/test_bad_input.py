@@ -63,22 +63,22 @@ def write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
-def rewrite_image(case: str, transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
-    """A breaker that rewrites `imagesTr/<case>.nii.gz` as `transform` of its voxels."""
+def rewrite(pattern: str, transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
+    """A breaker that rewrites every NIfTI file matching `pattern` (under the data folder) as `transform` of its
+    voxels."""
     def breaker(data: Path) -> None:
-        path = data / "imagesTr" / f"{case}.nii.gz"
-        image = nib.load(str(path))
-        nib.save(nib.Nifti1Image(transform(np.asanyarray(image.dataobj)), image.affine), str(path))
+        for path in data.glob(pattern):
+            image = nib.load(str(path))
+            nib.save(nib.Nifti1Image(transform(np.asanyarray(image.dataobj)), image.affine), str(path))
     return breaker
+
+
+def rewrite_image(case: str, transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
+    return rewrite(f"imagesTr/{case}.nii.gz", transform)
 
 
 def rewrite_label(case: str, transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
-    """A breaker that rewrites `labelsTr/<case>.nii.gz` as `transform` of its voxels."""
-    def breaker(data: Path) -> None:
-        path = data / "labelsTr" / f"{case}.nii.gz"
-        image = nib.load(str(path))
-        nib.save(nib.Nifti1Image(transform(np.asanyarray(image.dataobj)), image.affine), str(path))
-    return breaker
+    return rewrite(f"labelsTr/{case}.nii.gz", transform)
 
 
 def shift_label_grid(case: str) -> Callable[[Path], None]:
@@ -114,15 +114,6 @@ def cut_short(relative: str) -> Callable[[Path], None]:
 def remove(relative: str) -> Callable[[Path], None]:
     def breaker(data: Path) -> None:
         (data / relative).unlink()
-    return breaker
-
-
-def every_label(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
-    """A breaker that rewrites every `labelsTr/*.nii.gz` as `transform` of its voxels."""
-    def breaker(data: Path) -> None:
-        for path in (data / "labelsTr").glob("*.nii.gz"):
-            image = nib.load(str(path))
-            nib.save(nib.Nifti1Image(transform(np.asanyarray(image.dataobj)), image.affine), str(path))
     return breaker
 
 
@@ -260,7 +251,7 @@ CASES: dict[str, tuple[Callable[[Setting], list[str]], str]] = {
         lambda s: tiny_fit_args(s.broken_data(rewrite_json(lambda meta: meta.update(training=[])))),
         "no labelled cases found in"),
     "labels that are all background": (
-        lambda s: tiny_fit_args(s.broken_data(every_label(lambda d: np.zeros_like(d)))),
+        lambda s: tiny_fit_args(s.broken_data(rewrite("labelsTr/*.nii.gz", np.zeros_like))),
         "holds background only (value 0): the network would learn nothing"),
     "keep 0 epoch files": (lambda s: tiny_fit_args(s.root, "--keep_last_epochs=0"),
                            "--keep_last_epochs 0: keep 1 or more epoch files"),
