@@ -1,3 +1,5 @@
 """seg: train 3D medical segmentation networks with Lightning and MONAI."""
 
-__version__ = "0.1.0"
+from .core.constants import VERSION as __version__
+
+__all__ = ["__version__"]

@@ -21,3 +21,9 @@ def test_the_floor_run_installs_the_lower_bounds_of_pyproject():
     installed = dict(re.findall(r"(monai|lightning)==([\d.]+)", re.search(r"^FLOORS = (.*)$", makefile, re.M).group(1)))
     assert {name: Version(v) for name, v in installed.items()} == {name: Version(v) for name, v in floors.items()}
     assert "make test-floors" in (REPO / ".ci/run").read_text()
+
+
+def test_the_version_in_checkpoints_is_the_packages():
+    from segmentation import __version__
+
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"] == __version__

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import yaml
+from typing_extensions import override
 
 from ..core.errors import SegError
 from ..training.checkpointing import load_checkpoint
@@ -44,6 +45,23 @@ def with_stored_config(argv: list[str]) -> list[str]:
     return [argv[0], "--config", stored, *argv[1:]]
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML would keep the last silently)."""
+
+    @override
+    def construct_mapping(self, node, deep=False):
+        """The mapping of `node`; a YAMLError at the second occurrence of a key."""
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                lines = f"lines {seen[key] + 1} and {key_node.start_mark.line + 1}"
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice ({lines})",
+                                                        key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def config_arguments(argv: list[str]) -> Iterator[str]:
     """The values of every `--config X` / `--config=X` in `argv`."""
     for index, arg in enumerate(argv):
@@ -62,10 +80,12 @@ def check_config_files(argv: list[str]) -> None:
         if "\n" in value or value.lstrip().startswith("{"):
             continue
         path = Path(value).expanduser()
+        if path.is_dir():
+            raise SegError(f"config file {value} is a folder (--config): give a YAML file")
         if not path.is_file():
             raise SegError(f"config file {value} does not exist (--config)")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
         except UnicodeDecodeError as err:
             raise SegError(f"config file {value} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
         except yaml.YAMLError as err:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -15,7 +18,8 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from typing_extensions import override
 
 from ..core.directory_lock import refuse_if_locked
-from ..core.internals import CommandLineWinsCLI
+from ..core.errors import SegError
+from ..core.internals import CommandLineWinsCLI, end_process
 from ..data.base import VolumeDataModule
 from ..model.module import SegmentationModule
 from ..training import resume
@@ -39,6 +43,7 @@ from .preflight import (
     check_data_before_any_run_directory,
     refuse_impossible_options,
     refuse_unwritable,
+    refuse_unwritable_results,
     refuse_validation_inside_epochs,
 )
 
@@ -75,15 +80,16 @@ class SegCLI(CommandLineWinsCLI):
     the every-epoch/last/best checkpoints and the LR monitor.
     """
 
-    def __init__(self, args: Optional[list[str]] = None, run: bool = True):
+    def __init__(self, args: Optional[list[str]] = None, run: bool = True, own_process: bool = False):
         self.command_line = list(args if args is not None else sys.argv[1:])
+        self.own_process = own_process  # this process is the `seg` command: a preempted fit may end it at once
         super().__init__(
             SegmentationModule,
             VolumeDataModule,
             subclass_mode_data=True,
             args=args,
             run=run,
-            parser_kwargs={"parser_mode": "omegaconf"},
+            parser_kwargs={"parser_mode": "omegaconf", "exit_on_error": False},  # errors: app.main
             save_config_callback=SaveConfigBeside,
         )
 
@@ -144,6 +150,15 @@ class SegCLI(CommandLineWinsCLI):
         resume.refuse_incompatible(ckpt, saved, configured, keys=tuple(configured))
 
     @override
+    def instantiate_classes(self) -> None:
+        """Build the model and datamodule, then refuse a `--ckpt_path` whose weights the model cannot take."""
+        super().instantiate_classes()
+        value = self.config_init.get(self.subcommand, self.config_init).get("ckpt_path")
+        ckpt = resume.resolve_checkpoint(str(value), run_root=None) if value and value != "last" else None
+        if ckpt is not None:
+            resume.refuse_weights_that_do_not_fit(ckpt, load_checkpoint(ckpt), self.model)
+
+    @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer with seg's defaults where the config gives none, resuming into the checkpoint's run."""
         config = self.trainer_config()
@@ -185,15 +200,15 @@ class SegCLI(CommandLineWinsCLI):
         kwargs["plugins"] = with_seg_plugins(config.get("plugins"), SLURMEnvironment.detect())
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions"))
-        if self.subcommand == "test":
-            callbacks.append(NativeSpaceScorer(results_path(subcommand_config.get("ckpt_path"), run, "test", "csv")))
-        if self.subcommand == "validate":
-            callbacks.append(
-                ValidationResults(results_path(subcommand_config.get("ckpt_path"), run, "validate", "json"))
-            )
+        if self.subcommand in ("test", "validate"):
+            results = results_path(subcommand_config.get("ckpt_path"), run, self.subcommand,
+                                   "csv" if self.subcommand == "test" else "json")
+            refuse_unwritable_results(results.parent)
+            callbacks.append(NativeSpaceScorer(results) if self.subcommand == "test" else ValidationResults(results))
         if self.subcommand == "fit":
             callbacks.append(KillBetweenEpochs())  # a no-op unless SEG_KILL_AT names it (core.faults)
-            callbacks.append(Preemption())  # SIGTERM / SIGUSR1 / SIGINT: checkpoint this step, exit 75
+            # SIGTERM / SIGUSR1 / SIGINT: checkpoint this step, exit 75; a further signal: at once, exit 75
+            callbacks.append(Preemption(exit_now=exit_at_once if self.own_process else None))
             callbacks.append(RankAgreement())  # DDP: replicas still equal after every epoch
             callbacks += optional_callbacks(
                 subcommand_config.get("early_stopping_patience"), subcommand_config.get("preview_every_n_epochs") or 0
@@ -254,14 +269,28 @@ def results_path(ckpt_path: Optional[str], run: Path, stage: str, suffix: str) -
     return (run_dir or run) / stage / f"{ckpt.stem if ckpt else 'untrained'}.{suffix}"
 
 
-def run_lightning_cli(argv: list[str]) -> int:
-    """`seg fit|validate|test|predict ...`: LightningCLI, after a checkpoint's stored config is put first."""
+def run_lightning_cli(argv: list[str], own_process: bool = False) -> int:
+    """`seg fit|validate|test|predict ...`: LightningCLI, after a checkpoint's stored config is put first
+    (`own_process`: this process is the `seg` command itself)."""
     given = argv
     check_config_files(argv)
     argv = with_stored_config(argv)
-    # pass args only when they differ from sys.argv (LightningCLI warns otherwise)
-    SegCLI(args=None if argv == sys.argv[1:] and argv == given else argv)
+    try:  # (pass args only when they differ from sys.argv: LightningCLI warns otherwise)
+        SegCLI(args=None if argv == sys.argv[1:] and argv == given else argv, own_process=own_process)
+    except MisconfigurationException as err:  # Lightning's refusal of trainer settings seg did not check itself
+        raise SegError(f"Lightning refused the trainer settings: {' '.join(str(err).split())}") from None
     return 0
+
+
+def exit_at_once(status: int) -> None:
+    """End the `seg` process now with `status`, that of a fit a signal stopped: what it printed is flushed; nothing
+    else runs (no Python finalisation), and nothing saved is touched (seg writes every file atomically)."""
+    with contextlib.suppress(Exception):  # (called from a signal handler, too: a stream may be mid-write)
+        logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    end_process(status)
 
 
 def build_cli(argv: list[str]) -> SegCLI:

@@ -6,10 +6,12 @@ neither Lightning nor MONAI (see `COMMANDS`).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from importlib import import_module
 from typing import Optional
 
+from ..core.constants import PREEMPTED_EXIT
 from ..core.errors import user_error
 from ..core.log import configure_console
 from ..core.storage import write_refusal_in
@@ -43,8 +45,9 @@ def overview() -> str:
     return "\n".join(lines)
 
 
-def dispatch(argv: list[str]) -> int:
-    """Run the subcommand named by `argv[0]` with the rest of `argv`."""
+def dispatch(argv: list[str], own_process: bool = False) -> int:
+    """Run the subcommand named by `argv[0]` with the rest of `argv` (`own_process`: this process is the `seg`
+    command itself, which ends when the subcommand does)."""
     if argv and argv[0] in COMMANDS:
         return import_module(COMMANDS[argv[0]][0]).main(argv[1:])
     if not argv or argv[0] in ("-h", "--help"):
@@ -54,18 +57,31 @@ def dispatch(argv: list[str]) -> int:
         print(f"seg: error: unknown subcommand {argv[0]!r}; one of "
               f"{', '.join([*LIGHTNING_COMMANDS, *COMMANDS])} (seg --help)", file=sys.stderr)
         return 2
-    from .lightning_cli import run_lightning_cli
+    from .lightning_cli import exit_at_once, run_lightning_cli
 
-    return run_lightning_cli(argv)
+    try:
+        return run_lightning_cli(argv, own_process)
+    except SystemExit as stop:
+        # a fit stopped by a signal (training.preemption): the `seg` process ends here, at once, with its status
+        # (Python's finalisation would put back the default handlers: a Ctrl-C then would end it with 130)
+        if own_process and stop.code == PREEMPTED_EXIT:
+            exit_at_once(PREEMPTED_EXIT)
+        raise
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of the `seg` console script: a SegError is one line on stderr and exit status 2 (3 when the
     disk refused a write: full, over quota or read-only)."""
+    own_process = argv is None  # the `seg` console script or `python -m segmentation`, not a call from a program
     argv = list(sys.argv[1:] if argv is None else argv)
     configure_console()
     try:
-        return dispatch(argv)
+        return dispatch(argv, own_process)
+    except argparse.ArgumentError as exc:  # LightningCLI's parser (app.argument_errors)
+        from .argument_errors import one_line
+
+        print(f"seg: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
     except Exception as exc:
         err = user_error(exc) or write_refusal_in(exc)
         if err is None:

@@ -26,13 +26,14 @@ from ..core.log import log
 from . import pipelines
 from .caching import STORE_MODES, CacheMode, preprocessing_key, refuse_removed_mode, training_datasets
 from .check_once import CheckOnce
-from .checks import CheckReport, check_dataset, patch_problem
+from .checks import CheckReport, check_dataset
 from .facts import DatasetFacts
 from .inference import InferencePlan, make_plan
 from .loaders import consumed_before, training_loader, training_position, volume_loader, volumes_per_batch
 from .patches import finish_patches
 from .split import DataSplit, dataset_split, refuse_an_empty_split
 from .store import Store
+from .suitability import patch_problem
 
 
 class VolumeDataModule(pl.LightningDataModule, DatasetFacts):

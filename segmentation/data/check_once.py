@@ -13,7 +13,8 @@ from typing import Callable, Optional
 
 from ..core.errors import SegError
 from ..core.locking import exclusive
-from .checks import CheckReport, foreground_problem
+from .checks import CheckReport
+from .suitability import foreground_problem
 
 
 class CheckOnce:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 from nibabel.orientations import io_orientation
 from typing_extensions import override
 
@@ -33,6 +34,7 @@ from ..core.storage import write_atomically
 from .nifti import load_nifti
 
 CACHE_NAME = "check_cache.json"
+FACTS_FORMAT = 2  # part of every cache key: facts remembered by an older check (other rules) are read again
 AFFINE_TOLERANCE = 1e-3  # mm; headers written by different tools round differently
 
 
@@ -71,16 +73,30 @@ def read_facts(path: Path, is_label: bool) -> FileFacts:
         data = np.asanyarray(image.dataobj)
     except Exception as err:  # nibabel raises many types for truncated or foreign files
         return FileFacts(error=f"unreadable, truncated or not NIfTI ({type(err).__name__}: {str(err)[:80]})")
+    header_problem = affine_problem(image.affine) or ("holds complex voxels: seg reads real intensities (save the "
+                                                      "magnitude)" if np.iscomplexobj(data) else "")
+    if header_problem:
+        return FileFacts(error=header_problem)
     facts = FileFacts(
         shape=tuple(int(n) for n in data.shape),
         affine=np.round(image.affine, 4).tolist(),
-        spacing=tuple(round(float(z), 4) for z in image.header.get_zooms()[:3]),
+        spacing=tuple(round(float(z), 4) for z in voxel_sizes(image.affine)),  # (as resampling sees them)
     )
     if np.issubdtype(data.dtype, np.floating):
         facts.finite = bool(np.isfinite(data).all())
     if is_label and facts.finite:
         facts.values = [float(v) for v in np.unique(data)]
     return facts
+
+
+def affine_problem(affine: np.ndarray) -> str:
+    """What is wrong with a header's voxel-to-world affine ("" if nothing): not finite, or singular (a zero voxel
+    size or two axes along one direction), which no resampling or reorientation can undo."""
+    if not np.isfinite(affine).all():
+        return "affine holds NaN or Inf: the header does not say where its voxels lie (fix the header)"
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        return "affine is singular (a zero voxel size or two axes along one direction): fix the header"
+    return ""
 
 
 @dataclass
@@ -106,6 +122,7 @@ class CheckReport:
     spacings: Counter = field(default_factory=Counter)
     label_voxels_cases: Counter = field(default_factory=Counter)  # label value -> number of cases holding it
     extents: list[tuple[tuple[int, ...], tuple[float, ...]]] = field(default_factory=list)  # RAS shape, spacing
+    extent_files: list[str] = field(default_factory=list)  # the first file of each case in `extents`
 
     def largest_extent(self, spacing: Optional[Sequence[float]] = None) -> list[int]:
         """Per RAS axis, the most voxels any good case has there (after resampling to `spacing`, if given)."""
@@ -146,7 +163,7 @@ class FactCache:
             size, modified = file_stamp(path)
         except OSError:
             return None
-        return f"{path.resolve()}|{size}|{modified}|{int(is_label)}"
+        return f"{FACTS_FORMAT}|{path.resolve()}|{size}|{modified}|{int(is_label)}"
 
     def facts(self, path: Path, is_label: bool) -> FileFacts:
         """Cached facts of `path`, or read it (and remember good reads)."""
@@ -257,32 +274,8 @@ def check_dataset(cases: list[dict], label_values: set[int], cache_folder: Optio
             report.spacings[first.spacing] += 1
         if not found:
             report.extents.append(ras_extent(first))
+            report.extent_files.append(str(files[0][1]))
         for role, path, _ in files:
             if role == "label":
                 report.label_voxels_cases.update(facts[path].values)
     return report
-
-
-def foreground_problem(report: CheckReport, root) -> str:
-    """Why the labels can teach nothing ("" if some case holds foreground): every label file is background only."""
-    if report.cases and report.label_voxels_cases and not any(value != 0 for value in report.label_voxels_cases):
-        return (f"every label file of the {report.cases} cases in {root} holds background only (value 0): the "
-                f"network would learn nothing and val/dice would stay 0. Check the label files (or, for "
-                f"TotalSegmentator, --data.classes)")
-    return ""
-
-
-def patch_problem(report: CheckReport, patch_size: Sequence[int], spacing: Optional[Sequence[float]], root) -> str:
-    """Why `patch_size` suits none of the checked volumes of `root` ("" if it suits): larger than all along an axis
-    (the volumes' extents at `spacing`, when they are resampled)."""
-    if not report.extents:
-        return ""
-    largest = report.largest_extent(spacing)
-    axes = [name for name, patch, most in zip("XYZ", patch_size, largest) if patch > most]
-    if not axes:
-        return ""
-    resampled = f" at spacing {list(spacing)} mm" if spacing else ""
-    fitting = [min(patch, most) for patch, most in zip(patch_size, largest)]
-    return (f"--data.patch_size {list(patch_size)} is larger than every volume of {root} along "
-            f"{', '.join(axes)} (the largest is {largest} voxels{resampled}): patches would be mostly padding. "
-            f"Use at most {fitting}")

@@ -36,7 +36,7 @@ from ..core.fingerprint import file_stamps
 from ..core.formatting import format_duration
 from ..core.locking import exclusive
 from ..core.log import log
-from ..core.storage import write_atomically
+from ..core.storage import StorageError, is_write_refusal, write_atomically, write_refusal_in
 
 STORE_FORMAT = 4  # bump when the stored content changes, so older stores are not read
 ROLES = ("image", "label", "foreground")  # the arrays of a stored case
@@ -192,8 +192,14 @@ class Store:
               workers: int, say: Callable[[str], None] = print) -> int:
         """Build every missing case in parallel threads, saying progress; returns how many were built. One process
         at a time (DDP ranks started together): the others wait, then find the cases stored."""
-        with exclusive(self.folder.with_name(f".{self.folder.name}.lock")):  # (hidden: not one of the store_* folders)
-            return self._build(cases, spatial, normalise, workers, say)
+        try:
+            with exclusive(self.folder.with_name(f".{self.folder.name}.lock")):  # (hidden: not a store_* folder)
+                return self._build(cases, spatial, normalise, workers, say)
+        except OSError as err:
+            if not is_write_refusal(err):
+                raise
+            raise StorageError(f"{write_refusal_in(err)}; or build the store on another disk with --data.cache_dir") \
+                from err
 
     def _build(self, cases: list[dict], spatial: Callable[[dict], dict], normalise: Callable[[dict], dict],
                workers: int, say: Callable[[str], None]) -> int:

@@ -14,7 +14,7 @@ The schedule's own resume rules live in `schedules.restore`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
@@ -31,7 +31,7 @@ from .checkpointing import (
     versions_newest_first,
 )
 from .config_diff import comparable, config_differences
-from .records import record_of, stored_config
+from .records import record_of, refuse_unusable, stored_config
 
 BRANCH_RECORD = "BRANCHED_FROM"  # in a branch's run directory: the checkpoint it continued from
 # Hyper-parameters that decide the shapes of the weights (or what the outputs mean).
@@ -62,7 +62,7 @@ def resolve_checkpoint(value: str, run_root: Optional[Path]) -> Optional[Path]:
         return found
     if path.exists() and not path.is_file():  # a device (a link to /dev/zero would be read forever), a pipe
         raise SegError(f"checkpoint {value} is not a regular file (--ckpt_path): give a .ckpt file or a run directory")
-    load_checkpoint(path)  # raises a SegError naming the file when it is missing or corrupt
+    refuse_unusable(path, load_checkpoint(path))  # (load: a SegError naming a missing or corrupt file)
     return path
 
 
@@ -80,6 +80,20 @@ def refuse_incompatible(ckpt: Path, saved: dict, current: dict, keys: tuple[str,
     different = incompatibilities(saved, current, keys)
     if different:
         raise SegError(f"checkpoint {ckpt} does not fit the configured model: " + "; ".join(different))
+
+
+def refuse_weights_that_do_not_fit(ckpt: Path, checkpoint: dict, model: Any) -> None:
+    """SegError naming `ckpt` when its model identity (`MODEL_IDENTITY`) or its weights (names, shapes) differ from
+    the configured model's: caught before Lightning's restore would fail halfway with a traceback."""
+    refuse_incompatible(ckpt, checkpoint.get("hyper_parameters", {}), dict(model.hparams))
+    saved, wanted = checkpoint.get("state_dict", {}), model.state_dict()
+    different = [f"{key} missing" for key in wanted if key not in saved]
+    different += [f"{key} unknown to this model" for key in saved if key not in wanted]
+    different += [f"{key}: checkpoint {list(saved[key].shape)}, model {list(wanted[key].shape)}" for key in wanted
+                  if key in saved and tuple(saved[key].shape) != tuple(wanted[key].shape)]
+    if different:
+        raise SegError(f"checkpoint {ckpt} does not fit the configured model ({len(different)} weight(s) differ: "
+                       f"{'; '.join(different[:3])}): give a checkpoint of this model")
 
 
 def prepare_fit_resume(
@@ -145,6 +159,7 @@ class ResumeSummary(Callback):
         self.saved_max_epochs = record_of(checkpoint).get("max_epochs")
         self.saved_world_size = record_of(checkpoint).get("world_size")
         self.inside = stopped_inside_epoch(checkpoint)  # batches of the unfinished epoch trained, or None
+        self.validation_pending = bool(record_of(checkpoint).get("validation_pending"))  # stopped while validating
         self.differences = differences
         self.text = ""
 
@@ -164,7 +179,9 @@ class ResumeSummary(Callback):
         restored = "weights, optimizer state (moments), loop counters, data split"
         restored += ", the sampler's place inside the epoch" if self.inside is not None else ""
         restored += "".join(f", {note}" for note in notes if "restored as saved" in note)
-        where = (f"inside epoch {self.epoch} after {self.inside} of its batches; continuing with the next batch"
+        where = (f"epoch {self.epoch} trained, its validation cut short; validating it again, then continuing at "
+                 f"epoch {self.epoch + 1}" if self.validation_pending else
+                 f"inside epoch {self.epoch} after {self.inside} of its batches; continuing with the next batch"
                  if self.inside is not None else
                  f"epoch {self.epoch} done; continuing at epoch {trainer.current_epoch}")
         self.text = (

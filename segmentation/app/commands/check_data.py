@@ -15,7 +15,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
-    from ...data.checks import foreground_problem
+    from ...data.suitability import foreground_problem
     from ..lightning_cli import build_cli
 
     datamodule = build_cli(argv).datamodule

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ...core.errors import SegError
 from ...core.storage import write_atomically, write_text_atomically
+from ..command_parser import CommandParser
 from ..run_history import EPOCH, EPOCH_SECONDS, LR, RunCurves, load_run
 
 COLUMNS = ["run", "schedule", "epochs", "best val Dice", "best epoch", "final LR", "LR reductions",
@@ -90,7 +91,7 @@ def write_markdown(runs: list[RunCurves], title: str, command: str, path: Path) 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     """`RUN_DIR [RUN_DIR ...] --out DIR [--title T]`."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="seg report",
         description="Compare runs from their TensorBoard events: report.png (val Dice and LR per epoch) "
         "and report.md (a table) in --out. Nothing is re-trained.",

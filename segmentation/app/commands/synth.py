@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ...core.errors import SegError
 from ...data import synthetic
+from ..command_parser import CommandParser
 
 
 def main(argv: list[str]) -> int:
     """Parse the arguments and run the registered writer."""
     available = synthetic.writers()
     kinds = "; ".join(f"{name}: {registered.description}" for name, registered in available.items())
-    parser = argparse.ArgumentParser(prog="seg synth", description="Write synthetic cases in a real layout.")
+    parser = CommandParser(prog="seg synth", description="Write synthetic cases in a real layout.")
     parser.add_argument("kind", choices=list(available), help=kinds)
     parser.add_argument("--out", required=True, help="folder to write the dataset into")
     parser.add_argument("--cases", type=int, default=12, help="number of cases (default 12)")
