@@ -96,3 +96,36 @@ def check_config_files(argv: list[str]) -> None:
         if not isinstance(loaded, dict):
             raise SegError(f"config file {value} holds {'nothing' if loaded is None else 'a ' + type(loaded).__name__}"
                            f"; a config is a mapping of sections (trainer:, model:, data:)")
+
+
+LIMITS = tuple(f"limit_{stage}_batches" for stage in ("train", "val", "test", "predict"))
+
+
+def integer_limits(argv: list[str]) -> dict[str, int]:
+    """The `trainer.limit_*_batches` given as whole numbers (a count of batches) in `argv` or its config files.
+
+    Lightning reads 1 as one batch and 1.0 as all of them; jsonargparse turns both into 1.0 (float comes first in
+    the option's `Union[int, float]`), so the counts are taken from where they were written, the last one winning.
+    """
+    found: dict[str, int] = {}
+    for index, arg in enumerate(argv):
+        if arg == "--config" and index + 1 < len(argv):
+            found.update(integer_limits_in_config(argv[index + 1]))
+        for key in LIMITS:
+            value = arg.split("=", 1)[1] if arg.startswith(f"--trainer.{key}=") else (
+                argv[index + 1] if arg == f"--trainer.{key}" and index + 1 < len(argv) else None)
+            if value is not None:
+                found.pop(key, None)
+                if value.strip().isdigit():
+                    found[key] = int(value)
+    return found
+
+
+def integer_limits_in_config(value: str) -> dict[str, int]:
+    """`integer_limits` of one `--config` value (a file, or YAML text as seg passes a stored config)."""
+    try:
+        text = value if "\n" in value else Path(value).expanduser().read_text(encoding="utf-8")
+        trainer = (yaml.safe_load(text) or {}).get("trainer") or {}
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return {}
+    return {key: trainer[key] for key in LIMITS if type(trainer.get(key)) is int}

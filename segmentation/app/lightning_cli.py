@@ -21,10 +21,11 @@ from ..core.directory_lock import refuse_if_locked
 from ..core.errors import SegError
 from ..core.internals import CommandLineWinsCLI, end_process
 from ..data.base import VolumeDataModule
+from ..data.suitability import PatchRule
 from ..model.module import SegmentationModule
+from ..model.networks import ARCHITECTURES, smallest_patch_side
 from ..training import resume
 from ..training.checkpointing import KillBetweenEpochs, load_checkpoint
-from ..training.config_diff import config_differences
 from ..training.defaults import (
     accelerator_defaults,
     optional_callbacks,
@@ -34,11 +35,12 @@ from ..training.defaults import (
 )
 from ..training.evaluation import NativeSpaceScorer, ValidationResults
 from ..training.prediction import PredictionWriter
-from ..training.preemption import MARKER, Preemption, preempted_checkpoint
+from ..training.preemption import Preemption
 from ..training.rank_agreement import RankAgreement
-from ..training.records import RunRecord, stored_config
+from ..training.records import RunRecord
 from ..training.run_lock import RunDirectoryLock
-from .argv import check_config_files, with_stored_config
+from .argv import check_config_files, integer_limits, with_stored_config
+from .continuing import continue_preempted, keep_the_runs_horizon, max_epochs_on_command_line
 from .preflight import (
     check_data_before_any_run_directory,
     refuse_impossible_options,
@@ -169,6 +171,7 @@ class SegCLI(CommandLineWinsCLI):
         run = run_root / run_name(self.datamodule, self.model)  # the folder of this run's version_N directories
         version = None
         if self.subcommand == "fit":
+            self.datamodule.patch_rule = patch_rule_of(self.model)  # (the data check's advice: a patch it takes)
             check_data_before_any_run_directory(self.datamodule)
             refuse_unwritable(run_root, "--trainer.default_root_dir (or run seg in a writable folder)")
             config_yaml = self.subcommand_yaml()
@@ -216,50 +219,16 @@ class SegCLI(CommandLineWinsCLI):
         kwargs["callbacks"] = with_default_logging(callbacks, config.get("enable_progress_bar") is not False)
         kwargs["use_distributed_sampler"] = False  # seg's samplers shard by rank themselves (data.sampling)
         kwargs.update(accelerator_defaults(dict(config), torch.cuda.is_available()))
+        kwargs.update(integer_limits(self.command_line))  # (a count of batches, not a fraction: app.argv)
         return super().instantiate_trainer(**kwargs)
 
 
-def continue_preempted(run: Path, config_yaml: str) -> Optional[str]:
-    """The checkpoint of this run name's preempted newest version, when this command is the one that started it
-    (the same command again continues it, and says so); another command starts a new run, saying why."""
-    ckpt = preempted_checkpoint(run)
-    if ckpt is None:
-        return None
-    stored = stored_config(load_checkpoint(ckpt))
-    changed = [line for line in config_differences(stored or "", config_yaml) if not line.startswith("seed_everything")]
-    if stored is None or changed:
-        print(f"not continuing the preempted run {ckpt.parent.parent}: this command differs from the one that "
-              f"started it ({'; '.join(changed[:3]) or 'no stored config'}); starting a new run (to continue that "
-              f"one: seg fit --ckpt_path {ckpt})", flush=True)
-        return None
-    print(f"continuing the preempted run {ckpt.parent.parent} from {ckpt} (its {MARKER} marker; to start a new "
-          f"run instead, delete that file)", flush=True)
-    return str(ckpt)
-
-
-def max_epochs_on_command_line(command_line: list[str]) -> Optional[int]:
-    """`--trainer.max_epochs N` as given on the command line (not from a config file), else None; given twice,
-    the last one, as LightningCLI takes it."""
-    given = None
-    for index, arg in enumerate(command_line):
-        if arg == "--trainer.max_epochs" and index + 1 < len(command_line):
-            given = int(command_line[index + 1])
-        elif arg.startswith("--trainer.max_epochs="):
-            given = int(arg.split("=", 1)[1])
-    return given
-
-
-def keep_the_runs_horizon(saved: Optional[int], configured: Optional[int]) -> dict:
-    """Trainer arguments that keep a resumed run's max_epochs when the command line does not change it.
-
-    A config file given again (often the one the run started from, without the `--trainer.max_epochs` of its
-    first command line) must not silently move the horizon; the difference is said.
-    """
-    if saved is None or saved == configured:
-        return {}
-    print(f"max_epochs: the run's {saved} is kept (the config says {configured}); "
-          f"give --trainer.max_epochs on the command line to change it", flush=True)
-    return {"max_epochs": saved}
+def patch_rule_of(model: SegmentationModule) -> PatchRule:
+    """What the configured network asks of a patch: its architecture's multiple and its smallest side."""
+    h = model.hparams
+    multiple = ARCHITECTURES[h.architecture].patch_multiple
+    return PatchRule(multiple, lambda: smallest_patch_side(h.architecture, h.in_channels, h.out_channels,
+                                                           dict(h.network_kwargs or {})) or multiple)
 
 
 def results_path(ckpt_path: Optional[str], run: Path, stage: str, suffix: str) -> Path:

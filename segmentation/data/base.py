@@ -33,7 +33,7 @@ from .loaders import consumed_before, training_loader, training_position, volume
 from .patches import finish_patches
 from .split import DataSplit, dataset_split, refuse_an_empty_split
 from .store import Store
-from .suitability import patch_problem
+from .suitability import PatchRule, patch_problem
 
 
 class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
@@ -61,6 +61,8 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         predict_images: what `seg predict` reads: NIfTI files, folders (their `*.nii.gz` / `*.nii`) or glob patterns
             (default: every case of the dataset).
     """
+
+    patch_rule = PatchRule()  # what the network asks of a patch, for the check's advice (set by the app)
 
     def __init__(self, root: str, patch_size: Sequence[int] = (96, 96, 96), batch_size: int = 2,
                  samples_per_volume: int = 2, pos_fraction: float = 0.5, spacing: Optional[Sequence[float]] = None,
@@ -162,7 +164,7 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
 
     def patch_problem(self, report: CheckReport) -> str:
         """Why `patch_size` suits none of the checked volumes ("" if it suits): larger than all along an axis."""
-        return patch_problem(report, self.patch_size, self.hparams.spacing, self.root)
+        return patch_problem(report, self.patch_size, self.hparams.spacing, self.root, self.patch_rule)
 
     def split(self, case_ids: list[str]) -> DataSplit:
         """Test, train and validation case ids; a dataset with an official split (a meta.csv) overrides this."""

@@ -3,7 +3,8 @@ that resamples them to a size a machine can hold. Each returns why not ("" when 
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -19,9 +20,20 @@ def foreground_problem(report: CheckReport, root) -> str:
     return ""
 
 
-def patch_problem(report: CheckReport, patch_size: Sequence[int], spacing: Optional[Sequence[float]], root) -> str:
+@dataclass(frozen=True)
+class PatchRule:
+    """What the network asks of a patch (set by the app once the model is built): every axis a multiple of
+    `multiple` voxels and at least `smallest()` (the network's levels halve each axis; found only when needed)."""
+
+    multiple: int = 1
+    smallest: Callable[[], int] = lambda: 1
+
+
+def patch_problem(report: CheckReport, patch_size: Sequence[int], spacing: Optional[Sequence[float]], root,
+                  rule: PatchRule = PatchRule()) -> str:
     """Why `patch_size` suits none of the checked volumes of `root` ("" if it suits): larger than all along an axis
-    (the volumes' extents at `spacing`, when they are resampled)."""
+    (the volumes' extents at `spacing`, when they are resampled). The advice is a patch the network takes too, or,
+    when the volumes are thinner than any such patch, says so."""
     if not report.extents:
         return ""
     too_large = resampling_problem(report, spacing)
@@ -32,10 +44,15 @@ def patch_problem(report: CheckReport, patch_size: Sequence[int], spacing: Optio
     if not axes:
         return ""
     resampled = f" at spacing {list(spacing)} mm" if spacing else ""
-    fitting = [min(patch, most) for patch, most in zip(patch_size, largest)]
-    return (f"--data.patch_size {list(patch_size)} is larger than every volume of {root} along "
-            f"{', '.join(axes)} (the largest is {largest} voxels{resampled}): patches would be mostly padding. "
-            f"Use at most {fitting}")
+    problem = (f"--data.patch_size {list(patch_size)} is larger than every volume of {root} along "
+               f"{', '.join(axes)} (the largest is {largest} voxels{resampled})")
+    fitting = [min(patch, most) // rule.multiple * rule.multiple for patch, most in zip(patch_size, largest)]
+    smallest = max(rule.smallest(), rule.multiple)
+    if min(fitting) < smallest:
+        return (f"{problem}, thinner than the smallest patch the network takes ({smallest} voxels per axis): pad "
+                f"the volumes (seg trains 3D networks on 3D volumes), choose a finer --data.spacing, or fewer levels "
+                f"with --model.network_kwargs")
+    return f"{problem}: patches would be mostly padding. Use at most {fitting}"
 
 
 MAX_RESAMPLED_VOXELS = 2**31  # beyond this one volume cannot be held or indexed (8 GiB of float32)

@@ -134,17 +134,23 @@ def shape_problem(name: str, in_channels: int, out_channels: int, roi_size: Sequ
     return ""
 
 
+def smallest_patch_side(name: str, in_channels: int, out_channels: int, overrides: dict, start: int = 1) -> int | None:
+    """The smallest cube side (a multiple of the architecture's, from `start` on) network `name` runs on; None when
+    none up to 512 voxels does."""
+    multiple = ARCHITECTURES[name].patch_multiple
+    first = -(-max(start, 1) // multiple) * multiple  # the next multiple of the architecture's patch multiple
+    fitting = (size for size in range(first, 513, multiple)
+               if not shape_problem(name, in_channels, out_channels, [size] * 3, overrides))
+    return next(fitting, None)
+
+
 def refuse_too_small_patch(name: str, in_channels: int, out_channels: int, roi_size: Sequence[int],
                            overrides: dict) -> None:
     """SegError when `roi_size` is too small for the network's depth (e.g. a bottleneck of one voxel per axis)."""
     problem = shape_problem(name, in_channels, out_channels, roi_size, overrides)
     if not problem:
         return
-    multiple = ARCHITECTURES[name].patch_multiple
-    start = -(-max(roi_size) // multiple) * multiple  # the next multiple of the architecture's patch multiple
-    fitting = (size for size in range(start, 513, multiple)
-               if not shape_problem(name, in_channels, out_channels, [size] * 3, overrides))
-    smallest = next(fitting, None)
+    smallest = smallest_patch_side(name, in_channels, out_channels, overrides, start=max(roi_size))
     hint = f"use at least [{smallest}, {smallest}, {smallest}]" if smallest else "use a larger patch"
     raise SegError(
         f"--data.patch_size {list(roi_size)} is too small for {name} at this depth ({problem}); {hint}, "

@@ -10,6 +10,7 @@ a disk that fills up mid-run: tests/training/test_checkpointing.py.)
 from __future__ import annotations
 
 import pytest
+import torch
 
 from segmentation.data.synthetic import write
 
@@ -43,8 +44,12 @@ def test_the_catalogue_holds_at_least_100_distinct_promises():
 
 
 @pytest.mark.parametrize("name", list(CATALOGUE))
-def test_seg_keeps_its_promise(name, synthetic_roots, finished_run, tmp_path, seg, request):
+def test_seg_keeps_its_promise(name, synthetic_roots, finished_run, tmp_path, seg, request, monkeypatch):
     case = CATALOGUE[name]
+    if "no-gpu" in case.needs and torch.cuda.is_available():
+        pytest.skip("a promise about a machine without a GPU; this one has one")
+    for variable, value in case.env.items():
+        monkeypatch.setenv(variable, value)
     mounts = request.getfixturevalue("mounts") if "mounts" in case.needs else None
     setting = Setting(synthetic_roots, copy_run(finished_run, tmp_path), tmp_path, mounts)
     args = case.args(setting)

@@ -80,21 +80,9 @@ def test_a_checkpoint_every_epoch_also_without_validation(demo_root, tmp_path, s
     assert {"epoch=0.ckpt", "epoch=1.ckpt", "epoch=2.ckpt"} <= {p.name for p in checkpoints.iterdir()}
 
 
-def test_unknown_scheduler_lists_valid_names(demo_root, tmp_path, seg):
-    result = seg(*tiny_fit_args(demo_root, "--model.scheduler=step"), cwd=tmp_path)
-    assert result.returncode != 0
-    assert "model.scheduler" in result.stderr
-    assert all(name in result.stderr for name in ("reduce_on_plateau", "cosine", "onecycle", "polynomial"))
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "lightning_logs").exists()
-
-
-def test_unknown_architecture_lists_valid_names(demo_root, tmp_path, seg):
-    result = seg(*tiny_fit_args(demo_root, "--model.architecture=vnet"), cwd=tmp_path)
-    assert result.returncode != 0
-    assert "model.architecture" in result.stderr
-    assert all(name in result.stderr for name in ("unet", "segresnet", "dynunet", "swinunetr", "unetr"))
-    assert "Traceback" not in result.stderr
+def test_a_whole_number_of_batches_is_a_count_not_a_fraction(demo_root, tmp_path, seg):
+    result = seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=1", "--trainer.limit_val_batches=1"), cwd=tmp_path)
+    assert result.returncode == 0 and "limit_val_batches=1)` was configured so 1 batch will be used" in result.log
 
 
 @pytest.mark.slow

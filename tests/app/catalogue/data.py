@@ -101,6 +101,9 @@ DATA: dict[str, Case] = {
         msd(lambda d: (change_affine("imagesTr/demo_004.nii.gz", huge_voxels)(d),
                        change_affine("labelsTr/demo_004.nii.gz", huge_voxels)(d)), "--data.spacing=[1,1,1]"),
         "demo_004.nii.gz"),
+    "volumes one slice thick": Case(msd(lambda d: (rewrite("imagesTr/*.nii.gz", lambda v: v[:, :, 16:17].copy())(d),
+                                                    rewrite("labelsTr/*.nii.gz", lambda v: v[:, :, 16:17].copy())(d))),
+                                    "thinner than the smallest patch the network takes"),
     # MSD: labels
     "a label with a value the dataset does not declare": Case(
         msd(rewrite_label("demo_004", lambda d: np.where(d > 0, 7, d))),

@@ -27,8 +27,12 @@ OPTIONS: dict[str, Case] = {
     "negative lr": Case(fit("--model.lr=-0.001"), "--model.lr -0.001"),
     "lr not a number": Case(fit("--model.lr=nan"), "--model.lr nan"),
     "infinite lr": Case(fit("--model.lr=inf"), "--model.lr inf"),
-    "an unknown architecture": Case(fit("--model.architecture=vnet9000"), "vnet9000"),
-    "an unknown schedule": Case(fit("--model.scheduler=sgdr"), "sgdr"),
+    "an unknown architecture": Case(
+        fit("--model.architecture=vnet9000"),
+        "--model.architecture vnet9000: give one of unet, segresnet, dynunet, swinunetr, unetr"),
+    "an unknown schedule": Case(
+        fit("--model.scheduler=sgdr"),
+        "--model.scheduler sgdr: give one of none, reduce_on_plateau, cosine, onecycle, polynomial"),
     "patch too small for the network's depth": Case(fit(TOO_DEEP), "--data.patch_size [16, 16, 16] is too small"),
     # the data
     "zero batch size": Case(fit("--data.batch_size=0"), "--data.batch_size 0"),
@@ -67,9 +71,10 @@ OPTIONS: dict[str, Case] = {
     "validation every 0 epochs": Case(fit("--trainer.check_val_every_n_epoch=0"),
                                       "--trainer.check_val_every_n_epoch 0: must be 1 or more"),
     "validation twice per epoch": Case(fit("--trainer.val_check_interval=0.5"), "--trainer.val_check_interval"),
-    "zero devices": Case(fit("--trainer.devices=0"), "--trainer.devices"),
-    "a GPU on a machine without one": Case(fit("--trainer.accelerator=gpu"), "--trainer.accelerator gpu: torch sees no"),
-    "an unknown precision": Case(fit("--trainer.precision=8"), "--trainer.precision"),
+    "zero devices": Case(fit("--trainer.devices=0"), "--trainer.devices 0: give 1 or more devices"),
+    "a GPU on a machine without one": Case(fit("--trainer.accelerator=gpu"),
+                                           "--trainer.accelerator gpu: torch sees no CUDA GPU", needs=("no-gpu",)),
+    "an unknown precision": Case(fit("--trainer.precision=8"), "--trainer.precision 8: give one of 64, 32, 16"),
     "a run folder that is a file": Case(
         lambda s: s.fit(s.root, f"--trainer.default_root_dir={file_in_the_way(s.tmp / 'runs')}"),
         "--trainer.default_root_dir"),

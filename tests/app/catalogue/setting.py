@@ -59,7 +59,8 @@ class Case:
     """One promise: `seg <args>` exits `status`, its one `seg: error:` line (or, at status 0 or 75, its output)
     holds `names`, no traceback, nothing that existed changes and no run directory appears.
 
-    `needs` lists what the case uses beyond the MSD demo data ("mounts": root, else skipped); `during` is held
+    `needs` lists what the case uses beyond the MSD demo data ("mounts": root, else skipped; "no-gpu": a machine
+    without one, else skipped); `during` is held
     around the command (another process's lock, say); `env` is set for it; `may_write` are globs (relative to
     the scratch folder) of files the command may write or change (a resumed run's checkpoints).
     """
