@@ -15,8 +15,7 @@ from typing import Optional
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from ..core.constants import VERSION as __version__
-from ..core.constants import CHECKPOINT_RECORD_KEY
+from ..core.constants import CHECKPOINT_RECORD_KEY, VERSION
 from ..core.errors import SegError
 from ..model.module import SegmentationModule
 
@@ -32,7 +31,7 @@ class RunRecord(Callback):
         """Add the record to the checkpoint being written."""
         checkpoint[CHECKPOINT_RECORD_KEY] = {
             "config": self.config_yaml, "max_epochs": trainer.max_epochs,
-            "world_size": trainer.world_size, "version": __version__,
+            "world_size": trainer.world_size, "version": VERSION,
         }
 
 
@@ -69,7 +68,7 @@ def refuse_unusable(path: Path, checkpoint: dict) -> None:
     written_by = str(record_of(checkpoint).get("version") or "")
     known = set(inspect.signature(SegmentationModule.__init__).parameters)
     unknown = sorted(key for key in checkpoint["hyper_parameters"] if key not in known and not key.startswith("_"))
-    if version_tuple(written_by) > version_tuple(__version__) or unknown:
+    if version_tuple(written_by) > version_tuple(VERSION) or unknown:
         raise SegError(f"checkpoint {path} was written by a newer seg ({written_by or 'unknown version'}; this is "
-                       f"{__version__})" + (f": its model options {', '.join(unknown)} are unknown here" if unknown
+                       f"{VERSION})" + (f": its model options {', '.join(unknown)} are unknown here" if unknown
                                              else "") + "; upgrade seg to use it")
