@@ -9,6 +9,9 @@ a disk that fills up mid-run: tests/training/test_checkpointing.py.)
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -41,6 +44,10 @@ def synthetic_roots(demo_root, tmp_path_factory):
 def test_the_catalogue_holds_at_least_100_distinct_promises():
     assert len(CATALOGUE) == len(DATA) + len(OPTIONS) + len(CHECKPOINTS) + len(CONDITIONS) >= SIZE
     assert len({case.names for case in CATALOGUE.values()}) > 0.8 * len(CATALOGUE)
+    for table in Path(__file__).with_name("catalogue").glob("*.py"):  # a name written twice would hide a case
+        names = [key.value for node in ast.walk(ast.parse(table.read_text())) if isinstance(node, ast.Dict)
+                 for key in node.keys if isinstance(key, ast.Constant) and isinstance(node.values[0], ast.Call)]
+        assert len(names) == len(set(names)), table
 
 
 @pytest.mark.parametrize("name", list(CATALOGUE))
