@@ -19,27 +19,41 @@ def synchronise(device: torch.device) -> None:
 
 
 class StepTimer(Callback):
-    """When each training step ended (after the device finished it) and how many samples it trained on, and the
-    wall time of each validation case.
+    """When training started and ended, when each training step started and ended (after the device finished it)
+    and how many samples it trained on, and the wall time of each validation case.
 
-    The time between two step ends is everything a step costs in a real run: waiting for the batch, moving it to
-    the device, the step itself and every callback.
+    A step starts where the one before it ended, or where its epoch started: everything a step costs in a real run
+    (waiting for the batch, moving it to the device, the step itself and every callback), and not the validation
+    and epoch-end work between two epochs.
     """
 
     def __init__(self) -> None:
+        self.step_starts: list[float] = []
         self.step_ends: list[float] = []
         self.samples: list[int] = []
         self.validation_seconds: list[float] = []
-        self._validation_started = self._train_started = 0.0
+        self._validation_started = self.train_started = self.train_ended = self._step_started = 0.0
 
     @override
     def on_train_start(self, trainer, pl_module) -> None:
-        self._train_started = time.perf_counter()
+        self.train_started = self._step_started = time.perf_counter()
+
+    @override
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        synchronise(pl_module.device)
+        self._step_started = time.perf_counter()
+
+    @override
+    def on_train_end(self, trainer, pl_module) -> None:
+        synchronise(pl_module.device)
+        self.train_ended = time.perf_counter()
 
     @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         synchronise(pl_module.device)
-        self.step_ends.append(time.perf_counter())
+        self.step_starts.append(self._step_started)
+        self._step_started = time.perf_counter()
+        self.step_ends.append(self._step_started)
         self.samples.append(len(batch["image"]))
 
     @override
@@ -53,9 +67,8 @@ class StepTimer(Callback):
 
     def step_seconds(self, skip: int) -> list[float]:
         """Seconds of each step after the first `skip` (their warm-up: compilation, autotuning, allocation); the
-        first step counts from the start of training."""
-        ends = [self._train_started, *self.step_ends]
-        return [end - start for start, end in zip(ends[skip:], ends[skip + 1:])]
+        first step of each epoch counts from the start of its epoch."""
+        return [end - start for start, end in zip(self.step_starts[skip:], self.step_ends[skip:])]
 
     def samples_per_second(self, skip: int) -> float:
         """Samples per second over the steps after the first `skip`."""

@@ -4,11 +4,14 @@ a failed run not stopping the rest, and the Makefile's batch targets."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
 
+from segmentation.app.commands.estimate import COMMAND_SECONDS, estimate_of_output
 from segmentation.data.synthetic import write
+from segmentation.measure.estimate import Estimate
 
 from ..helpers import DEMO_CONFIG, REPO, TINY_CONFIG, values
 
@@ -35,6 +38,30 @@ def test_smoke_batch_runs_every_architecture_and_survives_a_failed_run(tmp_path,
     run_lines = [line for line in plan.splitlines() if "_reduce_on_plateau " in line]
     assert len(run_lines) == 3 and all(" estimate " in line for line in run_lines)
     assert "estimate n/a  estimate failed" in run_lines[0] and "total (measured on this machine)" in plan
+    for architecture in ("unet", "segresnet"):  # each run's estimate against its run's time (the summary's)
+        line = next(line for line in run_lines if line.strip().startswith(f"{architecture}_reduce_on_plateau "))
+        estimated = seconds(re.search(r" estimate (.+?) \(", line).group(1))
+        actual = seconds(re.search(rf"\| {architecture}_reduce_on_plateau \| ok \|(?:[^|]*\|){{2}} ([^|]+) \|",
+                                   summary).group(1).strip())
+        assert actual / 5 < estimated < actual * 5, (line, summary)  # issue 18: was 0.1 s against 10 s
+
+
+def seconds(duration: str) -> float:
+    """The seconds of a `core.formatting.format_duration` text: `3.2s`, `42s`, `9m 55s`, `3h 07m`."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(float(number) * units[unit] for number, unit in re.findall(r"([\d.]+)([hms])", duration))
+
+
+@pytest.mark.unit
+def test_a_batch_estimate_counts_the_estimate_process_start_and_exit_as_a_run_pays_them():
+    figures = dict(preparation_seconds=0.2, seconds_per_step=0.02, steps_per_epoch=4, timed_steps=2,
+                   seconds_per_validation_case=0.05, validation_cases=4, validation_every_n_epochs=1, max_epochs=2,
+                   startup_seconds=5.0, checkpoint_seconds=0.01, checkpoints_per_epoch=3)
+    output = f"Seed set to 0\n{json.dumps({**Estimate(**figures).as_dict(), COMMAND_SECONDS: 6.0})}\n"
+    estimate = estimate_of_output(output, wall_seconds=7.5)
+    assert estimate is not None and estimate.outside_seconds == pytest.approx(1.5)
+    assert estimate.projected_seconds == pytest.approx(Estimate(**figures).projected_seconds + 1.5)
+    assert estimate_of_output("no figures\n", wall_seconds=7.5) is None
 
 
 @pytest.mark.parametrize("config,kind,shape", [("brats", "brats", "32 32 32"), ("msd_liver", "msd", "64 64 32"),
@@ -67,6 +94,11 @@ def test_estimate_projects_the_measured_epoch_time(demo_root, tmp_path, seg):
     assert figures["seconds_per_step"] > 0 and figures["steps_per_epoch"] == 2 and figures["validation_cases"] == 2
     assert figures["seconds_per_epoch"] > 0 and figures["device"] == "cpu" and figures["configured_devices"] == "1"
     assert figures["projected_seconds"] >= 30 * figures["seconds_per_epoch"] and figures["max_epochs"] == 30
+    # what a run pays besides its steps: one checkpoint write timed (3 per epoch), the trainer, the start-up
+    assert figures["checkpoint_seconds"] > 0 and figures["checkpoints_per_epoch"] == 3
+    assert figures["trainer_seconds"] > 0 and figures["startup_seconds"] > 0 and figures["outside_seconds"] == 0
+    assert figures["projected_seconds"] == pytest.approx(figures["once_seconds"] + 30 * figures["seconds_per_epoch"])
+    assert not list(tmp_path.glob(".seg-estimate-*"))  # its checkpoint's folder is gone
 
 
 @pytest.mark.slow

@@ -33,3 +33,39 @@ def test_rarer_validation_makes_epochs_cheaper_down_to_the_training_steps():
 def test_it_says_which_device_it_measured_and_that_more_devices_were_not():
     assert figures().text().splitlines()[-1] == "measured on one device (cuda:0)"
     assert "--trainer.devices 4, which splits each epoch's steps among them: not measured" in figures("4").text()
+
+
+def short_run(**changes) -> Estimate:
+    """Figures like those `seg estimate` measures for the tiny demo run on a 2-core CPU (2 epochs of 4 steps)."""
+    settings = dict(preparation_seconds=0.2, seconds_per_step=0.016, steps_per_epoch=4, timed_steps=2,
+                    seconds_per_validation_case=0.045, validation_cases=4, validation_every_n_epochs=1, max_epochs=2,
+                    startup_seconds=5.0, trainer_seconds=0.3, warmup_seconds=0.1, epoch_overhead_seconds=0.05,
+                    checkpoint_seconds=0.02, checkpoints_per_epoch=3, outside_seconds=1.4)
+    return Estimate(**{**settings, **changes})
+
+
+def test_the_projection_is_what_the_run_pays_once_plus_every_epoch_with_its_checkpoints():
+    run = short_run()
+    per_epoch = 0.016 * 4 + 0.045 * 4 + 0.05 + 3 * 0.02
+    once = 5.0 + 0.2 + 0.3 + 0.1 + 1.4
+    assert run.seconds_per_epoch == pytest.approx(per_epoch)
+    assert run.once_seconds == pytest.approx(once)
+    assert run.projected_seconds == pytest.approx(once + 2 * per_epoch)
+    # the estimate of issue 18 counted the steps, the validation and the data only: 0.6 s for a 7.5 s run
+    steps_only = short_run(startup_seconds=0.0, trainer_seconds=0.0, warmup_seconds=0.0, epoch_overhead_seconds=0.0,
+                           checkpoints_per_epoch=0, outside_seconds=0.0)
+    assert run.projected_seconds > 10 * steps_only.projected_seconds
+
+
+def test_a_run_without_checkpoints_pays_no_checkpoint_writes():
+    assert short_run(checkpoints_per_epoch=0).seconds_per_epoch == pytest.approx(
+        short_run().seconds_per_epoch - 3 * 0.02)
+
+
+def test_the_figures_survive_json_and_the_plan_line_says_once_and_per_epoch():
+    run = short_run()
+    assert Estimate.from_dict(run.as_dict()) == run
+    assert run.short() == f"{run.projected_seconds:.1f}s ({run.once_seconds:.1f}s once + 2 x " \
+                          f"{run.seconds_per_epoch:.2f}s per epoch)"
+    assert "process start and exit: 1.4 s" in run.text()
+    assert "process start and exit: not included" in short_run(outside_seconds=0.0).text()

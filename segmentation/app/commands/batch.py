@@ -1,7 +1,7 @@
 """Batches: several `seg fit` runs in a row (architectures x schedules), planned, isolated, summarised.
 
 `seg batch --config configs/brats.yaml --archs unet segresnet --epochs 50` prints a
-plan first (each run's measured `seg estimate`), then runs each as its own `seg fit`
+plan first (each run's measured `seg estimate` of its whole `seg fit` process), then runs each as its own `seg fit`
 process (a failed run does not stop the others; its log is kept), and ends with a
 summary: run, status, best val/dice and its epoch, wall time, best checkpoint.
 `make batch1|batch2|batch3` call it for BraTS, MSD liver and TotalSegmentator.
@@ -31,9 +31,11 @@ from ...core.errors import SegError
 from ...core.formatting import format_duration
 from ...core.handoff import RUN_RECORD_VARIABLE, read_run_record
 from ...core.storage import write_text_atomically
+from ...measure.estimate import Estimate
 from ...schedules.plans import SCHEDULES
 from ..run_history import read_run
 from ..signal_relay import SignalRelay
+from .estimate import estimate_in_child, seg_command
 
 
 @dataclass
@@ -43,7 +45,7 @@ class Run:
     architecture: str
     scheduler: str
     fit_args: list[str]
-    estimate_seconds: Optional[float] = None
+    estimate: Optional[Estimate] = None  # of the whole `seg fit` process, as `seconds` times it
     status: str = "planned"
     seconds: float = 0.0
     run_dir: Optional[Path] = None
@@ -55,11 +57,6 @@ class Run:
     def name(self) -> str:
         """`<architecture>_<scheduler>`: the run's name in the plan, the logs and the batch's state."""
         return f"{self.architecture}_{self.scheduler}"
-
-
-def seg_command() -> list[str]:
-    """How to start `seg` as a child process with this same Python."""
-    return [sys.executable, "-m", "segmentation"]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -131,28 +128,16 @@ def smoke_network(architecture: str) -> dict:
     return dict(known.smoke_kwargs) if known else {}
 
 
-def measured_estimate(run: Run) -> Optional[float]:
-    """Projected seconds of `run`, measured by `seg estimate` in a child process (so that this process holds no
-    accelerator memory while the runs train); None, with the reason in the run's notes, if that failed."""
-    measured = subprocess.run([*seg_command(), "estimate", *run.fit_args, "--json"], capture_output=True, text=True)
-    figures = [line for line in measured.stdout.splitlines() if line.startswith("{")]
-    if measured.returncode == 0 and figures:
-        return float(json.loads(figures[-1])["projected_seconds"])
-    lines = [line for line in measured.stderr.splitlines() if line.strip()]
-    reason = next((line for line in lines if line.startswith("seg: error:")), lines[-1] if lines else "")
-    run.notes.append(f"estimate failed: {reason.removeprefix('seg: error: ') or f'exit {measured.returncode}'}"[:200])
-    return None
-
-
 def print_plan(runs: list[Run], args: argparse.Namespace) -> None:
     """Each run with its estimate and notes (continues, switches, skipped), and the measured total."""
     print(f"batch {args.name}: {len(runs)} runs x {args.epochs} epochs ({' + '.join(args.config)})", flush=True)
     for run in runs:
-        estimate = format_duration(run.estimate_seconds) if run.estimate_seconds is not None else "n/a"
+        estimate = run.estimate.short() if run.estimate is not None else "n/a"
         print(f"  {run.name:<32} estimate {estimate}  {'; '.join(run.notes)}", flush=True)
-    known = [r.estimate_seconds for r in runs if r.estimate_seconds is not None]
+    known = [r.estimate.projected_seconds for r in runs if r.estimate is not None]
     if known:
-        print(f"  total (measured on this machine): {format_duration(sum(known))}", flush=True)
+        print(f"  total (measured on this machine): {format_duration(sum(known))}; each estimate is its whole "
+              f"`seg fit` process: start-up, data, every epoch's steps, validation and checkpoints, exit", flush=True)
 
 
 class BatchState:
@@ -271,7 +256,11 @@ def main(argv: list[str]) -> int:
     if not args.no_estimate:
         for run in runs:
             if run.action != "skip":  # (a continued run's estimate is that of the whole run)
-                run.estimate_seconds = measured_estimate(run)
+                estimate = estimate_in_child(run.fit_args)
+                if isinstance(estimate, Estimate):
+                    run.estimate = estimate
+                else:
+                    run.notes.append(f"estimate failed: {estimate}"[:200])
     print_plan(runs, args)
     with SignalRelay() as relay:
         for run in runs:
