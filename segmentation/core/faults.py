@@ -14,10 +14,16 @@ Points (where they sit and what a kill there leaves behind):
 * `store-before-commit`: a stored case's arrays are written, its json record (the
   commit) is not (`data.store`).
 
-`SEG_SIGNAL_AT=<SIGNAL>:<step>` (e.g. `SIGTERM:3`) sends that signal to this process when the
-training step `step` has ended (global step, counted from 1; 0: when the fit is set up, before any
-step): a scheduler's preemption at an exact point (`training.preemption`). Only rank 0 sends it;
-the ranks must then agree on where to stop.
+`SEG_SIGNAL_AT=<SIGNAL>:<point>[,<SIGNAL>:<point>...]` (e.g. `SIGTERM:3`, `SIGINT:val1,SIGINT:exiting`) sends
+each signal to this process when the fit reaches its point (`training.preemption`): a scheduler's preemption,
+or a user's second Ctrl-C, at an exact moment. Points:
+
+* `<step>`: training step `step` has ended (global step, counted from 1; 0: when the fit is set up, before any step).
+* `val<n>`: the fit's n-th validation batch (counted from 1 over this process's validations) has ended.
+* `stopping`: a stop for a signal has begun; its checkpoint is not written yet.
+* `exiting`: the stop's line is said; the process is about to exit.
+
+Only rank 0 sends them; the ranks must then agree on where to stop.
 """
 
 from __future__ import annotations
@@ -55,19 +61,27 @@ def fault_point(point: str) -> None:
 SIGNAL_VARIABLE = "SEG_SIGNAL_AT"
 
 
-def planned_signal() -> tuple[signal.Signals, int] | None:
-    """(signal, step) from `SEG_SIGNAL_AT`, or None when no signal is planned."""
+def planned_signals() -> list[tuple[signal.Signals, str]]:
+    """(signal, point) of every entry of `SEG_SIGNAL_AT`, in order ([] when none is planned)."""
     value = os.environ.get(SIGNAL_VARIABLE)
     if not value:
-        return None
-    name, _, step = value.partition(":")
-    if name not in signal.Signals.__members__ or not step.isdigit():
-        raise ValueError(f"{SIGNAL_VARIABLE}={value!r}: expected <SIGNAL>:<step>, e.g. SIGTERM:3")
-    return signal.Signals[name], int(step)
+        return []
+    plans = []
+    for entry in value.split(","):
+        name, _, point = entry.strip().partition(":")
+        named = point in ("stopping", "exiting") or point.isdigit() or (point[:3] == "val" and point[3:].isdigit())
+        if name not in signal.Signals.__members__ or not named:
+            raise ValueError(f"{SIGNAL_VARIABLE}={value!r}: expected <SIGNAL>:<point>[,...], point a step number, "
+                             "val<n>, stopping or exiting; e.g. SIGTERM:3 or SIGINT:val1,SIGINT:exiting")
+        plans.append((signal.Signals[name], point))
+    return plans
 
 
-def signal_point(step: int, rank: int) -> None:
-    """The end of training step `step` on `rank`: send the planned signal to this process if it is due."""
-    plan = planned_signal()
-    if plan is not None and rank == 0 and plan[1] == step:
-        os.kill(os.getpid(), plan[0])
+def signal_point(point: int | str, rank: int) -> None:
+    """Arrive at `point` (a training step, `val<n>`, `stopping`, `exiting`) on `rank`: send each signal planned
+    there to this process (a fit reaches each point once)."""
+    if rank != 0:
+        return
+    for sig, planned in planned_signals():
+        if planned == str(point):
+            os.kill(os.getpid(), sig)

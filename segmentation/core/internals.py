@@ -7,6 +7,7 @@ private attribute of those libraries. Keep every entry small and its fallback ex
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional, Sequence
 
 from lightning.pytorch import Trainer
@@ -63,6 +64,38 @@ def epochs_completed_in_checkpoint(checkpoint: dict) -> Optional[int]:
     checkpoint has no such state."""
     progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
     return int(progress["processed"]) if "processed" in progress else None
+
+
+def checkpoint_in_memory(trainer: Trainer) -> dict:
+    """The checkpoint `trainer.save_checkpoint` would write now, not written (`_checkpoint_connector.dump_checkpoint`).
+
+    Its tensors are the live ones, not copies: it stays this moment's state only while nothing trains.
+    """
+    return trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+
+
+def with_validation_pending(checkpoint: dict) -> dict:
+    """`checkpoint`, taken at `on_train_batch_end` of an epoch's last batch, made to read as saved at the start of
+    that epoch's validation: resumed, Lightning runs the whole validation again, then the next epoch.
+
+    The counters of `loops/fit_loop/epoch_loop.batch_progress` (the batch completed) and of
+    `epoch_loop.val_loop.batch_progress` (one validation batch started, none processed) select Lightning's restart
+    stages `RESTARTED_ON_LAST` and `RESTARTED_MID_EVALUATION`, from which it re-runs the validation from its start.
+    """
+    loops = checkpoint["loops"]["fit_loop"]
+    trained = loops["epoch_loop.batch_progress"]
+    for counts in (trained["total"], trained["current"]):
+        counts["completed"] = counts["processed"]
+    validation = loops["epoch_loop.val_loop.batch_progress"]
+    for counts in (validation["total"], validation["current"]):
+        counts.update(ready=1, started=1, processed=0, completed=0)
+    validation["is_last_batch"] = False
+    return checkpoint
+
+
+def end_process(status: int) -> None:
+    """End this process now with exit status `status` (`os._exit`: no `finally`, no atexit handlers, no flush)."""
+    os._exit(status)
 
 
 def set_last_lr(scheduler: LRScheduler | ReduceLROnPlateau, lrs: Sequence[float | Tensor]) -> None:

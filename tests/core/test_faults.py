@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from segmentation.core.faults import ENVIRONMENT_VARIABLE, fault_point
+from segmentation.core.faults import ENVIRONMENT_VARIABLE, SIGNAL_VARIABLE, fault_point, planned_signals
 
 
 def arrivals_before_the_kill(plan: str, point: str, arrivals: int = 5) -> subprocess.CompletedProcess:
@@ -44,3 +44,14 @@ def test_a_malformed_kill_plan_is_refused(value, monkeypatch):
     monkeypatch.setenv(ENVIRONMENT_VARIABLE, value)
     with pytest.raises(ValueError, match=ENVIRONMENT_VARIABLE):
         fault_point("between-epochs")
+
+
+@pytest.mark.unit
+def test_signal_plans_name_steps_validation_batches_and_the_moments_of_a_stop(monkeypatch):
+    monkeypatch.setenv(SIGNAL_VARIABLE, "SIGTERM:3, SIGINT:val2,SIGINT:stopping,SIGUSR1:exiting")
+    assert planned_signals() == [(signal.SIGTERM, "3"), (signal.SIGINT, "val2"), (signal.SIGINT, "stopping"),
+                                 (signal.SIGUSR1, "exiting")]
+    for value in ("SIGTERM", "SIGTERM:val", "SIGFOO:3", "SIGINT:later", "SIGTERM:3,"):
+        monkeypatch.setenv(SIGNAL_VARIABLE, value)
+        with pytest.raises(ValueError, match=SIGNAL_VARIABLE):
+            planned_signals()

@@ -130,3 +130,59 @@ def test_step_with_an_epoch_uses_the_closed_form():
     with pytest.warns(UserWarning):  # (torch deprecates step(epoch); seg's resume relies on it)
         scheduler.step(3)
     assert scheduler.get_last_lr() == [0.125]
+
+
+class Validated(Tiny):
+    """Tiny with a 2-batch validation and a per-epoch schedule, recording what each fit ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.events: list[tuple] = []
+
+    def validation_step(self, batch, batch_idx):
+        self.events.append(("validate", self.current_epoch, batch_idx))
+
+    def on_train_epoch_start(self):
+        self.events.append(("train", self.current_epoch))
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.arange(BATCHES * 2.0).reshape(BATCHES, 2)), batch_size=1)
+
+    def val_dataloader(self):
+        return DataLoader(TensorDataset(torch.zeros(2, 2)), batch_size=1)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5)}
+
+
+class PendingValidation(pl.Callback):
+    """Keeps the checkpoint of epoch 0's last batch, marked as validation pending, and writes it during validation
+    (as seg's preemption does)."""
+
+    def __init__(self, path):
+        self.path, self.kept = path, None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch == 0 and batch_idx + 1 == trainer.num_training_batches:
+            self.kept = internals.with_validation_pending(internals.checkpoint_in_memory(trainer))
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if self.kept is not None and batch_idx == 1:
+            torch.save(self.kept, self.path)  # (its tensors are the live ones: written while nothing trains)
+            self.kept = None
+
+
+def test_a_checkpoint_with_its_validation_pending_resumes_into_that_validation_then_the_next_epoch(tmp_path):
+    torch.manual_seed(0)
+    whole = Validated()
+    tiny_trainer(tmp_path, [PendingValidation(tmp_path / "pending.ckpt")]).fit(whole)
+    torch.manual_seed(0)
+    resumed = Validated()
+    trainer = tiny_trainer(tmp_path)
+    trainer.fit(resumed, ckpt_path=tmp_path / "pending.ckpt")
+    assert resumed.events == [("validate", 0, 0), ("validate", 0, 1), ("train", 1), ("validate", 1, 0),
+                              ("validate", 1, 1)]  # epoch 0's validation again, whole, then epoch 1 as before
+    assert resumed.events == whole.events[whole.events.index(("train", 0)) + 1:]  # (after its sanity check)
+    assert trainer.global_step == BATCHES * EPOCHS and trainer.optimizers[0].param_groups[0]["lr"] == 0.1 * 0.5 ** 2
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))

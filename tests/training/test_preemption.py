@@ -4,7 +4,6 @@ resumed run continues inside the epoch and ends bitwise where the uninterrupted 
 from __future__ import annotations
 
 import os
-import signal
 import stat
 from pathlib import Path
 
@@ -12,8 +11,7 @@ import pytest
 import torch
 
 from segmentation.core.faults import SIGNAL_VARIABLE
-from segmentation.training.checkpointing import AtomicCheckpointIO
-from segmentation.training.preemption import MARKER, PREEMPTED_EXIT, requeue_slurm_job
+from segmentation.training.preemption import MARKER, PREEMPTED_EXIT, preempted_checkpoint, requeue_slurm_job
 
 from ..helpers import DETERMINISTIC, only_run_dir, run_seg, scalars, seg_in_process, tiny_fit_args, values, weights
 from ..helpers import fit_tiny as fit
@@ -102,42 +100,39 @@ def test_a_different_command_does_not_continue_a_preempted_run(demo_root, tmp_pa
 
 
 @pytest.mark.slow
-def test_a_signal_in_an_epochs_last_step_stops_after_its_validation_and_checkpoints(demo_root, tmp_path, uninterrupted,
-                                                                                    capsys):
+def test_a_signal_in_an_epochs_last_step_stops_before_its_validation_which_the_continued_run_does_again(
+        demo_root, tmp_path, uninterrupted, capsys):
     code, out = fit_signalled(demo_root, tmp_path, f"SIGTERM:{STEPS_PER_EPOCH}", "--data.cache=store",
                               f"--trainer.max_epochs={EPOCHS}", capsys=capsys)
-    assert code == PREEMPTED_EXIT and "preempted by SIGTERM at the end of epoch 0; its checkpoints are written" in out
+    assert code == PREEMPTED_EXIT
+    assert "preempted by SIGTERM during the validation of epoch 0 (0 of 2 batches validated)" in out
     run = only_run_dir(tmp_path / "lightning_logs")
-    assert (run / "checkpoints/epoch=0.ckpt").is_file() and len(values(run, "val/dice")) == 1
+    assert not (run / "checkpoints/epoch=0.ckpt").exists() and values(run, "val/dice") == []
+    saved = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == STEPS_PER_EPOCH and saved["epoch"] == 0  # the trained epoch, before validating
     code, out = fit_signalled(demo_root, tmp_path, "", "--data.cache=store", f"--trainer.max_epochs={EPOCHS}",
                               capsys=capsys)  # the same command again
-    assert code == 0 and "epoch 0 done; continuing at epoch 1" in out
+    assert code == 0 and "epoch 0 trained, its validation cut short; validating it again, then continuing" in out
     final_a, final_b = weights(uninterrupted / "checkpoints/last.ckpt"), weights(run / "checkpoints/last.ckpt")
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a), "weights differ from the uninterrupted run"
-    assert values(run, "val/dice") == values(uninterrupted, "val/dice")
+    assert scalars(run, "val/dice") == scalars(uninterrupted, "val/dice")  # epoch 0 validated once, as uninterrupted
+    assert (run / "checkpoints/epoch=0.ckpt").is_file()
 
 
 @pytest.mark.slow
-def test_signals_during_the_save_change_nothing(demo_root, tmp_path, uninterrupted, monkeypatch, capsys):
-    """Preempted by Ctrl-C; two more Ctrl-Cs (outside a save: stop at once) and a SIGTERM arrive while the
-    preemption checkpoint is being written: the checkpoint is written whole and the run continues exactly."""
-    original = AtomicCheckpointIO.save_checkpoint
-
-    def save_under_fire(self, checkpoint, path, storage_options=None):
-        if checkpoint["global_step"] == STEP:  # the preemption's save (not the epoch-end checkpoints)
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
-                os.kill(os.getpid(), sig)
-        return original(self, checkpoint, path, storage_options)
-
-    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", save_under_fire)
-    code, out = fit_signalled(demo_root, tmp_path, f"SIGINT:{STEP}", "--data.cache=store",
+def test_a_further_signal_while_stopping_stops_at_once_keeping_the_last_whole_checkpoint(demo_root, tmp_path, capsys):
+    """SIGTERM at step 3, a second SIGTERM as its stop begins: no checkpoint of step 3; epoch 0's stays whole and
+    is the one the same command continues from."""
+    code, out = fit_signalled(demo_root, tmp_path, f"SIGTERM:{STEP},SIGTERM:stopping", "--data.cache=store",
                               f"--trainer.max_epochs={EPOCHS}", capsys=capsys)
-    monkeypatch.undo()
-    assert code == PREEMPTED_EXIT and f"preempted by SIGINT after step {STEP}" in out
-    last = only_run_dir(tmp_path / "lightning_logs") / "checkpoints/last.ckpt"
-    resume(last, capsys=capsys)
-    final_a, final_b = weights(uninterrupted / "checkpoints/last.ckpt"), weights(last)
-    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a), "weights differ from the uninterrupted run"
+    run = only_run_dir(tmp_path / "lightning_logs")
+    last = run / "checkpoints/last.ckpt"
+    assert code == PREEMPTED_EXIT and "seg: preempted by" not in out
+    assert (f"seg: SIGTERM while stopping: stopped at once, without a checkpoint of this moment; the same command "
+            f"continues from the run's last whole checkpoint {last} (exit status {PREEMPTED_EXIT})") in out
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == STEPS_PER_EPOCH
+    assert preempted_checkpoint(run.parent) == last and (run / MARKER).read_text().splitlines()[1] == "SIGTERM"
+    assert not [p for p in (run / "checkpoints").iterdir() if ".tmp-" in p.name]
 
 
 def test_a_requeue_without_scontrol_is_reported_not_raised(monkeypatch, tmp_path):

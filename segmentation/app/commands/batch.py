@@ -202,7 +202,8 @@ def execute(run: Run, log_folder: Path, state: BatchState, epochs: int, relay: S
         resume = [f"--ckpt_path={run.run_dir}"] if run.action == "continue" else []  # its newest good checkpoint
         process = relay.process = subprocess.Popen([*seg_command(), "fit", *run.fit_args, *resume],
                                                    env={**os.environ, RUN_RECORD_VARIABLE: str(record_path)},
-                                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                                   start_new_session=True)  # (signals reach it once: relayed)
         assert process.stdout is not None
         for line in process.stdout:
             log.write(line)
