@@ -33,6 +33,7 @@ from ...core.handoff import RUN_RECORD_VARIABLE, read_run_record
 from ...core.storage import write_text_atomically
 from ...measure.estimate import Estimate
 from ...schedules.plans import SCHEDULES
+from ..command_parser import CommandParser
 from ..run_history import read_run
 from ..signal_relay import SignalRelay
 from .estimate import estimate_in_child, seg_command
@@ -61,7 +62,7 @@ class Run:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """The batch's command-line options."""
-    parser = argparse.ArgumentParser(prog="seg batch", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="seg batch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", action="append", required=True, help="config file(s), composed in order")
     parser.add_argument("--archs", nargs="+", default=["unet", "segresnet"],
                         help="architectures (default unet segresnet)")
@@ -94,6 +95,10 @@ def refuse_what_no_run_can_use(args: argparse.Namespace) -> None:
         raise SegError(f"--gpus {args.gpus}: every run needs 1 or more devices")
     if unknown := [s for s in args.schedulers if s not in SCHEDULES]:
         raise SegError(f"--schedulers {' '.join(unknown)}: unknown; one of {', '.join(SCHEDULES)}")
+    from ...model.networks import ARCHITECTURES
+
+    if unknown := [a for a in args.archs if a not in ARCHITECTURES]:
+        raise SegError(f"--archs {' '.join(unknown)}: unknown; one of {', '.join(ARCHITECTURES)}")
     if missing := [c for c in args.config if not Path(c).is_file()]:
         raise SegError(f"--config {' '.join(missing)}: no such file")
     if Path(args.name).name != args.name or args.name in ("", ".", ".."):
