@@ -48,6 +48,7 @@ from .preflight import (
     refuse_unwritable_results,
     refuse_validation_inside_epochs,
 )
+from .stop_before_training import stopping_on_signals
 
 
 def run_name(datamodule: Any, model: SegmentationModule) -> str:
@@ -172,7 +173,8 @@ class SegCLI(CommandLineWinsCLI):
         version = None
         if self.subcommand == "fit":
             self.datamodule.patch_rule = patch_rule_of(self.model)  # (the data check's advice: a patch it takes)
-            check_data_before_any_run_directory(self.datamodule)
+            with stopping_on_signals("checking the data and building the store"):
+                check_data_before_any_run_directory(self.datamodule)
             refuse_unwritable(run_root, "--trainer.default_root_dir (or run seg in a writable folder)")
             config_yaml = self.subcommand_yaml()
             callbacks.append(RunRecord(config_yaml))

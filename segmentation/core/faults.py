@@ -20,6 +20,7 @@ or a user's second Ctrl-C, at an exact moment. Points:
 
 * `<step>`: training step `step` has ended (global step, counted from 1; 0: when the fit is set up, before any step).
 * `val<n>`: the fit's n-th validation batch (counted from 1 over this process's validations) has ended.
+* `store<n>`: the n-th case of a store build is stored (`data.store`; before any run directory exists).
 * `stopping`: a stop for a signal has begun; its checkpoint is not written yet.
 * `exiting`: the stop's line is said; the process is about to exit.
 
@@ -69,10 +70,11 @@ def planned_signals() -> list[tuple[signal.Signals, str]]:
     plans = []
     for entry in value.split(","):
         name, _, point = entry.strip().partition(":")
-        named = point in ("stopping", "exiting") or point.isdigit() or (point[:3] == "val" and point[3:].isdigit())
+        named = point in ("stopping", "exiting") or point.isdigit() or any(
+            point.startswith(prefix) and point[len(prefix):].isdigit() for prefix in ("val", "store"))
         if name not in signal.Signals.__members__ or not named:
             raise ValueError(f"{SIGNAL_VARIABLE}={value!r}: expected <SIGNAL>:<point>[,...], point a step number, "
-                             "val<n>, stopping or exiting; e.g. SIGTERM:3 or SIGINT:val1,SIGINT:exiting")
+                             "val<n>, store<n>, stopping or exiting; e.g. SIGTERM:3 or SIGINT:val1,SIGINT:exiting")
         plans.append((signal.Signals[name], point))
     return plans
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from monai.transforms.utils import generate_spatial_bounding_box
 
-from ..core.faults import fault_point
+from ..core.faults import fault_point, signal_point
 from ..core.fingerprint import file_stamps
 from ..core.formatting import format_duration
 from ..core.locking import exclusive
@@ -213,14 +213,19 @@ class Store:
             f"{per_case * len(cases) / 2**20:,.0f} MiB for all ({per_case / 2**20:,.1f} MiB and "
             f"{time.perf_counter() - started:.1f} s for the first)")
         done, report_every = 1, max(1, len(todo) // 10)
-        with ThreadPoolExecutor(max(1, workers)) as pool:  # decompression and resampling release the GIL
+        signal_point(f"store{done}", 0)
+        pool = ThreadPoolExecutor(max(1, workers))  # decompression and resampling release the GIL
+        try:
             for _ in pool.map(lambda case: self.build_case(case, spatial, normalise), todo[1:]):
                 done += 1
+                signal_point(f"store{done}", 0)
                 if done % report_every == 0 or done == len(todo):
                     elapsed = time.perf_counter() - started
                     left = elapsed / done * (len(todo) - done)
                     say(f"store: {done}/{len(todo)} cases, {format_duration(elapsed)} so far, "
                         f"about {format_duration(left)} left")
+        finally:  # a stop (a signal, an error) waits for the cases being written only, not for every queued one
+            pool.shutdown(wait=True, cancel_futures=True)
         return len(todo)
 
     def case_bytes(self, case_id: str) -> int:

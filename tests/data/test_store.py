@@ -9,7 +9,7 @@ import pytest
 import torch
 from monai import transforms as mt
 
-from segmentation.core.faults import ENVIRONMENT_VARIABLE
+from segmentation.core.faults import ENVIRONMENT_VARIABLE, SIGNAL_VARIABLE
 from segmentation.data.brats import BraTSDataModule
 from segmentation.data.msd import MSDDataModule
 from segmentation.data.patches import StoredVolumes, open_volumes
@@ -125,3 +125,18 @@ def test_a_kill_during_the_build_leaves_no_case_that_is_read_and_the_rerun_compl
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "store: building 4 of 6 cases" in finished.stdout + finished.stderr
     assert len(list(store.glob("*.json"))) == 6 and not list(store.glob(".*.tmp-*"))
+
+
+def test_a_signal_during_the_build_stops_at_once_with_75_and_the_same_command_goes_on(demo_root, tmp_path, seg,
+                                                                                     monkeypatch):
+    args = tiny_fit_args(demo_root, "--data.cache=store", f"--data.cache_dir={tmp_path / 'cache'}",
+                         "--trainer.max_epochs=1")
+    monkeypatch.setenv(SIGNAL_VARIABLE, "SIGTERM:store2")
+    stopped = seg(*args, cwd=tmp_path)
+    assert stopped.returncode == 75 and "stopped by SIGTERM while checking the data and building" in stopped.stderr
+    assert not (tmp_path / "lightning_logs").exists()  # before any run directory
+    stored = len(list((tmp_path / "cache").glob("store_*/*.json")))
+    assert 2 <= stored < 6  # the cases written when it stopped (2, and those the workers were writing), no more
+    monkeypatch.delenv(SIGNAL_VARIABLE)
+    finished = seg(*args, cwd=tmp_path)
+    assert finished.returncode == 0 and f"store: building {6 - stored} of 6 cases" in finished.log

@@ -57,6 +57,10 @@ CONDITIONS: dict[str, Case] = {
         "--data.cache_dir", status=3, needs=("mounts",), may_write=("cache/store_*", "cache/*.lock")),  # (empty)
     "a full disk while predicting": Case(lambda s: predict_one(s, full_disk(s, "predictions")), "demo_000",
                                          status=3, needs=("mounts",)),
+    "SIGTERM while the store is built": Case(
+        lambda s: s.fit(s.root, "--data.cache=store", f"--data.cache_dir={s.tmp / 'cache'}"),
+        "seg: stopped by SIGTERM while checking the data and building the store, before training", status=75,
+        env={"SEG_SIGNAL_AT": "SIGTERM:store1"}, may_write=("cache", "cache/*")),  # (the cases stored are kept)
     "a second fit into a run another fit trains": Case(
         lambda s: ["fit", s.last(), "--trainer.max_epochs=5"], f"is in use by seg process {os.getppid()} on node-7",
         during=another_fit_holds_the_run),
