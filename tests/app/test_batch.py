@@ -131,13 +131,10 @@ def test_a_batch_run_again_skips_finished_runs_continues_the_interrupted_and_sta
     assert "inside epoch 1 after 1 of its batches" in again.stdout
     summary = (tmp_path / "lightning_logs/batches/resumable/summary.md").read_text()
     assert "| unet_none | ok (finished before) |" in summary and summary.count("| ok |") == 2, summary
-
-    longer = batch("none", "cosine", "polynomial", epochs=4)
-    assert longer.returncode == 0, longer.stdout[-3000:]
-    for scheduler in ("none", "cosine", "polynomial"):
+    for scheduler in ("none", "cosine", "polynomial"):  # (more epochs: the schedule-switch test below)
         assert run_dirs(scheduler) == ["version_0"]  # every run went on in its own directory
         run = tmp_path / f"lightning_logs/demo_unet_{scheduler}/version_0"
-        assert len(values(run, "val/dice")) == 4 and (run / "checkpoints/epoch=3.ckpt").is_file()
+        assert len(values(run, "val/dice")) == 2 and (run / "checkpoints/epoch=1.ckpt").is_file()
 
 
 @pytest.mark.slow
