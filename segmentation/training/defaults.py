@@ -21,6 +21,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from ..core.constants import MONITOR
 from ..core.errors import SegError
+from ..core.log import log
 from .checkpointing import AtomicCheckpointIO
 from .early_stopping import SegEarlyStopping
 from .previews import ValidationPreviews
@@ -94,9 +95,21 @@ def optional_callbacks(early_stopping_patience: Optional[int], preview_every_n_e
     return callbacks
 
 
+# torch has no deterministic CUDA kernel for these (its `use_deterministic_algorithms` documents them as raising;
+# tests/training/test_defaults.py fails if a torch upgrade changes that)
+CUDA_NONDETERMINISTIC = (
+    "--trainer.deterministic true on CUDA: torch has no deterministic CUDA kernel for NLLLoss (the cross-entropy of "
+    "softmax datasets) or for trilinear interpolation's backward (SegResNet's upsampling), where strict mode would "
+    "stop the run; seg runs deterministic='warn': every other operation is deterministic, those two warn once and "
+    "stay non-deterministic. Bitwise-repeatable runs: the CPU"
+)
+
+
 def accelerator_defaults(trainer_config: dict, cuda_available: bool) -> dict:
     """Trainer arguments for a CUDA machine that the config leaves unset: bf16 mixed precision and cuDNN's
-    autotuner (off when `deterministic` asks for reproducible kernels). Nothing on a CPU-only machine."""
+    autotuner (off when `deterministic` asks for reproducible kernels; `deterministic` true becomes "warn", as
+    strict mode has no CUDA kernel for two operations seg uses: `CUDA_NONDETERMINISTIC`). Nothing on a CPU-only
+    machine."""
     accelerator = str(trainer_config.get("accelerator") or "auto")
     if not cuda_available or accelerator not in ("auto", "gpu", "cuda"):
         return {}
@@ -105,6 +118,9 @@ def accelerator_defaults(trainer_config: dict, cuda_available: bool) -> dict:
         defaults["precision"] = "bf16-mixed"
     if trainer_config.get("benchmark") is None and not trainer_config.get("deterministic"):
         defaults["benchmark"] = True
+    if trainer_config.get("deterministic") is True:
+        defaults["deterministic"] = "warn"
+        log.info(CUDA_NONDETERMINISTIC)
     return defaults
 
 
