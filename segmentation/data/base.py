@@ -29,7 +29,7 @@ from .check_once import CheckOnce
 from .checks import CheckReport, check_dataset
 from .facts import DatasetFacts
 from .inference import InferencePlan, make_plan
-from .loaders import consumed_before, training_loader, training_position, volume_loader, volumes_per_batch
+from .loaders import consumed_before, pins_memory, training_loader, training_position, volume_loader, volumes_per_batch
 from .patches import finish_patches
 from .split import DataSplit, dataset_split, refuse_an_empty_split
 from .store import Store
@@ -201,7 +201,8 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         position, self.resume_position = self.resume_position, None  # used by the first loader of a resumed fit
         h = self.hparams
         return training_loader(self.train_set, volumes_per_batch(h.batch_size, h.samples_per_volume), h.seed, start,
-                               h.cache in STORE_MODES, workers, trainer, consumed_before(position, start))
+                               h.cache in STORE_MODES, workers, trainer, consumed_before(position, start),
+                               pins_memory(self.training_device(), h.cache))
 
     @override
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:

@@ -24,10 +24,17 @@ def placement(trainer: Any) -> tuple[int, int]:
     return int(trainer.global_rank), int(trainer.world_size)
 
 
+def pins_memory(device: torch.device, cache: str) -> bool:
+    """Whether training batches go through page-locked memory: on a CUDA device, for batches built in host memory
+    (then the copy to the device is asynchronous, Lightning's `non_blocking`); `cache: gpu` builds them there."""
+    return device.type == "cuda" and cache != "gpu"
+
+
 def training_loader(dataset: LoaderDataset, volumes_per_batch: int, seed: int, start_epoch: int, stored: bool,
-                    workers: int, trainer: Any = None, consumed: int = 0) -> DataLoader:
+                    workers: int, trainer: Any = None, consumed: int = 0, pin: bool = False) -> DataLoader:
     """Shuffled batches of `volumes_per_batch` volumes' patches, this rank's share, starting `start_epoch` after the
-    first `consumed` positions of its permutation (trained by all ranks before a resume inside the epoch).
+    first `consumed` positions of its permutation (trained by all ranks before a resume inside the epoch); `pin`:
+    through page-locked memory (`pins_memory`).
 
     Items are drawn by `(index, epoch)` and seed themselves from them (`sampling`), so workers may persist; the
     store's (`stored`) do, and reuse freed patch buffers (`core.memory`).
@@ -45,6 +52,7 @@ def training_loader(dataset: LoaderDataset, volumes_per_batch: int, seed: int, s
         generator=generator,
         num_workers=workers,
         persistent_workers=stored and workers > 0,
+        pin_memory=pin,
         **({"worker_init_fn": reuse_freed_memory_in_worker} if stored else {}),  # (else MONAI's, which seeds)
     )
 
