@@ -93,7 +93,8 @@ def read_window(array: Array, starts: Sequence[int], size: Sequence[int], fill: 
     if list(source.shape[1:]) == list(size):
         return source.to(dtype)
     out = torch.empty((array.shape[0], *size), dtype=dtype, device=source.device)
-    out.copy_(torch.as_tensor(fill, dtype=dtype, device=source.device).view(-1, 1, 1, 1).expand_as(out))
+    for channel, value in enumerate(fill if len(fill) == len(out) else [fill[0]] * len(out)):
+        out[channel].fill_(float(value))  # (a scalar kernel argument: no host-to-device copy per window on a GPU)
     inside = (slice(None), *window_slices(inner, starts, size, flips))
     out[inside] = source
     return out
