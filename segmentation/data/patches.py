@@ -194,7 +194,8 @@ def finish_patches(batch: dict, label_transform: Optional[Callable[[dict], dict]
     per_patch = (-1,) + (1,) * (batch["image"].dim() - 1)
     image = batch["image"].to(torch.float32)
     image.mul_(intensity[:, 0].view(per_patch)).add_(intensity[:, 1].view(per_patch))
-    labels = torch.stack([float_label(label_transform, {"label": label})["label"] for label in batch["label"]])
+    labels = batch["label"].float() if label_transform is None else torch.stack(  # (one op for the whole batch,
+        [float_label(label_transform, {"label": label})["label"] for label in batch["label"]])  # else per patch)
     return {**{k: v for k, v in batch.items() if k != INTENSITY}, "image": image, "label": labels}
 
 
