@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from lightning.pytorch import Callback, Trainer
@@ -19,56 +19,67 @@ def synchronise(device: torch.device) -> None:
 
 
 class StepTimer(Callback):
-    """When training started and ended, when each training step started and ended (after the device finished it)
-    and how many samples it trained on, and the wall time of each validation case.
+    """When training started and ended, when each training step and each validation case started and ended (after
+    the device finished it) and how many samples each step trained on.
 
     A step starts where the one before it ended, or where its epoch started: everything a step costs in a real run
     (waiting for the batch, moving it to the device, the step itself and every callback), and not the validation
-    and epoch-end work between two epochs.
+    and epoch-end work between two epochs. A validation case likewise starts where the case before it ended, or
+    where the validation started, so that loading the volume and moving it to the device count too. `clock` is
+    the time source (seconds; tests pass a fake one).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
         self.step_starts: list[float] = []
         self.step_ends: list[float] = []
         self.samples: list[int] = []
-        self.validation_seconds: list[float] = []
-        self._validation_started = self.train_started = self.train_ended = self._step_started = 0.0
+        self.validation_starts: list[float] = []
+        self.validation_ends: list[float] = []
+        self.train_started = self.train_ended = self._step_started = self._validation_started = 0.0
+
+    def _now(self, pl_module) -> float:
+        synchronise(pl_module.device)
+        return self.clock()
 
     @override
     def on_train_start(self, trainer, pl_module) -> None:
-        self.train_started = self._step_started = time.perf_counter()
+        self.train_started = self._step_started = self._now(pl_module)
 
     @override
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        synchronise(pl_module.device)
-        self._step_started = time.perf_counter()
+        self._step_started = self._now(pl_module)
 
     @override
     def on_train_end(self, trainer, pl_module) -> None:
-        synchronise(pl_module.device)
-        self.train_ended = time.perf_counter()
+        self.train_ended = self._now(pl_module)
 
     @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        synchronise(pl_module.device)
         self.step_starts.append(self._step_started)
-        self._step_started = time.perf_counter()
+        self._step_started = self._now(pl_module)
         self.step_ends.append(self._step_started)
         self.samples.append(len(batch["image"]))
 
     @override
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        self._validation_started = time.perf_counter()
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._validation_started = self._now(pl_module)
 
     @override
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        synchronise(pl_module.device)
-        self.validation_seconds.append(time.perf_counter() - self._validation_started)
+        self.validation_starts.append(self._validation_started)
+        self._validation_started = self._now(pl_module)
+        self.validation_ends.append(self._validation_started)
 
     def step_seconds(self, skip: int) -> list[float]:
         """Seconds of each step after the first `skip` (their warm-up: compilation, autotuning, allocation); the
         first step of each epoch counts from the start of its epoch."""
         return [end - start for start, end in zip(self.step_starts[skip:], self.step_ends[skip:])]
+
+    def validation_seconds(self, skip: int = 0) -> list[float]:
+        """Seconds of each validation case after the first `skip` (their warm-up: autotuning for the whole-volume
+        shapes, recompiles, allocation), each from the end of the case before it."""
+        return [end - start for start, end in zip(self.validation_starts[skip:], self.validation_ends[skip:])]
 
     def samples_per_second(self, skip: int) -> float:
         """Samples per second over the steps after the first `skip`."""

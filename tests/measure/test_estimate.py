@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from segmentation.measure.estimate import Estimate
 
-pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
+from ..helpers import DEMO_CONFIG, TINY_CONFIG
+
+unit = pytest.mark.unit  # pure logic: no Trainer, no subprocess (all here but the slow-loader test)
 
 
 def figures(devices: str = "1", **changes) -> Estimate:
@@ -16,12 +20,14 @@ def figures(devices: str = "1", **changes) -> Estimate:
     return Estimate(**{**settings, **changes})
 
 
+@unit
 def test_each_epoch_costs_the_same_and_the_preparation_is_paid_once():
     ten, twenty = figures(max_epochs=10), figures(max_epochs=20)
     assert twenty.projected_seconds - ten.projected_seconds == pytest.approx(10 * ten.seconds_per_epoch)
     assert ten.projected_seconds - 10 * ten.seconds_per_epoch == pytest.approx(10.0)
 
 
+@unit
 def test_rarer_validation_makes_epochs_cheaper_down_to_the_training_steps():
     every_epoch, every_other, never = (figures(validation_every_n_epochs=1), figures(validation_every_n_epochs=2),
                                        figures(validation_cases=0))
@@ -30,6 +36,7 @@ def test_rarer_validation_makes_epochs_cheaper_down_to_the_training_steps():
     assert never.seconds_per_epoch == pytest.approx(2 * half_steps.seconds_per_epoch)
 
 
+@unit
 def test_it_says_which_device_it_measured_and_that_more_devices_were_not():
     assert figures().text().splitlines()[-1] == "measured on one device (cuda:0)"
     assert "--trainer.devices 4, which splits each epoch's steps among them: not measured" in figures("4").text()
@@ -44,6 +51,7 @@ def short_run(**changes) -> Estimate:
     return Estimate(**{**settings, **changes})
 
 
+@unit
 def test_the_projection_is_what_the_run_pays_once_plus_every_epoch_with_its_checkpoints():
     run = short_run()
     per_epoch = 0.016 * 4 + 0.045 * 4 + 0.05 + 3 * 0.02
@@ -57,11 +65,13 @@ def test_the_projection_is_what_the_run_pays_once_plus_every_epoch_with_its_chec
     assert run.projected_seconds > 10 * steps_only.projected_seconds
 
 
+@unit
 def test_a_run_without_checkpoints_pays_no_checkpoint_writes():
     assert short_run(checkpoints_per_epoch=0).seconds_per_epoch == pytest.approx(
         short_run().seconds_per_epoch - 3 * 0.02)
 
 
+@unit
 def test_the_figures_survive_json_and_the_plan_line_says_once_and_per_epoch():
     run = short_run()
     assert Estimate.from_dict(run.as_dict()) == run
@@ -69,3 +79,34 @@ def test_the_figures_survive_json_and_the_plan_line_says_once_and_per_epoch():
                           f"{run.seconds_per_epoch:.2f}s per epoch)"
     assert "process start and exit: 1.4 s" in run.text()
     assert "process start and exit: not included" in short_run(outside_seconds=0.0).text()
+
+
+class SlowLoader:
+    """A loader whose every batch takes `delay` seconds more to arrive (a disk or pipeline the device waits on)."""
+
+    def __init__(self, loader, delay: float) -> None:
+        self.loader, self.delay = loader, delay
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            time.sleep(self.delay)
+            yield batch
+
+
+def test_the_estimate_counts_the_wait_for_each_batch_and_case(demo_root, tmp_path, monkeypatch):
+    from segmentation.app.lightning_cli import build_cli
+    from segmentation.measure.estimate import measure
+
+    monkeypatch.chdir(tmp_path)
+    cli = build_cli(["--config", str(DEMO_CONFIG), "--config", str(TINY_CONFIG), f"--data.root={demo_root}"])
+    data, delay = cli.datamodule, 0.2
+    for name in ("train_dataloader", "val_dataloader"):
+        monkeypatch.setattr(data, name, lambda loader=getattr(data, name): SlowLoader(loader(), delay))
+    result = measure(cli.model, data, dict(cli.config_init.get("trainer") or {}))
+    # a step and a validation case each include their batch's 0.2 s wait (the steps themselves take ~0.02 s)
+    assert result.seconds_per_step >= delay and result.seconds_per_validation_case >= delay
+    assert result.timed_validation_cases == 1 and result.validation_warmup_cases == 1  # the demo's 2 cases
+    assert result.epoch_overhead_seconds < delay  # the wait is the steps', not left over as the epochs' own

@@ -14,8 +14,10 @@ from ...measure.estimate import Estimate
 USAGE = """usage: seg estimate --config CONFIG [--trainer.max_epochs N ...] [--json]
 
 Builds the configured model and data as `seg fit` does, runs a few untimed warm-up and then timed training steps,
-a short validation and one checkpoint write on this machine, then prints what the run pays once (start-up, data,
-trainer), seconds per epoch and the projected time of the whole run (--json: all figures)."""
+a short validation (one warm-up case, then timed ones) and one checkpoint write on this machine, then prints what
+the run pays once (start-up, data, trainer, warm-ups), seconds per epoch and the projected time of the whole run
+(--json: all figures). A step and a validation case are timed from the end of the one before: the wait for the
+data and its move to the device count."""
 COMMAND_SECONDS = "command_seconds"  # (--json) this command's own time, from its start to its figures
 
 
