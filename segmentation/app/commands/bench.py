@@ -1,5 +1,5 @@
-"""`seg bench --config X [--data.* ...] [--steps N] [--json]`: data pipeline, network ceiling, seg fit and a plain
-loop, measured side by side on this machine and data (`measure.bench`)."""
+"""`seg bench --config X [--data.* ...] [--steps N] [--json]`: data pipeline, network ceiling, the Lightning loop,
+seg fit's trainer and a plain loop, measured side by side on this machine and data (`measure.bench`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ USAGE = """usage: seg bench --config CONFIG [--data.* ...] [--steps N] [--json]
 
 Measures, in one process: (a) the data pipeline alone in patches/s for each cache mode (none, store, gpu and the
 configured one) with one worker and with the configured workers; (b) the network alone on synthetic tensors on
-the device (forward + backward + optimizer step, the configured precision and compile): the ceiling; (c) seg fit's
-training loop; (d) a plain MONAI + PyTorch loop on the same data. Prints the table, the ratios fit/ceiling and
-fit/plain, and a verdict (--json: every figure). --steps: timed steps or batches per figure (default 10).
+the device (forward + backward + optimizer step, the configured precision and compile): the ceiling; (c) the
+Lightning loop alone (no seg callbacks); (d) seg fit's trainer (the same loop with seg's callbacks, logger and
+checkpoints; no progress bar, no validation); (e) a plain MONAI + PyTorch loop on the same data. Every figure
+trains the configured network itself (compiled if --model.compile) with the data on the device it trains on
+(cache: gpu volumes included). Prints the table, the ratios fit/ceiling, fit/plain and fit/Lightning, and a
+verdict (--json: every figure). --steps: timed steps or batches per figure (default 10).
 --data-only: (a) alone (a CPU-only machine measuring the pipeline it would feed a GPU with)."""
 
 MODES = ("none", "store", "gpu")
@@ -50,11 +53,10 @@ def measure_data(rest: list[str], configured, device, steps: int, figures) -> No
             where = "in process" if workers == 0 else f"{workers} worker{'s' if workers > 1 else ''}"
             figures.data_patches_per_second[f"{mode}, {where}"] = data_rate(
                 datamodule.training_loader(workers), steps, device, datamodule.on_after_batch_transfer)
-        datamodule.use_device(None)  # (the fit below holds gpu volumes on its trainer's device)
 
 
 def main(argv: list[str]) -> int:
-    """Measure the four figures and print them (table and verdict, or JSON)."""
+    """Measure the figures and print them (table and verdict, or JSON)."""
     rest, steps, as_json, data_only = split_options(argv)
     if not rest or rest[0] in ("-h", "--help"):
         print(USAGE)
@@ -63,6 +65,7 @@ def main(argv: list[str]) -> int:
         BenchFigures,
         device_of,
         fit_rate,
+        lightning_rate,
         network_ceiling,
         plain_loop_rate,
         trainer_settings,
@@ -79,11 +82,13 @@ def main(argv: list[str]) -> int:
     if data_only:
         print(json.dumps(figures.data_as_dict()) if as_json else figures.data_table(), flush=True)
         return 0
+    datamodule.use_device(device)  # every figure: cache: gpu volumes on the device it trains on
     datamodule.setup("fit")
     finish = datamodule.on_after_batch_transfer
     batch = next(iter(datamodule.train_dataloader()))
     figures.ceiling_samples_per_second = network_ceiling(model, batch, device, precision, steps, finish)
     plain = [plain_loop_rate(model, datamodule.train_dataloader(), device, precision, steps, finish)]
+    figures.lightning_samples_per_second = lightning_rate(model, datamodule, trainer_config, steps)
     figures.fit_samples_per_second = fit_rate(model, datamodule, trainer_config, steps)
     plain.append(plain_loop_rate(model, datamodule.train_dataloader(), device, precision, steps, finish))
     figures.plain_samples_per_second = sum(plain) / len(plain)
