@@ -49,8 +49,12 @@ def test_sigusr1_requeues_the_job_and_the_requeued_job_finishes_the_same_run(slu
     wait_for(lambda: list(tmp_path.glob("lightning_logs/*/version_0/checkpoints/epoch=0.ckpt")), "the first epoch")
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
     wait_for(lambda: log.exists() and f"SLURM job {job} requeued" in log.read_text(), "the requeue")
-    wait_for(lambda: job_state(job) in ("PENDING", "RUNNING", ""), "the requeued job")
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)  # (else ~2 min)
+
+    def started_again() -> bool:  # (squeue may list no state while the job turns from requeued to pending)
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)  # (else ~2 min)
+        return "job start, restart count 1" in log.read_text()
+
+    wait_for(started_again, "the requeued job to start")
     wait_for(lambda: job_state(job) == "", "the requeued job to finish")
     out = log.read_text()
     assert "seg: preempted by SIGUSR1 " in out and "job start, restart count 1" in out
