@@ -32,6 +32,10 @@ def wait_for(condition, what: str, seconds: float = 240) -> None:
         time.sleep(1)
 
 
+def node_state() -> str:
+    return subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip()
+
+
 def job_state(job: str) -> str:
     return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
 
@@ -50,8 +54,11 @@ def test_sigusr1_requeues_the_job_and_the_requeued_job_finishes_the_same_run(slu
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
     wait_for(lambda: log.exists() and f"SLURM job {job} requeued" in log.read_text(), "the requeue")
 
-    def started_again() -> bool:  # (squeue may list no state while the job turns from requeued to pending)
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)  # (else ~2 min)
+    def started_again() -> bool:
+        """Nudge the requeued job's start (else ~2 min) once it is pending and the node has let go of the first run:
+        started at once, slurmd refuses it ("Job credential revoked") and the job ends instead of running."""
+        if job_state(job) == "PENDING" and node_state() == "idle":
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
         return "job start, restart count 1" in log.read_text()
 
     wait_for(started_again, "the requeued job to start")
