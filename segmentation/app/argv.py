@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -129,3 +130,11 @@ def integer_limits_in_config(value: str) -> dict[str, int]:
     except (OSError, ValueError, AttributeError, yaml.YAMLError):
         return {}
     return {key: trainer[key] for key in LIMITS if type(trainer.get(key)) is int}
+
+
+def with_integer_limits(config_yaml: str, limits: dict[str, int]) -> str:
+    """`config_yaml` (a composed config, as stored in checkpoints) with the `integer_limits` written back as counts,
+    so that a checkpoint-only resume reads one batch where the run was given one."""
+    for key, count in limits.items():
+        config_yaml = re.sub(rf"^(  {key}: ).*$", rf"\g<1>{count}", config_yaml, count=1, flags=re.MULTILINE)
+    return config_yaml

@@ -39,7 +39,7 @@ from ..training.preemption import Preemption
 from ..training.rank_agreement import RankAgreement
 from ..training.records import RunRecord
 from ..training.run_lock import RunDirectoryLock
-from .argv import check_config_files, integer_limits, with_stored_config
+from .argv import check_config_files, integer_limits, with_integer_limits, with_stored_config
 from .continuing import continue_preempted, keep_the_runs_horizon, max_epochs_on_command_line
 from .preflight import (
     check_data_before_any_run_directory,
@@ -176,7 +176,7 @@ class SegCLI(CommandLineWinsCLI):
             with stopping_on_signals("checking the data and building the store"):
                 check_data_before_any_run_directory(self.datamodule)
             refuse_unwritable(run_root, "--trainer.default_root_dir (or run seg in a writable folder)")
-            config_yaml = self.subcommand_yaml()
+            config_yaml = with_integer_limits(self.subcommand_yaml(), integer_limits(self.command_line))
             callbacks.append(RunRecord(config_yaml))
             given = max_epochs_on_command_line(self.command_line)
             ckpt_path = subcommand_config.get("ckpt_path") or continue_preempted(run, config_yaml)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segmentation.app.argv import integer_limits
+from segmentation.app.argv import integer_limits, with_integer_limits
 
 pytestmark = pytest.mark.unit
 
@@ -17,3 +17,10 @@ def test_a_whole_number_limit_is_a_count_and_a_fraction_is_left_to_lightning(tmp
     assert integer_limits(["fit", "--trainer.limit_test_batches", "3", "--trainer.limit_val_batches=1"]) == {
         "limit_test_batches": 3, "limit_val_batches": 1}
     assert integer_limits(["fit", "--trainer.limit_val_batches=1.0"]) == {}
+
+
+def test_the_stored_config_keeps_a_count_of_batches_a_resume_then_reads_as_one():
+    stored = "trainer:\n  limit_val_batches: 1.0\n  limit_train_batches: null\nmodel:\n  lr: 1.0\n"
+    written = with_integer_limits(stored, {"limit_val_batches": 1})
+    assert written == "trainer:\n  limit_val_batches: 1\n  limit_train_batches: null\nmodel:\n  lr: 1.0\n"
+    assert integer_limits(["fit", "--config", written]) == {"limit_val_batches": 1}

@@ -83,6 +83,9 @@ def test_a_checkpoint_every_epoch_also_without_validation(demo_root, tmp_path, s
 def test_a_whole_number_of_batches_is_a_count_not_a_fraction(demo_root, tmp_path, seg):
     result = seg(*tiny_fit_args(demo_root, "--trainer.max_epochs=1", "--trainer.limit_val_batches=1"), cwd=tmp_path)
     assert result.returncode == 0 and "limit_val_batches=1)` was configured so 1 batch will be used" in result.log
+    last = next(tmp_path.glob("lightning_logs/*/version_0/checkpoints/last.ckpt"))
+    resumed = seg("fit", f"--ckpt_path={last}", "--trainer.max_epochs=2", cwd=tmp_path)  # (from the checkpoint only)
+    assert resumed.returncode == 0 and "limit_val_batches=1)` was configured so 1 batch will be used" in resumed.log
 
 
 @pytest.mark.slow
