@@ -153,19 +153,16 @@ class SegCLI(CommandLineWinsCLI):
         resume.refuse_incompatible(ckpt, saved, configured, keys=tuple(configured))
 
     @override
-    def instantiate_classes(self) -> None:
-        """Build the model and datamodule, then refuse a `--ckpt_path` whose weights the model cannot take."""
-        super().instantiate_classes()
-        value = self.config_init.get(self.subcommand, self.config_init).get("ckpt_path")
-        ckpt = resume.resolve_checkpoint(str(value), run_root=None) if value and value != "last" else None
-        if ckpt is not None:
-            resume.refuse_weights_that_do_not_fit(ckpt, load_checkpoint(ckpt), self.model)
-
-    @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer with seg's defaults where the config gives none, resuming into the checkpoint's run."""
         config = self.trainer_config()
         subcommand_config = self.config_init.get(self.subcommand, self.config_init)
+        value = subcommand_config.get("ckpt_path")  # (its weights checked before any data is checked or stored)
+        if value and value != "last":
+            ckpt = resume.resolve_checkpoint(str(value), run_root=None)
+            assert ckpt is not None  # (only `last` resolves to None)
+            resume.refuse_weights_that_do_not_fit(ckpt, load_checkpoint(ckpt), self.model)
+        limits = integer_limits(self.command_line)  # (counts of batches, not fractions: app.argv)
         callbacks = config.get("callbacks") or []
         callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
         run_root = Path(config.get("default_root_dir") or ".") / "lightning_logs"
@@ -176,7 +173,7 @@ class SegCLI(CommandLineWinsCLI):
             with stopping_on_signals("checking the data and building the store"):
                 check_data_before_any_run_directory(self.datamodule)
             refuse_unwritable(run_root, "--trainer.default_root_dir (or run seg in a writable folder)")
-            config_yaml = with_integer_limits(self.subcommand_yaml(), integer_limits(self.command_line))
+            config_yaml = with_integer_limits(self.subcommand_yaml(), limits)
             callbacks.append(RunRecord(config_yaml))
             given = max_epochs_on_command_line(self.command_line)
             ckpt_path = subcommand_config.get("ckpt_path") or continue_preempted(run, config_yaml)
@@ -221,7 +218,7 @@ class SegCLI(CommandLineWinsCLI):
         kwargs["callbacks"] = with_default_logging(callbacks, config.get("enable_progress_bar") is not False)
         kwargs["use_distributed_sampler"] = False  # seg's samplers shard by rank themselves (data.sampling)
         kwargs.update(accelerator_defaults(dict(config), torch.cuda.is_available()))
-        kwargs.update(integer_limits(self.command_line))  # (a count of batches, not a fraction: app.argv)
+        kwargs.update(limits)
         return super().instantiate_trainer(**kwargs)
 
 

@@ -132,7 +132,6 @@ def check_data_before_any_run_directory(datamodule: VolumeDataModule) -> None:
     Lightning would run it in `setup` only after creating the logger's `version_N`; `setup` then finds these
     cases checked already.
     """
-    datamodule.prepare_data()  # TotalSegmentator merges its masks here: the check reads the merged labels
     cases = datamodule.list_cases()
     if not cases:
         raise SegError(f"no labelled cases found in {datamodule.root}; check --data.root")
@@ -140,8 +139,9 @@ def check_data_before_any_run_directory(datamodule: VolumeDataModule) -> None:
     if twice:
         raise SegError(f"case {twice[0]} is listed twice in {datamodule.root} ({len(twice)} case(s) listed more than "
                        f"once): each case must appear once, or it would be trained on twice as often")
-    datamodule.check(cases)
     refuse_an_empty_split(datamodule.split([case["case"] for case in cases]), datamodule.root)
+    datamodule.prepare_data()  # TotalSegmentator merges its masks here (the check reads them); the store is built
+    datamodule.check(cases)
 
 
 def refuse_unwritable(folder: Path | str, option: str) -> None:

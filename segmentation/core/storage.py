@@ -72,20 +72,16 @@ def write_refusal_in(exc: BaseException | None) -> StorageError | None:
         if isinstance(exc, StorageError):
             return exc
         if isinstance(exc, OSError) and is_write_refusal(exc):
-            return refusal(Path(exc.filename) if exc.filename else None, exc)
+            path = Path(exc.filename) if exc.filename else None
+            what = f"could not write {path}" if path else "the disk refused a write"
+            where = path.parent if path else Path.cwd()
+            return StorageError(
+                f"{what}: {exc.strerror} ({free_space(where)} in {where}). Files written before are intact; free "
+                f"space or make the folder writable, then run the same command again (a fit: with --ckpt_path "
+                f"last, to continue it)"
+            )
         exc = exc.__cause__ or exc.__context__
     return None
-
-
-def refusal(path: Path | None, err: BaseException) -> StorageError:
-    """The StorageError of a write of `path` (None: unknown) that the file system refused with `err`."""
-    what = f"could not write {path}" if path else "the disk refused a write"
-    where = path.parent if path else Path.cwd()
-    reason = getattr(err, "strerror", None) or str(err).splitlines()[0][:120]
-    return StorageError(
-        f"{what}: {reason} ({free_space(where)} in {where}). Files written before are intact; free space or make "
-        f"the folder writable, then run the same command again (a fit: with --ckpt_path last, to continue it)"
-    )
 
 
 TEMP_MARK = ".tmp-"  # `.<name>.tmp-<pid>`: a file being written beside its final name
