@@ -1,6 +1,7 @@
 """The datasets of each cache mode: none and memory (MONAI pipelines; memory: MONAI CacheDataset), store (the
 crop-first preprocessed store, memory-mapped) and gpu (the store's training volumes held as tensors on the
-accelerator, or in RAM on a CPU-only machine).
+accelerator, or in RAM on a CPU-only machine; refused with the numbers where they would not fit beside training:
+`core.memory.GpuCacheBudget`).
 
 Validation items carry `index`, their position in the validation split, so that validation counts each case
 once on any number of devices. Before a memory cache fills, one case is preprocessed to announce the size and
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Callable, Literal, Mapping, Optional
 
 import torch
 from monai import transforms as mt
@@ -20,6 +21,7 @@ from monai.data import CacheDataset, Dataset
 from ..core.errors import SegError
 from ..core.fingerprint import settings_key
 from ..core.log import log
+from ..core.memory import GpuCacheBudget, measure_step_peak, optimizer_copies, parameter_bytes
 from . import pipelines
 from .loaders import LoaderDataset
 from .patches import StoredPatches, StoredVolumes, open_volumes
@@ -29,6 +31,7 @@ from .store import Store
 CacheMode = Literal["none", "memory", "store", "gpu", "disk"]  # disk: removed, refused naming store
 STORE_MODES = ("store", "gpu")
 REMOVED_MODES = {"disk": "store"}  # removed mode -> what replaces it
+Budget = Callable[[torch.device], GpuCacheBudget]  # what `cache: gpu` would put on a device
 # Settings that change what training sees but not what preprocessing produces (not part of the store's key).
 TRAINING_ONLY = {"predict_images", "batch_size", "samples_per_volume", "pos_fraction", "val_fraction", "fold",
                  "num_folds", "seed", "cache", "cache_dir", "num_workers", "patch_size", "name", "test_fraction",
@@ -101,23 +104,39 @@ def free_memory(device: torch.device) -> int:
     return 2**62  # unknown: do not refuse
 
 
-def refuse_if_it_does_not_fit(store: Store, case_ids: list[str], device: torch.device) -> None:
-    """SegError naming both sizes when the stored training volumes would not fit in `device`'s free memory."""
-    needed = sum(store.array_path(case, role).stat().st_size for case in case_ids for role in ("image", "label"))
+def step_autocast(precision: Any) -> Optional[torch.dtype]:
+    """The autocast dtype of a trainer's `precision` (bf16-mixed, 16-mixed), None for the others."""
+    text = str(precision)
+    return torch.bfloat16 if text.startswith("bf16-mixed") else torch.float16 if text.startswith("16-mixed") else None
+
+
+def gpu_cache_budget(store: Store, case_ids: list[str], device: torch.device, trainer: Any = None,
+                     batch_shape: Optional[tuple[int, ...]] = None) -> GpuCacheBudget:
+    """What `cache: gpu` would put on `device`: the stored training volumes (all of them, on every rank), and with
+    a trainer its model's parameters, its optimizer's state and, on CUDA, one training step of a `batch_shape`
+    batch (measured: `core.memory.measure_step_peak`); DDP processes on the CPU each hold theirs in its RAM."""
+    volumes = sum(store.array_path(case, role).stat().st_size for case in case_ids for role in ("image", "label"))
     free = free_memory(device)
-    if needed > 0.8 * free:  # leave room for the network, its activations and the optimizer
-        raise SegError(
-            f"--data.cache gpu: the {len(case_ids)} training volumes take {needed / 2**30:,.2f} GiB, but "
-            f"{device} has {free / 2**30:,.2f} GiB free (80% of it may be used); use --data.cache store "
-            f"(memory-mapped from disk) instead"
-        )
+    model = getattr(trainer, "lightning_module", None) if trainer is not None else None
+    hparams = getattr(model, "hparams", None) or {}
+    peak = 0
+    if model is not None and device.type == "cuda" and batch_shape is not None and parameter_bytes(model) > 0:
+        peak = measure_step_peak(model, batch_shape, device, step_autocast(getattr(trainer, "precision", None)))
+    ranks = int(getattr(trainer, "num_devices", 1) or 1) if device.type == "cpu" and trainer is not None else 1
+    return GpuCacheBudget(str(device), free, volumes, len(case_ids), ranks, parameter_bytes(model),
+                          optimizer_copies(hparams.get("optimizer")), peak)
 
 
 def stored_datasets(store: Store, train_ids: list[str], val_ids: list[str], device: Optional[torch.device],
-                    settings: Mapping, label_transform: Any) -> tuple[StoredPatches, StoredVolumes]:
-    """The training patches and validation volumes of `cache: store` (device None) or `gpu` (on `device`)."""
+                    settings: Mapping, label_transform: Any, budget: Optional[Budget] = None
+                    ) -> tuple[StoredPatches, StoredVolumes]:
+    """The training patches and validation volumes of `cache: store` (device None) or `gpu` (on `device`, after
+    `budget(device)` said they fit beside training: `GpuCacheBudget.refuse_if_short`)."""
     if device is not None:
-        refuse_if_it_does_not_fit(store, train_ids, device)
+        fits = budget(device) if budget is not None else gpu_cache_budget(store, train_ids, device)
+        fits.refuse_if_short()
+        log.info(f"cache: gpu: {fits.parts()}: {fits.needed / 2**30:,.2f} GiB of {fits.free / 2**30:,.2f} GiB free "
+                 f"on {device}")
     train = StoredPatches(open_volumes(store, train_ids, device), settings["patch_size"],
                           settings["samples_per_volume"], settings["pos_fraction"], settings["seed"], label_transform)
     return train, StoredVolumes(open_volumes(store, val_ids), label_transform)
@@ -130,8 +149,10 @@ def training_datasets(datamodule) -> tuple[LoaderDataset, LoaderDataset]:
     train, val = datamodule.train_cases, datamodule.val_cases
     if h.cache in STORE_MODES:
         device = datamodule.training_device() if h.cache == "gpu" else None
-        stored = stored_datasets(datamodule.store(), [c["case"] for c in train], [c["case"] for c in val], device, h,
-                                 datamodule.label_transform())
-        return stored
+        train_ids, store = [c["case"] for c in train], datamodule.store()
+        trainer = getattr(datamodule, "trainer", None)
+        batch_shape = (h.batch_size, datamodule.num_channels, *datamodule.patch_size)
+        return stored_datasets(store, train_ids, [c["case"] for c in val], device, h, datamodule.label_transform(),
+                               lambda on: gpu_cache_budget(store, train_ids, on, trainer, batch_shape))
     augmentation = pipelines.augmentation(datamodule.patch_size, h.pos_fraction, h.samples_per_volume)
     return pipeline_datasets(train, val, datamodule.preprocessing(), augmentation, h.cache, h.seed)
