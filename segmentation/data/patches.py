@@ -12,7 +12,8 @@ process or resumed run draws it.
 The arrays are memory maps (`store`: a patch reads only its own voxels) or tensors held in
 RAM or on the accelerator (`gpu`: slicing and flips run there). Patches travel compact (float16
 image, uint8 label, the drawn intensity change beside them); `finish_patches` applies the
-intensity change and the label transform once the batch is on the device.
+intensity change and the label transform once the batch is on the device (BraTS's regions for the whole batch
+at once: `batch_targets`).
 """
 
 from __future__ import annotations
@@ -194,9 +195,19 @@ def finish_patches(batch: dict, label_transform: Optional[Callable[[dict], dict]
     per_patch = (-1,) + (1,) * (batch["image"].dim() - 1)
     image = batch["image"].to(torch.float32)
     image.mul_(intensity[:, 0].view(per_patch)).add_(intensity[:, 1].view(per_patch))
-    labels = batch["label"].float() if label_transform is None else torch.stack(  # (one op for the whole batch,
-        [float_label(label_transform, {"label": label})["label"] for label in batch["label"]])  # else per patch)
+    labels = batch_targets(label_transform, batch["label"])
     return {**{k: v for k, v in batch.items() if k != INTENSITY}, "image": image, "label": labels}
+
+
+def batch_targets(label_transform: Optional[Callable[[dict], dict]], labels: torch.Tensor) -> torch.Tensor:
+    """A batch of label maps as float32 targets, where the batch is: as they are without `label_transform`, through
+    its `batch_targets` (one operation for the whole batch: BraTS's regions) where it has one, else map by map."""
+    if label_transform is None:
+        return labels.float()
+    whole_batch = getattr(label_transform, "batch_targets", None)
+    if whole_batch is not None:
+        return whole_batch(labels).float()
+    return torch.stack([float_label(label_transform, {"label": label})["label"] for label in labels])
 
 
 def float_label(label_transform: Optional[Callable[[dict], dict]], item: dict) -> dict:

@@ -8,7 +8,7 @@ import torch
 from monai import transforms as mt
 
 from segmentation.core.memory import reuse_freed_memory
-from segmentation.data.brats import BraTSDataModule, BraTSRegionsd, labels_to_regions
+from segmentation.data.brats import BraTSDataModule, BraTSRegionsd, labels_to_regions, tensor_labels_to_regions
 from segmentation.data.patches import INTENSITY, finish_patches, read_window
 from segmentation.data.synthetic import write
 
@@ -65,6 +65,46 @@ def test_finishing_a_batch_applies_each_patch_change_and_the_label_transform():
         assert torch.equal(batch["label"][i], labels_to_regions(label[i], 4))
     validation = {"image": torch.ones(1, 1, 2, 2, 2), "label": torch.zeros(1, 1, 2, 2, 2)}
     assert finish_patches(validation, None) is validation
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("enhancing, values", [(4, [0, 1, 2, 4]), (3, [0, 1, 2, 3])])
+def test_brats_regions_of_a_whole_batch_equal_the_per_patch_regions_bit_for_bit(enhancing, values):
+    labels = torch.from_numpy(np.random.default_rng(3).choice(values, size=(4, 1, 9, 8, 7)).astype(np.uint8))
+    per_patch = torch.stack([labels_to_regions(label, enhancing) for label in labels])  # (what finishing did)
+    regions = BraTSRegionsd(keys="label", enhancing=enhancing)
+    for batched in (regions.batch_targets(labels),  # the store's uint8 batch on the CPU (NumPy)
+                    tensor_labels_to_regions(labels, enhancing),  # the path of a batch on the accelerator
+                    tensor_labels_to_regions(labels.long(), enhancing)):
+        assert batched.dtype == torch.float32 and batched.shape == (4, 3, 9, 8, 7)
+        assert torch.equal(batched.view(torch.int32), per_patch.view(torch.int32))
+
+
+@pytest.mark.unit
+def test_finishing_makes_the_targets_of_the_whole_batch_at_once_where_the_transform_can():
+    calls = []
+
+    class Counting(BraTSRegionsd):
+        def __call__(self, data):
+            calls.append("patch")
+            return super().__call__(data)
+
+        def batch_targets(self, labels):
+            calls.append(tuple(labels.shape))
+            return super().batch_targets(labels)
+
+    label = torch.from_numpy(np.random.default_rng(4).choice([0, 1, 2, 4], size=(3, 1, 5, 5, 5)).astype(np.uint8))
+    batch = {"image": torch.zeros(3, 4, 5, 5, 5, dtype=torch.float16), "label": label, INTENSITY: torch.ones(3, 2)}
+    finished = finish_patches(batch, Counting(keys="label", enhancing=4))
+    assert calls == [(3, 1, 5, 5, 5)] and finished["label"].shape == (3, 3, 5, 5, 5)
+
+
+@pytest.mark.gpu
+def test_brats_regions_of_a_batch_on_cuda_equal_the_per_patch_regions_on_the_cpu():
+    labels = torch.from_numpy(np.random.default_rng(5).choice([0, 1, 2, 4], size=(2, 1, 32, 32, 32)).astype(np.uint8))
+    per_patch = torch.stack([labels_to_regions(label, 4) for label in labels])
+    on_cuda = BraTSRegionsd(keys="label", enhancing=4).batch_targets(labels.cuda())
+    assert on_cuda.is_cuda and torch.equal(on_cuda.cpu().view(torch.int32), per_patch.view(torch.int32))
 
 
 def test_store_batches_travel_compact_and_are_finished_by_the_datamodule_hook(tmp_path):
