@@ -25,7 +25,8 @@ from ..data.suitability import PatchRule
 from ..model.module import SegmentationModule
 from ..model.networks import ARCHITECTURES, smallest_patch_side
 from ..training import resume
-from ..training.checkpointing import KillBetweenEpochs, load_checkpoint
+from ..training.checkpoint_writer import KillBetweenEpochs
+from ..training.checkpointing import load_checkpoint
 from ..training.defaults import (
     accelerator_defaults,
     optional_callbacks,

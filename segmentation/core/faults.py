@@ -8,9 +8,10 @@ Without the variable a fault point costs one dictionary lookup.
 Points (where they sit and what a kill there leaves behind):
 
 * `checkpoint-before-rename`: a checkpoint's temporary file is written and fsynced,
-  the rename onto its final name has not happened (`training.checkpointing`).
+  the rename onto its final name has not happened (`training.checkpointing`); the same for each hard link
+  `last.ckpt` / `best.ckpt` (`training.checkpoint_writer`).
 * `between-epochs`: an epoch's checkpoints are all written, the next epoch has not
-  started (`training.checkpointing.KillBetweenEpochs`).
+  started (`training.checkpoint_writer.KillBetweenEpochs`).
 * `store-before-commit`: a stored case's arrays are written, its json record (the
   commit) is not (`data.store`).
 

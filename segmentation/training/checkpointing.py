@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from typing_extensions import override
 
 from ..core.errors import SegError
-from ..core.faults import fault_point
 from ..core.log import log
 from ..core.storage import (
     TEMP_MARK,
@@ -217,26 +215,3 @@ def newest_good_checkpoint(directory: Path, exclude: Optional[Path] = None) -> O
         if position is not None and path.name != "last.ckpt":
             break
     return newest
-
-
-class KillBetweenEpochs(Callback):
-    """Arrives at `between-epochs` when an epoch starts after this process finished one.
-
-    By then Lightning has written every checkpoint of the finished epoch (ModelCheckpoint
-    saves at the end of the training epoch, after its validation), and no step of the next
-    epoch has run.
-    """
-
-    def __init__(self) -> None:
-        self._finished_one = False
-
-    @override
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        """The fault point, from the second epoch of this process on."""
-        if self._finished_one:
-            fault_point("between-epochs")
-
-    @override
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        """Remember that an epoch finished."""
-        self._finished_one = True

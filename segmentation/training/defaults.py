@@ -1,6 +1,7 @@
 """The callbacks seg adds to a trainer unless the config names its own.
 
-Checkpoints (`with_default_checkpoints`): `epoch=<E>.ckpt` every epoch, `last.ckpt`, `best.ckpt`.
+Checkpoints (`with_default_checkpoints`): `epoch=<E>.ckpt` every epoch, `last.ckpt`, `best.ckpt`, written
+once an epoch in the background (`checkpoint_writer`).
 Logging (`with_default_logging`): the learning rate once per epoch (tag `lr`), each epoch's wall
 time with the whole run's ETA, and the closing run summary. On request (`optional_callbacks`):
 early stopping on `val/dice` and image previews.
@@ -22,7 +23,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from ..core.constants import MONITOR
 from ..core.errors import SegError
 from ..core.log import log
-from .checkpointing import AtomicCheckpointIO
+from .checkpoint_writer import BackgroundCheckpoints, EpochCheckpointWriter
 from .early_stopping import SegEarlyStopping
 from .previews import ValidationPreviews
 from .summary import RunSummary
@@ -64,7 +65,7 @@ def with_default_checkpoints(callbacks: list[Callback], keep_last: Optional[int]
         return list(callbacks)
     # best.ckpt's callback first: both save at the end of the training epoch, in this order, so the epoch files
     # and last.ckpt carry the best score of their own epoch (a resume then compares with the true best)
-    return [*callbacks, best_checkpoint(), every_epoch_checkpoint(keep_last)]
+    return [*callbacks, BackgroundCheckpoints(), best_checkpoint(), every_epoch_checkpoint(keep_last)]
 
 
 def with_default_logging(callbacks: list[Callback], progress_bar: bool = True) -> list[Callback]:
@@ -125,7 +126,8 @@ def accelerator_defaults(trainer_config: dict, cuda_available: bool) -> dict:
 
 
 def with_seg_plugins(configured: object, on_slurm: bool) -> list:
-    """The trainer's plugins: the configured ones plus seg's atomic checkpoint writer and, under SLURM, an
+    """The trainer's plugins: the configured ones plus seg's checkpoint writer (atomic, once per training state,
+    in the background: `checkpoint_writer`) and, under SLURM, an
     environment without Lightning's auto-requeue (seg's preemption requeues into the run directory instead).
 
     A configured checkpoint writer would replace the atomic one: SegError naming `--trainer.plugins`.
@@ -134,7 +136,7 @@ def with_seg_plugins(configured: object, on_slurm: bool) -> list:
     if any(isinstance(plugin, CheckpointIO) for plugin in plugins):
         raise SegError("--trainer.plugins: a CheckpointIO plugin would replace seg's atomic checkpoint writer "
                        "(every checkpoint whole, even after a kill); remove it from the config")
-    plugins.append(AtomicCheckpointIO())
+    plugins.append(EpochCheckpointWriter())
     if on_slurm and not any(isinstance(plugin, ClusterEnvironment) for plugin in plugins):
         plugins.append(SLURMEnvironment(auto_requeue=False))
     return plugins

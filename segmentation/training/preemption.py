@@ -40,6 +40,7 @@ from ..core.faults import signal_point
 from ..core.internals import checkpoint_in_memory, with_validation_pending
 from ..core.log import log
 from ..core.storage import write_text_atomically
+from .checkpoint_writer import settle_checkpoints
 from .checkpointing import versions_newest_first
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
@@ -238,6 +239,7 @@ class Preemption(Callback):
         line = f"seg: preempted by {name} {what}{f': {path}' if path else ''}. Continue with: {again} " \
                f"(exit status {PREEMPTED_EXIT})"
         self.ending = True
+        settle_checkpoints(trainer)  # the stop's checkpoint (and the epoch's before it) on disk before anything says so
         if trainer.is_global_zero:
             if path is not None:
                 write_text_atomically(path.parent.parent / MARKER, f"{path}\n{name}\n")

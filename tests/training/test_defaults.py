@@ -8,7 +8,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.plugins.environments import LightningEnvironment, SLURMEnvironment
 
 from segmentation.core.errors import SegError
-from segmentation.training.checkpointing import AtomicCheckpointIO
+from segmentation.training.checkpoint_writer import EpochCheckpointWriter
 from segmentation.training.defaults import accelerator_defaults, with_seg_plugins
 
 pytestmark = pytest.mark.unit  # pure logic: no Trainer, no subprocess
@@ -26,9 +26,9 @@ def test_a_cuda_machine_gets_bf16_and_cudnn_autotuning_unless_the_config_says_ot
 def test_configured_plugins_keep_the_atomic_checkpoint_writer_and_a_second_writer_is_refused():
     environment = LightningEnvironment()
     kept = with_seg_plugins([environment], on_slurm=True)
-    assert kept[0] is environment and isinstance(kept[1], AtomicCheckpointIO) and len(kept) == 2  # (its own env)
+    assert kept[0] is environment and isinstance(kept[1], EpochCheckpointWriter) and len(kept) == 2  # (its own env)
     on_slurm = with_seg_plugins(None, on_slurm=True)
-    assert isinstance(on_slurm[0], AtomicCheckpointIO) and isinstance(on_slurm[1], SLURMEnvironment)
+    assert isinstance(on_slurm[0], EpochCheckpointWriter) and isinstance(on_slurm[1], SLURMEnvironment)
     assert not on_slurm[1].auto_requeue
     with pytest.raises(SegError, match="--trainer.plugins: a CheckpointIO plugin would replace"):
         with_seg_plugins([TorchCheckpointIO()], on_slurm=False)
