@@ -27,6 +27,7 @@ from ..schedules.schedulers import (
 from .losses import label_map_dice_ce
 from .metrics import dice_from_counts, dice_present, first_of_each_case, overlap_counts
 from .networks import ArchitectureName, build_network
+from .windows import fixed_batch
 
 OptimizerName = Literal["adamw", "adam", "sgd"]
 
@@ -55,7 +56,8 @@ class SegmentationModule(pl.LightningModule):
         sw_overlap: overlap of sliding-window patches.
         network_kwargs: overrides of the network constructor's defaults (e.g. `{channels: [8, 16, 32]}`).
         compile: compile the network in place with `torch.compile` (`nn.Module.compile`: checkpoint keys stay
-            plain, so a compiled run's checkpoint resumes uncompiled and the reverse).
+            plain, so a compiled run's checkpoint resumes uncompiled and the reverse), for static shapes: one
+            graph for training, one for evaluation.
     """
 
     def __init__(
@@ -83,8 +85,9 @@ class SegmentationModule(pl.LightningModule):
         self.save_hyperparameters()
         self.class_names = list(class_names) if class_names else self._default_class_names()
         self.net = build_network(architecture, in_channels, out_channels, roi_size, **(network_kwargs or {}))
-        if compile:
-            self.net.compile()  # in place: the state dict has no `_orig_mod.` prefix
+        if compile:  # in place: the state dict has no `_orig_mod.` prefix. Static shapes: a training and an
+            # evaluation graph, each of one batch size (sliding windows are padded to sw_batch_size: `model.windows`)
+            self.net.compile(dynamic=False)
         self.loss = DiceCELoss(
             to_onehot_y=not multilabel, softmax=not multilabel, sigmoid=multilabel, squared_pred=False
         )
@@ -118,13 +121,14 @@ class SegmentationModule(pl.LightningModule):
         return loss
 
     def infer_volume(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits for whole volumes by MONAI sliding-window inference over `roi_size` patches."""
+        """Logits for whole volumes by MONAI sliding-window inference over `roi_size` patches, `sw_batch_size`
+        windows in every forward (the last batch padded: a compiled network sees one shape; `model.windows`)."""
         # MONAI declares tensor, tuple or dict results (as the predictor returns): a tensor here
         return cast(torch.Tensor, sliding_window_inference(
             image,
             roi_size=tuple(self.hparams.roi_size),
             sw_batch_size=self.hparams.sw_batch_size,
-            predictor=self.forward,
+            predictor=fixed_batch(self.forward, self.hparams.sw_batch_size),
             overlap=self.hparams.sw_overlap,
             mode="gaussian",
         ))
