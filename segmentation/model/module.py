@@ -121,14 +121,15 @@ class SegmentationModule(pl.LightningModule):
         return loss
 
     def infer_volume(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits for whole volumes by MONAI sliding-window inference over `roi_size` patches, `sw_batch_size`
-        windows in every forward (the last batch padded: a compiled network sees one shape; `model.windows`)."""
+        """Logits for whole volumes by MONAI sliding-window inference over `roi_size` patches; a compiled network
+        gets `sw_batch_size` windows in every forward (the last batch padded: one shape; `model.windows`), an
+        uncompiled one no padding to compute."""
         # MONAI declares tensor, tuple or dict results (as the predictor returns): a tensor here
         return cast(torch.Tensor, sliding_window_inference(
             image,
             roi_size=tuple(self.hparams.roi_size),
             sw_batch_size=self.hparams.sw_batch_size,
-            predictor=fixed_batch(self.forward, self.hparams.sw_batch_size),
+            predictor=fixed_batch(self.forward, self.hparams.sw_batch_size) if self.hparams.compile else self.forward,
             overlap=self.hparams.sw_overlap,
             mode="gaussian",
         ))

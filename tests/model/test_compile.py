@@ -53,9 +53,11 @@ def tiny_module(**overrides) -> SegmentationModule:
 
 
 @pytest.mark.unit
-def test_padded_window_batches_give_the_logits_of_unpadded_ones():
+def test_padded_window_batches_give_the_logits_of_unpadded_ones(backend):
     torch.manual_seed(0)
-    model = tiny_module(sw_batch_size=4).eval()
+    uncompiled = tiny_module(sw_batch_size=4).eval()
+    torch.manual_seed(0)
+    model = tiny_module(sw_batch_size=4, compile=True).eval()
     sizes: list[int] = []
     forward = model.forward
     model.forward = lambda windows: (sizes.append(len(windows)), forward(windows))[1]  # type: ignore[method-assign]
@@ -65,6 +67,12 @@ def test_padded_window_batches_give_the_logits_of_unpadded_ones():
         plain = sliding_window_inference(volume, ROI, 4, forward, overlap=model.hparams.sw_overlap, mode="gaussian")
     assert sizes == [4] * 5  # the last batch of 2 windows went through padded to 4
     assert torch.equal(padded, plain)  # bitwise on the CPU
+    unpadded: list[int] = []
+    forward = uncompiled.forward
+    uncompiled.forward = lambda windows: (unpadded.append(len(windows)), forward(windows))[1]  # type: ignore
+    with torch.inference_mode():
+        assert torch.equal(uncompiled.infer_volume(volume), plain)
+    assert unpadded == [4, 4, 4, 4, 2]  # uncompiled: nothing to pad for, no windows computed in vain
 
 
 @pytest.mark.unit
