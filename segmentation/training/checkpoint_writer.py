@@ -34,8 +34,8 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from typing_extensions import override
 
 from ..core.faults import fault_point
-from ..core.storage import is_write_refusal, write_atomically
-from .checkpointing import AtomicCheckpointIO, checkpoint_not_written
+from ..core.storage import is_write_refusal
+from .checkpointing import AtomicCheckpointIO, write_checkpoint_file
 
 HEAVY_PARTS = ("state_dict", "optimizer_states")  # unchanged between saves of one training step
 
@@ -143,12 +143,7 @@ class EpochCheckpointWriter(CheckpointIO):
 def link_atomically(source: Path, target: Path) -> None:
     """Make `target` another name of `source`'s data: a hard link made beside `target` and renamed onto it (a
     copy where the file system has no hard links), passing the fault point `checkpoint-before-rename`."""
-    try:
-        write_atomically(target, lambda partial: link_or_copy(source, partial), fault="checkpoint-before-rename")
-    except OSError as err:
-        if not (is_write_refusal(err) or isinstance(err, PermissionError)):
-            raise
-        raise checkpoint_not_written(target, err) from None
+    write_checkpoint_file(target, lambda partial: link_or_copy(source, partial))
 
 
 def link_or_copy(source: Path, target: Path) -> None:

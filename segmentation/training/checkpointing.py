@@ -11,7 +11,7 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -50,12 +50,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if first_in_dir:
             remove_stale_temporaries(path.parent)
             self._seen_dirs.add(path.parent)
-        try:
-            write_atomically(path, lambda partial: save_to_file(checkpoint, partial), fault="checkpoint-before-rename")
-        except Exception as err:
-            if not (is_write_refusal(err) or isinstance(err, PermissionError)):
-                raise
-            raise checkpoint_not_written(path, err) from None
+        write_checkpoint_file(path, lambda partial: save_to_file(checkpoint, partial))
         if first_in_dir:
             log.info(f"checkpoint size: {path.stat().st_size / 1e6:.1f} MB each ({path.parent})")
 
@@ -66,6 +61,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return read_checkpoint(path, map_location=map_location or "cpu")
         except UnsafeCheckpoint as err:
             raise SegError(unsafe_message(path, str(err))) from None
+
+
+def write_checkpoint_file(path: Path, write: Callable[[Path], object]) -> None:
+    """`write_atomically` at the fault point `checkpoint-before-rename`; a write the disk refuses (full, read-only)
+    is the StorageError of `checkpoint_not_written`."""
+    try:
+        write_atomically(path, write, fault="checkpoint-before-rename")
+    except Exception as err:
+        if not (is_write_refusal(err) or isinstance(err, PermissionError)):
+            raise
+        raise checkpoint_not_written(path, err) from None
 
 
 def save_to_file(checkpoint: dict[str, Any], path: Path) -> None:
