@@ -84,6 +84,14 @@ def test_bench_holds_gpu_cache_volumes_on_the_gpu_for_every_figure(demo_root, tm
     assert {device for cache, device in loader_devices if cache == "gpu"} == {torch.device("cuda")}
 
 
+def test_network_only_measures_the_networks_on_the_configured_cache_and_no_data_figure(demo_root, tmp_path, seg,
+                                                                                       loader_devices):
+    figures = bench(seg, demo_root, tmp_path, "--network-only", "--data.cache=store")
+    assert figures["data_patches_per_second"] == {} and figures["preparation_seconds"] == {}
+    assert all(figures[key] > 0 for key in RATES)
+    assert {cache for cache, _ in loader_devices} == {"store"}  # no other cache mode built
+
+
 def test_bench_help_names_the_figures(seg):
     result = seg("bench", "--help")
     assert result.returncode == 0 and "ceiling" in result.stdout and "plain MONAI + PyTorch loop" in result.stdout

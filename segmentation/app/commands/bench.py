@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from typing import NamedTuple
 
-USAGE = """usage: seg bench --config CONFIG [--data.* ...] [--steps N] [--json]
+USAGE = """usage: seg bench --config CONFIG [--data.* ...] [--steps N] [--json] [--data-only | --network-only]
 
 Measures, in one process: (a) the data pipeline alone in patches/s for each cache mode (none, store, gpu and the
 configured one) with one worker and with the configured workers; (b) the network alone on synthetic tensors on
@@ -16,23 +17,34 @@ checkpoints; no progress bar, no validation); (e) a plain MONAI + PyTorch loop o
 trains the configured network itself (compiled if --model.compile) with the data on the device it trains on
 (cache: gpu volumes included). Prints the table, the ratios fit/ceiling, fit/plain and fit/Lightning, and a
 verdict (--json: every figure). --steps: timed steps or batches per figure (default 10).
---data-only: (a) alone (a CPU-only machine measuring the pipeline it would feed a GPU with)."""
+--data-only: (a) alone (a CPU-only machine measuring the pipeline it would feed a GPU with). --network-only:
+(b) to (e) alone, on the configured cache (a second bench of the same data, e.g. another network)."""
 
 MODES = ("none", "store", "gpu")
 
 
-def split_options(argv: list[str]) -> tuple[list[str], int, bool, bool]:
-    """(LightningCLI arguments, --steps, --json, --data-only) of the command line."""
-    steps, as_json, data_only, rest = 10, False, False, []
+class BenchOptions(NamedTuple):
+    """seg bench's own options, and the LightningCLI arguments (`rest`) of the command line."""
+
+    rest: list[str]
+    steps: int = 10
+    as_json: bool = False
+    data_only: bool = False
+    network_only: bool = False
+
+
+def split_options(argv: list[str]) -> BenchOptions:
+    """seg bench's options (--steps, --json, --data-only, --network-only) and the rest of the command line."""
+    steps, flags, rest = 10, set(), []
     arguments = iter(argv)
     for arg in arguments:
-        if arg in ("--json", "--data-only"):
-            as_json, data_only = as_json or arg == "--json", data_only or arg == "--data-only"
+        if arg in ("--json", "--data-only", "--network-only"):
+            flags.add(arg)
         elif arg == "--steps" or arg.startswith("--steps="):
             steps = int(arg.split("=", 1)[1] if "=" in arg else next(arguments))
         else:
             rest.append(arg)
-    return rest, max(1, steps), as_json, data_only
+    return BenchOptions(rest, max(1, steps), "--json" in flags, "--data-only" in flags, "--network-only" in flags)
 
 
 def measure_data(rest: list[str], configured, device, steps: int, figures) -> None:
@@ -57,7 +69,7 @@ def measure_data(rest: list[str], configured, device, steps: int, figures) -> No
 
 def main(argv: list[str]) -> int:
     """Measure the figures and print them (table and verdict, or JSON)."""
-    rest, steps, as_json, data_only = split_options(argv)
+    rest, steps, as_json, data_only, network_only = split_options(argv)
     if not rest or rest[0] in ("-h", "--help"):
         print(USAGE)
         return 0
@@ -78,11 +90,14 @@ def main(argv: list[str]) -> int:
     precision = str(trainer_config.get("precision") or "32-true")
     figures = BenchFigures(device=str(device), precision=precision, compiled=bool(model.hparams.compile),
                            batch_size=datamodule.hparams.batch_size)
-    measure_data(rest, datamodule, device, steps, figures)
+    if not network_only:
+        measure_data(rest, datamodule, device, steps, figures)
     if data_only:
         print(json.dumps(figures.data_as_dict()) if as_json else figures.data_table(), flush=True)
         return 0
     datamodule.use_device(device)  # every figure: cache: gpu volumes on the device it trains on
+    if network_only:
+        datamodule.prepare_data()  # (measure_data's loop prepares it otherwise)
     datamodule.setup("fit")
     finish = datamodule.on_after_batch_transfer
     batch = next(iter(datamodule.train_dataloader()))
