@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict
-from typing import Literal, Optional, Sequence, Union, cast
+from typing import Callable, Literal, Optional, Sequence, Union, cast
 
 import lightning.pytorch as pl
 import torch
@@ -24,10 +24,11 @@ from ..schedules.schedulers import (
     step_after_validation,
     step_at_epoch_end,
 )
+from .deep_supervision import DeepSupervisionLoss
 from .losses import label_map_dice_ce
 from .metrics import dice_from_counts, dice_present, first_of_each_case, overlap_counts
 from .networks import ArchitectureName, build_network
-from .windows import fixed_batch
+from .windows import Predictor, fixed_batch
 
 OptimizerName = Literal["adamw", "adam", "sgd"]
 
@@ -58,6 +59,8 @@ class SegmentationModule(pl.LightningModule):
         compile: compile the network in place with `torch.compile` (`nn.Module.compile`: checkpoint keys stay
             plain, so a compiled run's checkpoint resumes uncompiled and the reverse), for static shapes: one
             graph for training, one for evaluation.
+        deep_supervision: train the lower-resolution outputs too, nnU-Net's way (`model.deep_supervision`; DynUNet);
+            training only: evaluation, prediction and export use the full-resolution output alone.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class SegmentationModule(pl.LightningModule):
         sw_overlap: float = 0.25,
         network_kwargs: Optional[dict] = None,
         compile: bool = False,
+        deep_supervision: bool = False,
     ):
         # saved as a plain dict (in checkpoints and hparams.yaml: no pickled class); checked against the fields
         # (rebound, not renamed: save_hyperparameters reads the arguments from this frame)
@@ -84,14 +88,20 @@ class SegmentationModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.class_names = list(class_names) if class_names else self._default_class_names()
-        self.net = build_network(architecture, in_channels, out_channels, roi_size, **(network_kwargs or {}))
+        self.net = build_network(architecture, in_channels, out_channels, roi_size, deep_supervision,
+                                 **(network_kwargs or {}))
         if compile:  # in place: the state dict has no `_orig_mod.` prefix. Static shapes: a training and an
             # evaluation graph, each of one batch size (sliding windows are padded to sw_batch_size: `model.windows`)
             self.net.compile(dynamic=False)
         self.loss = DiceCELoss(
             to_onehot_y=not multilabel, softmax=not multilabel, sigmoid=multilabel, squared_pred=False
         )
+        # with deep supervision, the loss over the stacked training outputs of every resolution
+        self.deep_supervision = DeepSupervisionLoss.of_network(self.loss, self.net) if deep_supervision else None
         self._validated: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (case index, overlap counts, loss)
+
+    # set by `seg test|predict` for ensembles and mirror TTA (`model.ensemble.VolumeInference`); None: this model
+    volume_inference: Optional[Callable[[SegmentationModule, torch.Tensor], torch.Tensor]] = None
 
     @property
     @override
@@ -114,22 +124,29 @@ class SegmentationModule(pl.LightningModule):
 
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """DiceCE loss on a batch of random patches."""
-        loss = self.loss(self(batch["image"]), batch["label"])
+        """DiceCE loss on a batch of random patches (weighted over the resolutions with deep supervision)."""
+        loss = self.training_loss(self(batch["image"]), batch["label"])
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]),
                  sync_dist=True)  # (reduced across ranks once per epoch)
         return loss
 
-    def infer_volume(self, image: torch.Tensor) -> torch.Tensor:
+    def training_loss(self, output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """The loss of a training forward's output: DiceCE, or its deep-supervision sum (`model.deep_supervision`)."""
+        return self.deep_supervision(output, label) if self.deep_supervision else self.loss(output, label)
+
+    def infer_volume(self, image: torch.Tensor,
+                     wrap: Optional[Callable[[Predictor], Predictor]] = None) -> torch.Tensor:
         """Logits for whole volumes by MONAI sliding-window inference over `roi_size` patches; a compiled network
         gets `sw_batch_size` windows in every forward (the last batch padded: one shape; `model.windows`), an
-        uncompiled one no padding to compute."""
+        uncompiled one no padding to compute. `wrap` turns the forward into another window predictor (mirror TTA:
+        `model.tta`, whose windows are then blended as it returns them)."""
+        forward = wrap(self.forward) if wrap else self.forward
         # MONAI declares tensor, tuple or dict results (as the predictor returns): a tensor here
         return cast(torch.Tensor, sliding_window_inference(
             image,
             roi_size=tuple(self.hparams.roi_size),
             sw_batch_size=self.hparams.sw_batch_size,
-            predictor=fixed_batch(self.forward, self.hparams.sw_batch_size) if self.hparams.compile else self.forward,
+            predictor=fixed_batch(forward, self.hparams.sw_batch_size) if self.hparams.compile else forward,
             overlap=self.hparams.sw_overlap,
             mode="gaussian",
         ))
@@ -200,16 +217,22 @@ class SegmentationModule(pl.LightningModule):
         """Class probabilities (softmax) or region probabilities (sigmoid) of logits."""
         return torch.sigmoid(logits) if self.hparams.multilabel else torch.softmax(logits, dim=1)
 
+    def volume_probabilities(self, image: torch.Tensor) -> torch.Tensor:
+        """Probabilities of whole volumes: this model's, or those `volume_inference` averages (ensemble, TTA)."""
+        if self.volume_inference is not None:
+            return self.volume_inference(self, image)
+        return self.probabilities(self.infer_volume(image))
+
     @override
     def test_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Probabilities of one whole test case; `training.evaluation.NativeSpaceScorer` scores them in the input's
         geometry against its label file."""
-        return self.probabilities(self.infer_volume(batch["image"]))
+        return self.volume_probabilities(batch["image"])
 
     @override
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Probabilities of one whole volume (discretised in the input's geometry by `training.prediction`)."""
-        return self.probabilities(self.infer_volume(batch["image"]))
+        return self.volume_probabilities(batch["image"])
 
     @override
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
