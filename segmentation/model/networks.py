@@ -53,6 +53,18 @@ def _dynunet(in_channels: int, out_channels: int, roi_size: Sequence[int], **kwa
     return DynUNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, **{**defaults, **kwargs})
 
 
+def _dynunet_deep_supervision(roi_size: Sequence[int], overrides: dict) -> dict:
+    """DynUNet's deep-supervision arguments: heads down to the second-lowest decoder resolution (nnU-Net weights
+    the lowest 0: `model.deep_supervision`), unless `deep_supr_num` is given."""
+    levels = len(overrides.get("strides") or dynunet_plan(roi_size)[1])
+    heads = int(overrides.get("deep_supr_num", levels - 3))
+    if not 1 <= heads <= levels - 2:
+        raise SegError(f"--model.deep_supervision: dynunet with {levels} levels on patch {list(roi_size)} has "
+                       f"{max(levels - 3, 0)} lower resolution(s) to supervise (deep_supr_num {heads}); use a larger "
+                       f"--data.patch_size or --model.deep_supervision false")
+    return {"deep_supervision": True, "deep_supr_num": heads}
+
+
 def _swinunetr(in_channels: int, out_channels: int, roi_size: Sequence[int], **kwargs: Any) -> nn.Module:
     defaults = dict(feature_size=24, use_v2=True)
     return SwinUNETR(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, **{**defaults, **kwargs})
@@ -71,17 +83,20 @@ class Architecture:
         build: `(in_channels, out_channels, roi_size, **overrides) -> nn.Module` with seg's defaults.
         patch_multiple: every patch axis must be a multiple of this for the network to run.
         smoke_kwargs: `--model.network_kwargs` of a tiny network for smoke runs.
+        deep_supervision: `(roi_size, overrides) -> constructor arguments` that add deep-supervision heads
+            (`model.deep_supervision`); None where MONAI's network has none.
     """
 
     build: Callable[..., nn.Module]
     patch_multiple: int
     smoke_kwargs: dict = field(default_factory=dict)
+    deep_supervision: Callable[[Sequence[int], dict], dict] | None = None
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     "unet": Architecture(_unet, 16, {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}),
     "segresnet": Architecture(_segresnet, 8, {"init_filters": 4, "blocks_down": [1, 1, 1], "blocks_up": [1, 1]}),
-    "dynunet": Architecture(_dynunet, 1, {"filters": [4, 8, 16, 32]}),
+    "dynunet": Architecture(_dynunet, 1, {"filters": [4, 8, 16, 32]}, _dynunet_deep_supervision),
     "swinunetr": Architecture(_swinunetr, 32, {"feature_size": 12}),
     "unetr": Architecture(_unetr, 16, {"hidden_size": 96, "mlp_dim": 192, "num_heads": 4, "feature_size": 8}),
 }
@@ -103,10 +118,22 @@ def build_network(
     in_channels: int,
     out_channels: int,
     roi_size: Sequence[int],
+    deep_supervision: bool = False,
     **overrides: Any,
 ) -> nn.Module:
-    """Build the MONAI network called `name`; `overrides` replace its constructor defaults."""
+    """Build the MONAI network called `name`; `overrides` replace its constructor defaults; `deep_supervision`
+    adds the heads of `model.deep_supervision` (a SegError for an architecture without them)."""
     chosen = architecture(name)
+    if "deep_supervision" in overrides:
+        raise SegError("--model.network_kwargs: set deep supervision with --model.deep_supervision true|false")
+    if deep_supervision:
+        if chosen.deep_supervision is None:
+            with_heads = [key for key, entry in ARCHITECTURES.items() if entry.deep_supervision is not None]
+            raise SegError(f"--model.deep_supervision: {name} has no deep-supervision heads; architectures with "
+                           f"them: {', '.join(with_heads)}")
+        overrides = {**overrides, **chosen.deep_supervision(roi_size, overrides)}
+    elif "deep_supr_num" in overrides:
+        raise SegError("--model.network_kwargs deep_supr_num needs --model.deep_supervision true")
     if any(size % chosen.patch_multiple for size in roi_size):
         raise SegError(
             f"patch size {list(roi_size)} does not suit {name}: every axis must be a multiple of "
