@@ -201,7 +201,8 @@ def network_ceiling(model, batch: dict, device: torch.device, precision: str, st
     label = on_device(batch, device, finish)["label"]
     image = torch.randn((len(label), *batch["image"].shape[1:]), device=device)
     repeated = ({"image": image, "label": label} for _ in range(WARMUP + steps))
-    return timed_rate(training_steps(net, model.loss, repeated, device, precision, lambda b, _: b), steps, device)
+    steps_run = training_steps(net, model.training_loss, repeated, device, precision, lambda b, _: b)
+    return timed_rate(steps_run, steps, device)
 
 
 def plain_loop_rate(model, loader: Iterable[dict], device: torch.device, precision: str, steps: int,
@@ -209,7 +210,8 @@ def plain_loop_rate(model, loader: Iterable[dict], device: torch.device, precisi
     """Samples/s of a plain PyTorch loop over the same loader, network (`model.net` itself, compiled if it is)
     and loss (wall time, loading included)."""
     net = model.net.to(device)
-    return timed_rate(training_steps(net, model.loss, _cycle(loader), device, precision, finish), steps, device)
+    steps_run = training_steps(net, model.training_loss, _cycle(loader), device, precision, finish)
+    return timed_rate(steps_run, steps, device)
 
 
 def _cycle(loader: Iterable[dict]) -> Iterable[dict]:
