@@ -53,9 +53,11 @@ from .stop_before_training import stopping_on_signals
 
 
 def run_name(datamodule: Any, model: SegmentationModule) -> str:
-    """The run directory's name: `<dataset>_<architecture>_<scheduler>`."""
+    """The run directory's name: `<dataset>_<architecture>_<scheduler>`, and `_fold<K>` for a cross-validation fold."""
     dataset = getattr(datamodule, "dataset_name", None) or "data"
-    return f"{dataset}_{model.hparams.architecture}_{model.hparams.scheduler}"
+    fold = getattr(getattr(datamodule, "hparams", None), "get", lambda key: None)("fold")
+    suffix = f"_fold{fold}" if fold is not None else ""
+    return f"{dataset}_{model.hparams.architecture}_{model.hparams.scheduler}{suffix}"
 
 
 class SaveConfigBeside(SaveConfigCallback):

@@ -34,6 +34,7 @@ from ...core.storage import write_text_atomically
 from ...measure.estimate import Estimate
 from ...schedules.plans import SCHEDULES
 from ..command_parser import CommandParser
+from ..cross_validation import per_fold
 from ..run_history import read_run
 from ..signal_relay import SignalRelay
 from .estimate import estimate_in_child, seg_command
@@ -53,11 +54,12 @@ class Run:
     best: Optional[tuple[float, int]] = None  # (val/dice, epoch)
     notes: list[str] = field(default_factory=list)
     action: str = "start"  # start | continue | skip
+    fold: Optional[int] = None  # of `--folds`: its run directory is `<dataset>_<arch>_<schedule>_fold<K>`
 
     @property
     def name(self) -> str:
-        """`<architecture>_<scheduler>`: the run's name in the plan, the logs and the batch's state."""
-        return f"{self.architecture}_{self.scheduler}"
+        """`<architecture>_<scheduler>[_fold<K>]`: the run's name in the plan, the logs and the batch's state."""
+        return f"{self.architecture}_{self.scheduler}" + (f"_fold{self.fold}" if self.fold is not None else "")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -76,6 +78,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny networks (each architecture's smoke size), for trying the pipeline; "
                         "compose with --config configs/fragments/smoke.yaml for tiny patches and 2 epochs")
+    parser.add_argument("--folds", type=int, help="K-fold cross-validation: one run per fold (--data.fold K "
+                        "--data.num_folds N, test cases carved first), then the CV table (seg report --cv)")
     parser.add_argument("--report", help="afterwards, write `seg report` of the runs into this folder")
     parser.add_argument("--no-estimate", action="store_true", help="skip the measured estimate in the plan")
     parser.add_argument("--fresh", action="store_true",
@@ -93,6 +97,8 @@ def refuse_what_no_run_can_use(args: argparse.Namespace) -> None:
         raise SegError(f"--epochs {args.epochs}: every run trains 1 or more epochs")
     if args.gpus < 1:
         raise SegError(f"--gpus {args.gpus}: every run needs 1 or more devices")
+    if args.folds is not None and args.folds < 2:
+        raise SegError(f"--folds {args.folds}: cross-validation needs 2 or more folds (or leave --folds out)")
     if unknown := [s for s in args.schedulers if s not in SCHEDULES]:
         raise SegError(f"--schedulers {' '.join(unknown)}: unknown; one of {', '.join(SCHEDULES)}")
     from ...model.networks import ARCHITECTURES
@@ -121,7 +127,7 @@ def plan_runs(args: argparse.Namespace) -> list[Run]:
             if args.data:
                 fit.append(f"--data.root={args.data}")
             fit += [a for a in args.extra if a != "--"]
-            runs.append(Run(architecture, scheduler, fit))
+            runs += per_fold(Run(architecture, scheduler, fit), args.folds)
     return runs
 
 
@@ -159,7 +165,8 @@ class BatchState:
     def record(self, run: Run, epochs: int) -> None:
         """Save what is known of `run` now."""
         self.runs[run.name] = {"run_dir": str(run.run_dir) if run.run_dir else None, "status": run.status,
-                               "epochs": epochs, "architecture": run.architecture, "scheduler": run.scheduler}
+                               "epochs": epochs, "architecture": run.architecture, "scheduler": run.scheduler,
+                               "fold": run.fold}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomically(self.path, json.dumps(self.runs, indent=1))
 
@@ -187,7 +194,8 @@ def switched_schedule(run: Run, state: BatchState, epochs: int) -> dict:
     than it trained (the seed's 50 epochs `none` -> 100 `reduce_on_plateau`): continued with the new schedule, as
     `seg fit --model.scheduler` would. At the same epochs another schedule is a comparison: a run of its own."""
     earlier = [saved for saved in state.runs.values() if saved.get("architecture") == run.architecture
-               and saved.get("scheduler") != run.scheduler and saved.get("status") == "ok"
+               and saved.get("fold") == run.fold and saved.get("scheduler") != run.scheduler
+               and saved.get("status") == "ok"
                and int(saved.get("epochs", 0)) < epochs]
     if len(earlier) != 1:
         return {}
@@ -279,6 +287,8 @@ def main(argv: list[str]) -> int:
     table = summary(runs)
     print(f"\nbatch {args.name} summary\n{table}", flush=True)
     write_text_atomically(log_folder / "summary.md", table + "\n")
+    if args.folds and not relay.received:  # the CV table of the folds trained so far (each scored once)
+        subprocess.run([*seg_command(), "report", "--cv", str(log_folder)], check=False)
     if args.report:
         done = [str(r.run_dir) for r in runs if r.run_dir is not None]
         subprocess.run([*seg_command(), "report", *done, "--out", args.report], check=False)

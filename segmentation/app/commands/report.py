@@ -90,25 +90,52 @@ def write_markdown(runs: list[RunCurves], title: str, command: str, path: Path) 
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
-    """`RUN_DIR [RUN_DIR ...] --out DIR [--title T]`."""
+    """`RUN_DIR [RUN_DIR ...] --out DIR [--title T]`, or `--cv TARGET [--out DIR]`."""
     parser = CommandParser(
         prog="seg report",
         description="Compare runs from their TensorBoard events: report.png (val Dice and LR per epoch) "
-        "and report.md (a table) in --out. Nothing is re-trained.",
+        "and report.md (a table) in --out. Nothing is re-trained. With --cv: the cross-validation table.",
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
+    parser.add_argument("runs", nargs="*", metavar="RUN_DIR",
                         help="lightning_logs/<name>/version_N, or lightning_logs/<name> for its newest version")
-    parser.add_argument("--out", required=True, help="folder for report.png and report.md (created)")
+    parser.add_argument("--out", help="folder for report.png and report.md (created); with --cv: for the CV tables")
     parser.add_argument("--title", default="seg report", help="title of the figure and the Markdown file")
-    return parser.parse_args(argv)
+    parser.add_argument("--cv", metavar="BATCH_OR_RUN",
+                        help="the CV table of a batch run with --folds (its folder or name) or of the fold runs "
+                        "<run name>_fold<K>: each fold's validation cases scored as seg test scores (once; reused "
+                        "while newer than the checkpoint), per fold, mean ± sd and pooled; <group>_cv.csv and .md")
+    parser.add_argument("--cv-checkpoint", choices=("best", "last"), default="best",
+                        help="with --cv: the checkpoint of each fold that is scored (default best)")
+    args = parser.parse_args(argv)
+    if not args.runs and not args.cv:
+        raise SegError("seg report: give RUN_DIR ... --out DIR, or --cv BATCH_OR_RUN (seg report --help)")
+    if args.runs and not args.out:
+        raise SegError("--out is missing: give the folder for report.png and report.md (it is created)")
+    return args
+
+
+def show_cv(args: argparse.Namespace) -> None:
+    """Score the folds of `--cv` not scored yet, write each group's CV table and print it."""
+    from ..cross_validation import cv_tables
+
+    out = Path(args.out) if args.out else None
+    for group, table, path in cv_tables(args.cv, args.cv_checkpoint, out):
+        print(f"\n{group}: cross-validation, {args.cv_checkpoint}.ckpt of each fold on its validation cases\n"
+              f"{table.markdown()}wrote {path} and {path.with_suffix('.md')}")
 
 
 def main(argv: list[str]) -> int:
-    """`seg report`: read every run, then write the PNG and the Markdown table and print the table."""
+    """`seg report`: read every run, then write the PNG and the Markdown table and print the table; with `--cv`
+    the cross-validation table too."""
     args = parse_arguments(argv)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
         raise SegError(f"--out {out} is a file; give a folder for report.png and report.md (it is created)")
+    if args.cv:
+        show_cv(args)
+    if not args.runs:
+        return 0
+    assert out is not None
     runs = [load_run(Path(run)) for run in args.runs]
     out.mkdir(parents=True, exist_ok=True)
     plot_runs(runs, args.title, out / "report.png")
