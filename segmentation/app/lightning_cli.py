@@ -42,6 +42,7 @@ from ..training.records import RunRecord
 from ..training.run_lock import RunDirectoryLock
 from .argv import check_config_files, integer_limits, with_integer_limits, with_stored_config
 from .continuing import continue_preempted, keep_the_runs_horizon, max_epochs_on_command_line
+from .inference_options import add_inference_arguments, attach_inference, inference_options
 from .preflight import (
     check_data_before_any_run_directory,
     refuse_impossible_options,
@@ -136,6 +137,7 @@ class SegCLI(CommandLineWinsCLI):
             help="keep only the newest N epoch=<E>.ckpt files (last.ckpt and best.ckpt are always kept); "
             "default: keep all",
         )
+        add_inference_arguments(parser)  # --ensemble, --tta, --tta_axes (seg test|predict)
 
     @override
     def before_instantiate_classes(self) -> None:
@@ -143,6 +145,7 @@ class SegCLI(CommandLineWinsCLI):
         config = self.config.get(self.subcommand, self.config)
         refuse_validation_inside_epochs(config.get("trainer") or {})
         refuse_impossible_options(config)
+        self.inference = inference_options(self.subcommand, config)  # (ensemble members checked, before any build)
         if self.subcommand == "predict":
             refuse_unwritable(config.get("prediction_dir") or "predictions", "--prediction_dir")
         value = config.get("ckpt_path")
@@ -203,11 +206,12 @@ class SegCLI(CommandLineWinsCLI):
         # under SLURM, seg's own preemption handling (training.preemption) replaces Lightning's auto-requeue,
         # which checkpoints into the working directory and skips seg's resume checks
         kwargs["plugins"] = with_seg_plugins(config.get("plugins"), SLURMEnvironment.detect())
+        callbacks += attach_inference(self.subcommand, self.inference, self.model)
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions"))
         if self.subcommand in ("test", "validate"):
             results = results_path(subcommand_config.get("ckpt_path"), run, self.subcommand,
-                                   "csv" if self.subcommand == "test" else "json")
+                                   "csv" if self.subcommand == "test" else "json", self.inference.suffix())
             refuse_unwritable_results(results.parent)
             callbacks.append(NativeSpaceScorer(results) if self.subcommand == "test" else ValidationResults(results))
         if self.subcommand == "fit":
@@ -233,11 +237,12 @@ def patch_rule_of(model: SegmentationModule) -> PatchRule:
                                                            dict(h.network_kwargs or {})) or multiple)
 
 
-def results_path(ckpt_path: Optional[str], run: Path, stage: str, suffix: str) -> Path:
-    """`<run dir of the checkpoint>/<stage>/<checkpoint name>.<suffix>` (the configured run's folder without one)."""
+def results_path(ckpt_path: Optional[str], run: Path, stage: str, suffix: str, averaged: str = "") -> Path:
+    """`<run dir of the checkpoint>/<stage>/<checkpoint name><averaged>.<suffix>` (the configured run's folder
+    without one; `averaged`: `.ensemble3.tta8` and the like, `InferenceOptions.suffix`)."""
     ckpt = Path(ckpt_path) if ckpt_path and ckpt_path != "last" else None
     run_dir = resume.run_directory_of(ckpt) if ckpt else None
-    return (run_dir or run) / stage / f"{ckpt.stem if ckpt else 'untrained'}.{suffix}"
+    return (run_dir or run) / stage / f"{ckpt.stem if ckpt else 'untrained'}{averaged}.{suffix}"
 
 
 def run_lightning_cli(argv: list[str], own_process: bool = False) -> int:

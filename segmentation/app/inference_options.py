@@ -1,0 +1,86 @@
+"""`seg test|predict`'s ensemble and mirror-TTA options: `--ensemble B C`, `--tta flips`, `--tta_axes 0,1`.
+
+`--ckpt_path A --ensemble B C` averages the probabilities of A, B and C (A's stored config sets up the data, as
+for one model); `--tta flips` averages those of every flip combination of the `--tta_axes` (default all three:
+8 flips). The checks of the members live in `training.ensembles`, the averaging in `model.ensemble`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from lightning.pytorch.callbacks import Callback
+
+from ..core.errors import SegError
+from ..core.log import log
+from ..model.ensemble import VolumeInference
+from ..model.tta import flip_sets, parse_axes
+from ..training.checkpointing import load_checkpoint
+from ..training.ensembles import EnsembleSplitGuard, load_members, member_module, used_cases
+from ..training.resume import resolve_checkpoint
+
+INFERENCE_STAGES = ("test", "predict")
+
+
+@dataclass
+class InferenceOptions:
+    """What `seg test|predict` averages: the first checkpoint, the further ones (loaded), and the flips."""
+
+    first: Optional[Path] = None
+    members: list[tuple[Path, dict]] = field(default_factory=list)
+    flips: Optional[list[tuple[int, ...]]] = None
+
+    def suffix(self) -> str:
+        """What distinguishes this inference's results file from one model's: `""`, `.ensemble3`, `.tta8` ..."""
+        return (f".ensemble{1 + len(self.members)}" if self.members else "") + (
+            f".tta{len(self.flips)}" if self.flips else "")
+
+
+def add_inference_arguments(parser: Any) -> None:
+    """The options of ensembles and mirror TTA (read by `seg test` and `seg predict` only)."""
+    parser.add_argument("--ensemble", type=str, default=None, nargs="+",
+                        help="seg test|predict: further checkpoints (files or run directories) whose probabilities "
+                             "are averaged with --ckpt_path's (same classes and preprocessing)")
+    parser.add_argument("--tta", type=str, default="none",
+                        help="seg test|predict: 'flips' averages the probabilities of every flip of --tta_axes "
+                             "(mirror test-time augmentation); 'none' (default): off")
+    parser.add_argument("--tta_axes", type=str, default="0,1,2",
+                        help="the spatial axes --tta flips mirrors, e.g. 0,1 (4 flips); default 0,1,2 (8 flips)")
+
+
+def inference_options(subcommand: Optional[str], config: Any) -> InferenceOptions:
+    """The checked options of `config`: SegError for an ensemble or TTA outside test/predict, an ensemble
+    without a checkpoint file, an unknown `--tta`, or members that disagree with `--ckpt_path`'s model."""
+    ensemble, tta = list(config.get("ensemble") or []), str(config.get("tta") or "none")
+    if tta not in ("none", "flips"):
+        raise SegError(f"--tta {tta}: give flips (mirror test-time augmentation) or none")
+    if subcommand not in INFERENCE_STAGES:
+        if ensemble or tta != "none":
+            raise SegError(f"--ensemble and --tta are options of seg test and seg predict, not of seg {subcommand}")
+        return InferenceOptions()
+    flips = flip_sets(parse_axes(config.get("tta_axes") or "0,1,2")) if tta == "flips" else None
+    if not ensemble:
+        return InferenceOptions(flips=flips)
+    value = config.get("ckpt_path")
+    if not value or value == "last":
+        raise SegError("--ensemble needs --ckpt_path FILE (the first model, whose stored config sets up the data)")
+    first = resolve_checkpoint(str(value), run_root=None)
+    assert first is not None  # (only `last` resolves to None)
+    return InferenceOptions(first, load_members(first, ensemble), flips)
+
+
+def attach_inference(subcommand: Optional[str], options: InferenceOptions, model: Any) -> list[Callback]:
+    """Attach the averaging to `model` (said in the log); for `seg test` with an ensemble, the callback that keeps
+    it off the cases its models have seen."""
+    if subcommand not in INFERENCE_STAGES or (not options.members and not options.flips):
+        return []
+    inference = VolumeInference([member_module(checkpoint) for _, checkpoint in options.members], options.flips)
+    model.volume_inference = inference
+    files = ", ".join(str(path) for path in [options.first, *(path for path, _ in options.members)] if path)
+    log.info(f"seg {subcommand}: {inference.describe()}" + (f" ({files})" if options.members else ""))
+    if subcommand != "test" or not options.members or options.first is None:
+        return []
+    every = [(options.first, load_checkpoint(options.first)), *options.members]
+    return [EnsembleSplitGuard([(path, used_cases(checkpoint)) for path, checkpoint in every])]
