@@ -92,6 +92,8 @@ def refuse_impossible_data_options(data: dict) -> None:
         raise SegError(f"--data.batch_size {batch} is not a multiple of --data.samples_per_volume {per_volume}: a "
                        f"batch takes samples_per_volume patches from each of its volumes; use "
                        f"{max(per_volume, batch - batch % per_volume)} or {batch - batch % per_volume + per_volume}")
+    if (steps := data.get("steps_per_epoch")) is not None and steps < 1:
+        raise SegError(f"--data.steps_per_epoch {steps}: must be 1 or more (or null: one pass over the volumes)")
     if (workers := data.get("num_workers")) is not None and workers < 0:
         raise SegError(f"--data.num_workers {workers}: must be 0 (load in the training process) or more")
     for key, low, high, words in FRACTIONS:

@@ -60,6 +60,8 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         num_workers: data-loader worker processes.
         predict_images: what `seg predict` reads: NIfTI files, folders (their `*.nii.gz` / `*.nii`) or glob patterns
             (default: every case of the dataset).
+        steps_per_epoch: training batches per epoch (nnU-Net's 250), their volumes drawn with replacement, seeded
+            as the shuffle; None: one pass over the training volumes per epoch.
     """
 
     patch_rule = PatchRule()  # what the network asks of a patch, for the check's advice (set by the app)
@@ -68,7 +70,8 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
                  samples_per_volume: int = 2, pos_fraction: float = 0.5, spacing: Optional[Sequence[float]] = None,
                  val_fraction: float = 0.2, test_fraction: float = 0.0, test_on: Literal["test", "val"] = "test",
                  fold: Optional[int] = None, num_folds: int = 5, seed: int = 0, cache: CacheMode = "memory",
-                 cache_dir: Optional[str] = None, num_workers: int = 2, predict_images: Optional[list[str]] = None):
+                 cache_dir: Optional[str] = None, num_workers: int = 2, predict_images: Optional[list[str]] = None,
+                 steps_per_epoch: Optional[int] = None):
         super().__init__()
         refuse_removed_mode(cache)
         self.save_hyperparameters()
@@ -202,7 +205,7 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         h = self.hparams
         return training_loader(self.train_set, volumes_per_batch(h.batch_size, h.samples_per_volume), h.seed, start,
                                h.cache in STORE_MODES, workers, trainer, consumed_before(position, start),
-                               pins_memory(self.training_device(), h.cache))
+                               pins_memory(self.training_device(), h.cache), h.get("steps_per_epoch"))
 
     @override
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:

@@ -35,7 +35,7 @@ Budget = Callable[[torch.device], GpuCacheBudget]  # what `cache: gpu` would put
 # Settings that change what training sees but not what preprocessing produces (not part of the store's key).
 TRAINING_ONLY = {"predict_images", "batch_size", "samples_per_volume", "pos_fraction", "val_fraction", "fold",
                  "num_folds", "seed", "cache", "cache_dir", "num_workers", "patch_size", "name", "test_fraction",
-                 "test_on"}
+                 "test_on", "steps_per_epoch"}
 
 
 def preprocessing_key(dataset_type: str, settings: Mapping) -> str:

@@ -31,17 +31,20 @@ def pins_memory(device: torch.device, cache: str) -> bool:
 
 
 def training_loader(dataset: LoaderDataset, volumes_per_batch: int, seed: int, start_epoch: int, stored: bool,
-                    workers: int, trainer: Any = None, consumed: int = 0, pin: bool = False) -> DataLoader:
+                    workers: int, trainer: Any = None, consumed: int = 0, pin: bool = False,
+                    steps_per_epoch: Optional[int] = None) -> DataLoader:
     """Shuffled batches of `volumes_per_batch` volumes' patches, this rank's share, starting `start_epoch` after the
     first `consumed` positions of its permutation (trained by all ranks before a resume inside the epoch); `pin`:
-    through page-locked memory (`pins_memory`).
+    through page-locked memory (`pins_memory`); `steps_per_epoch`: that many batches on every rank, of volumes
+    drawn with replacement (`sampling`), instead of one pass over the volumes.
 
     Items are drawn by `(index, epoch)` and seed themselves from them (`sampling`), so workers may persist; the
     store's (`stored`) do, and reuse freed patch buffers (`core.memory`).
     """
     rank, world_size = placement(trainer)
     generator = torch.Generator()
-    sampler = EpochSeededSampler(len(dataset), seed, generator, start_epoch, rank, world_size)
+    draws = None if steps_per_epoch is None else steps_per_epoch * volumes_per_batch * world_size
+    sampler = EpochSeededSampler(len(dataset), seed, generator, start_epoch, rank, world_size, draws)
     sampler.resume_inside(start_epoch, consumed)
     if stored:
         reuse_freed_memory()  # patches of 32 MiB: see core.memory (forked workers inherit it)

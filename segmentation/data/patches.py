@@ -122,8 +122,8 @@ class StoredPatches(Dataset):
     a third of the bytes a worker hands over and the loader moves to the device; `finish_patches` makes the
     batch what the network takes once it is there.
 
-    Indexed by `(volume index, epoch)` (what `EpochSeededSampler(with_epoch=True)` yields) or by a volume index
-    alone (epoch 0).
+    Indexed by `(volume index, epoch)` or `(volume index, epoch, draw position)` (what `EpochSeededSampler`
+    yields) or by a volume index alone (epoch 0).
     """
 
     def __init__(self, volumes: list[StoredVolume], patch_size: Sequence[int], samples_per_volume: int,
@@ -136,9 +136,9 @@ class StoredPatches(Dataset):
         return len(self.volumes)
 
     @override
-    def __getitem__(self, key: Union[int, tuple[int, int]]) -> list[dict]:
-        index, epoch = key if isinstance(key, tuple) else (key, 0)
-        rng = np.random.default_rng([self.seed, epoch, index])
+    def __getitem__(self, key: Union[int, tuple[int, ...]]) -> list[dict]:
+        index, epoch, *draw = key if isinstance(key, tuple) else (key, 0)
+        rng = np.random.default_rng([self.seed, epoch, index, *draw])  # draw: `sampling`'s position with replacement
         return [self.patch(self.volumes[index], rng) for _ in range(self.samples_per_volume)]
 
     def patch(self, volume: StoredVolume, rng: np.random.Generator) -> dict:

@@ -8,7 +8,10 @@ preempted inside an epoch continues with exactly the patches an uninterrupted ru
 Training (`EpochSeededSampler`): the order of an epoch is one permutation of all training volumes, drawn
 from (seed, epoch) alone, padded by wrapping to a multiple of the world size (DDP ranks must take the same
 number of steps), and dealt out rank by rank: rank r takes positions r, r + W, r + 2W, ... A resumed run
-starts the epoch it stopped in after the batches it had trained (`resume_inside`).
+starts the epoch it stopped in after the batches it had trained (`resume_inside`). With a fixed number of steps
+per epoch (`--data.steps_per_epoch`, nnU-Net's 250 iterations) an epoch is instead `draws` volumes drawn with
+replacement from (seed, epoch) alone, each yielded as `(index, epoch, position)`: the position in the epoch's
+draws seeds the item too, so a volume drawn twice gives two different patches; dealt out and resumed the same way.
 
 Validation, test and prediction (`ShardSampler`): each rank takes every W-th item, nothing padded, so no
 case is scored twice.
@@ -34,9 +37,10 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 12345 + rank * RANK_STRIDE) % 2**31
 
 
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of every random choice made for training item `index` in `epoch` (32 bits, for MONAI)."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+def item_seed(seed: int, epoch: int, index: int, *draw: int) -> int:
+    """The seed of every random choice made for training item `index` in `epoch` (32 bits, for MONAI); `draw`:
+    the item's position among the epoch's draws with replacement (`EpochSeededSampler`'s `draws`)."""
+    return int(np.random.SeedSequence([seed, epoch, index, *draw]).generate_state(1)[0])
 
 
 class SeededItems(Dataset):
@@ -55,16 +59,17 @@ class SeededItems(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     @override
-    def __getitem__(self, key: tuple[int, int]):
-        index, epoch = key
-        self.transform.set_random_state(seed=item_seed(self.seed, epoch, index))
+    def __getitem__(self, key: tuple[int, ...]):
+        index, epoch, *draw = key
+        self.transform.set_random_state(seed=item_seed(self.seed, epoch, index, *draw))
         return self.dataset[index]
 
 
 class EpochSeededSampler(Sampler):
     """This rank's share of the training volumes, in an order that is a function of (seed, epoch) alone.
 
-    It yields `(index, epoch)`: the dataset seeds each item's random choices from them. Lightning calls
+    It yields `(index, epoch)` (with `draws`, `(index, epoch, position)`): the dataset seeds each item's random
+    choices from them. Lightning calls
     `set_epoch` at the start of every epoch (also the first epoch of a resumed run), which reseeds, from (seed,
     epoch, rank), the data loader's generator and torch's, NumPy's and Python's global generators (dropout, ...).
 
@@ -74,11 +79,13 @@ class EpochSeededSampler(Sampler):
         generator: the data loader's generator (reseeded every epoch).
         start_epoch: the epoch the first iterator serves (Lightning builds it before its first `set_epoch`).
         rank, world_size: this process's place among the DDP processes.
+        draws: volumes drawn with replacement per epoch, all ranks together (`--data.steps_per_epoch`); None: each
+            epoch is one permutation of all volumes.
     """
 
     def __init__(self, size: int, seed: int, generator: torch.Generator, start_epoch: int = 0, rank: int = 0,
-                 world_size: int = 1):
-        self.size, self.seed, self.generator = size, seed, generator
+                 world_size: int = 1, draws: Optional[int] = None):
+        self.size, self.seed, self.generator, self.draws = size, seed, generator, draws
         self.rank, self.world_size = rank, world_size
         self._resume: Optional[tuple[int, int]] = None  # (epoch, indices already trained in it)
         self.set_epoch(start_epoch)
@@ -98,26 +105,39 @@ class EpochSeededSampler(Sampler):
         np.random.seed(seed)
         random.seed(seed)
 
-    def epoch_order(self, consumed: int = 0) -> list[int]:
-        """This rank's share of the epoch's permutation (the same on every rank) after its first `consumed`
-        positions, padded by wrapping to a multiple of the world size."""
+    def epoch_sequence(self) -> list[int]:
+        """The epoch's volumes, the same on every rank: a permutation of all, or `draws` drawn with replacement."""
         # a private generator: the order must not depend on how many draws the loader made before
         order = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        permutation = torch.randperm(self.size, generator=order).tolist()
-        rest = permutation[consumed:]
+        if self.draws is None:
+            return torch.randperm(self.size, generator=order).tolist()
+        return torch.randint(self.size, (self.draws,), generator=order).tolist()
+
+    def epoch_keys(self, consumed: int = 0) -> list[tuple[int, ...]]:
+        """The keys of this rank's share of the epoch's sequence after its first `consumed` positions, padded by
+        wrapping to a multiple of the world size: `(index, epoch)`, or `(index, epoch, position)` with `draws`."""
+        sequence = self.epoch_sequence()
+        rest = list(range(consumed, len(sequence)))
         padding = -len(rest) % self.world_size
-        padded = rest + (permutation * math.ceil(padding / max(1, self.size)))[:padding]
-        return padded[self.rank::self.world_size]
+        padded = rest + (list(range(len(sequence))) * math.ceil(padding / max(1, len(sequence))))[:padding]
+        positions = padded[self.rank::self.world_size]
+        if self.draws is None:
+            return [(sequence[p], self.epoch) for p in positions]
+        return [(sequence[p], self.epoch, p) for p in positions]
+
+    def epoch_order(self, consumed: int = 0) -> list[int]:
+        """The volume indices of `epoch_keys`."""
+        return [key[0] for key in self.epoch_keys(consumed)]
 
     @override
     def __iter__(self) -> Iterator:
         resume = self._resume
-        indices = self.epoch_order(resume[1] if resume is not None and resume[0] == self.epoch else 0)
+        keys = self.epoch_keys(resume[1] if resume is not None and resume[0] == self.epoch else 0)
         self._resume = None
-        return iter([(index, self.epoch) for index in indices])
+        return iter(keys)
 
     def __len__(self) -> int:
-        return math.ceil(self.size / self.world_size)
+        return math.ceil((self.size if self.draws is None else self.draws) / self.world_size)
 
 
 class ShardSampler(Sampler):

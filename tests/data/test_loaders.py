@@ -18,3 +18,4 @@ def test_batches_built_in_host_memory_are_pinned_for_a_cuda_device_only():
     dataset = [{"image": torch.zeros(1, 4, 4, 4)} for _ in range(4)]
     assert training_loader(dataset, 2, seed=0, start_epoch=0, stored=False, workers=0, pin=True).pin_memory
     assert not training_loader(dataset, 2, seed=0, start_epoch=0, stored=False, workers=0).pin_memory
+

@@ -83,3 +83,25 @@ def test_an_items_random_choices_depend_on_seed_epoch_and_index_only():
     items[(0, 2)], items[(2, 5)]  # other draws in between change nothing
     assert torch.equal(items[(1, 2)]["x"], first)
     assert not torch.equal(items[(1, 3)]["x"], first) and not torch.equal(items[(2, 2)]["x"], first)
+
+
+def drawing(draws: int, rank: int = 0, world_size: int = 1, epoch: int = 0) -> EpochSeededSampler:
+    return EpochSeededSampler(5, seed=3, generator=torch.Generator(), start_epoch=epoch, rank=rank,
+                              world_size=world_size, draws=draws)
+
+
+def test_fixed_draws_per_epoch_are_seeded_with_replacement_and_numbered():
+    keys = list(drawing(12, epoch=2))
+    assert len(keys) == len(drawing(12)) == 12  # more draws than the 5 volumes: with replacement
+    assert [position for _, _, position in keys] == list(range(12)) and {e for _, e, _ in keys} == {2}
+    assert len({index for index, _, _ in keys}) < 12  # a volume drawn again (its position seeds another patch)
+    assert keys == list(drawing(12, epoch=2)) and keys != list(drawing(12, epoch=3))  # seeded by (seed, epoch)
+
+
+def test_fixed_draws_are_dealt_out_by_rank_and_resume_inside_the_epoch():
+    whole = list(drawing(12, epoch=1))
+    shares = [list(drawing(12, rank, 2, epoch=1)) for rank in range(2)]
+    assert shares[0] == whole[0::2] and shares[1] == whole[1::2] and len(drawing(12, 1, 2)) == 6
+    resumed = drawing(12, epoch=1)
+    resumed.resume_inside(1, 8)  # 4 batches of 2 volumes trained
+    assert list(resumed) == whole[8:]
