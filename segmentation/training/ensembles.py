@@ -51,8 +51,12 @@ def load_members(first_path: Path, paths: Sequence[str]) -> list[tuple[Path, dic
     first = load_checkpoint(first_path)
     members = []
     for value in paths:
-        path = resolve_checkpoint(str(value), run_root=None)
-        assert path is not None  # (only `last` resolves to None, and it is refused before)
+        try:
+            path = resolve_checkpoint(str(value), run_root=None)
+        except SegError as err:  # (the refusals of --ckpt_path, said of --ensemble)
+            raise SegError(str(err).replace("--ckpt_path", "--ensemble")) from None
+        if path is None:
+            raise SegError("--ensemble last: name checkpoint files or run directories")
         checkpoint = load_checkpoint(path)
         different = disagreements(first, checkpoint)
         if different:

@@ -31,6 +31,10 @@ def five_classes(content: dict) -> None:
     content["hyper_parameters"].update(out_channels=5, class_names=["a", "b", "c", "d"])
 
 
+def other_spacing(content: dict) -> None:
+    content["datamodule_hyper_parameters"]["spacing"] = [2.0, 2.0, 2.0]
+
+
 def a_weight_removed(content: dict) -> None:
     content["state_dict"].pop(sorted(content["state_dict"])[0])
 
@@ -98,6 +102,24 @@ CHECKPOINTS: dict[str, Case] = {
     "validate a run directory without checkpoints": Case(
         lambda s: ["validate", f"--ckpt_path={empty_folder(s.tmp / 'run' / 'checkpoints').parent}"],
         "no loadable checkpoint in"),
+    "an ensemble member of another class count": Case(
+        lambda s: ["predict", s.last(), "--ensemble", str(edited(five_classes)(s))],
+        "disagree on model.out_channels 5 (not 3)"),
+    "an ensemble member of another preprocessing": Case(
+        lambda s: ["test", s.last(), "--ensemble", str(edited(other_spacing)(s))], "data.spacing [2.0, 2.0, 2.0]"),
+    "an ensemble member that does not exist": Case(
+        lambda s: ["predict", s.last(), "--ensemble", str(s.tmp / "gone.ckpt")],
+        "gone.ckpt does not exist (--ensemble)"),
+    "an ensemble without --ckpt_path": Case(
+        lambda s: ["predict", *s.fit(s.root)[1:], "--ensemble", str(s.checkpoint())], "--ensemble needs --ckpt_path"),
+    "an ensemble in seg fit": Case(lambda s: ["fit", s.last(), "--ensemble", str(s.checkpoint())],
+                                   "options of seg test and seg predict, not of seg fit"),
+    "seg test of an ensemble on cases its models validated on": Case(
+        lambda s: ["test", s.last(), "--ensemble", str(s.checkpoint()), "--data.test_on=val"],
+        "scores no case a model has seen (val split)"),
+    "mirror TTA along an axis that is not spatial": Case(
+        lambda s: ["predict", s.last(), "--tta", "flips", "--tta_axes", "0,3"], "--tta_axes 0,3: give spatial axes"),
+    "a TTA of an unknown kind": Case(lambda s: ["test", s.last(), "--tta", "rotations"], "--tta rotations: give flips"),
     # a promise kept rather than a refusal: the newest epoch file stands in for a deleted last.ckpt
     "resume after last.ckpt was deleted": Case(
         lambda s: ["fit", f"--ckpt_path={without_last(s)}", "--trainer.max_epochs=4"], "epoch=2.ckpt (epoch 2 done",
