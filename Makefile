@@ -21,7 +21,7 @@ install: .installed
 
 .installed: pyproject.toml
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH)"
-	$(PYTHON) -m pip install -e "$(ROOT)[dev]"
+	$(PYTHON) -m pip install -e "$(ROOT)[dev,export]"  # export: onnx + onnxruntime (seg export --format onnx, tested)
 	touch .installed
 
 demo: .installed  ## train on the synthetic demo task (written to data/demo first, when it is not there)
