@@ -118,15 +118,16 @@ def build_network(
     in_channels: int,
     out_channels: int,
     roi_size: Sequence[int],
-    deep_supervision: bool = False,
+    deep_supervision_heads: bool = False,
     **overrides: Any,
 ) -> nn.Module:
-    """Build the MONAI network called `name`; `overrides` replace its constructor defaults; `deep_supervision`
-    adds the heads of `model.deep_supervision` (a SegError for an architecture without them)."""
+    """Build the MONAI network called `name`; `overrides` replace its constructor defaults;
+    `deep_supervision_heads` adds the heads of `model.deep_supervision` (a SegError for an architecture without
+    them)."""
     chosen = architecture(name)
     if "deep_supervision" in overrides:
         raise SegError("--model.network_kwargs: set deep supervision with --model.deep_supervision true|false")
-    if deep_supervision:
+    if deep_supervision_heads:
         if chosen.deep_supervision is None:
             with_heads = [key for key, entry in ARCHITECTURES.items() if entry.deep_supervision is not None]
             raise SegError(f"--model.deep_supervision: {name} has no deep-supervision heads; architectures with "
