@@ -95,3 +95,11 @@ def test_the_cv_table_means_per_fold_across_folds_and_pooled():
     assert rows[("all", SD_OVER_FOLDS)]["dice/x"] == pytest.approx(math.sqrt(2 * 0.375 ** 2))  # sample sd
     assert rows[("all", POOLED)]["dice/x"] == pytest.approx(0.5) and rows[("all", POOLED)]["hd95/x"] == 3.0
     assert "| mean ± sd | 2 folds | 0.3750 ± 0.5303 | 3.0000 ± 1.4142 |" in table.markdown()
+
+
+def test_bad_cv_options_are_one_line_refusals_naming_the_option(tmp_path, seg):
+    one = seg("batch", "--config", str(DEMO_CONFIG), "--folds", "1", cwd=tmp_path)
+    assert one.returncode == 2 and "seg: error: --folds 1: cross-validation needs 2 or more folds" in one.stderr
+    nothing = seg("report", "--cv", "no_such_batch", cwd=tmp_path)
+    assert nothing.returncode == 2 and "seg: error: --cv no_such_batch: no batch" in nothing.stderr
+    assert len(nothing.stderr.strip().splitlines()) == 1 and not (tmp_path / "lightning_logs").exists()
