@@ -83,3 +83,24 @@ def test_a_deeply_supervised_dynunet_exports_its_full_resolution_head_only(fmt, 
     path = tmp_path / ("net.ts" if fmt == "torchscript" else "net.onnx")
     assert export_network(net.train(), example_windows(1, [16, 16, 16], 2), fmt, path) < 1e-4
     assert output_count(path) == 1
+
+
+class BraTSLike:
+    """The label hooks of a BraTS datamodule (enhancing label 4), without its data folder."""
+
+    @staticmethod
+    def prediction_to_labels(prediction: torch.Tensor) -> torch.Tensor:
+        from segmentation.data.brats import regions_to_labels
+
+        return regions_to_labels(prediction, 4)
+
+
+def test_brats_regions_are_written_back_as_seg_writes_them():
+    from segmentation.data.brats import regions_to_labels
+    from segmentation.export.contract import region_output
+
+    output = region_output(BraTSLike(), ["tc", "wt", "et"], 3)
+    assert [(r["name"], r["value"]) for r in output["regions"]] == [("wt", 2), ("tc", 1), ("et", 4)]
+    probabilities = np.random.default_rng(4).uniform(size=(3, 9, 8, 7)).astype(np.float32)
+    expected = regions_to_labels(torch.from_numpy(probabilities) > 0.5, 4)[0].numpy()
+    np.testing.assert_array_equal(standalone.to_labels(probabilities, output), expected)
