@@ -1,7 +1,7 @@
 """Time per case of the exported standalone predictor (TorchScript, ONNX) against `seg predict`, and their agreement.
 
     python benchmarks/export_predictor.py --ckpt_path RUN/checkpoints/best.ckpt --images data/demo/imagesTr \
-        --work /tmp/export_bench [--cases 4]
+        --work /tmp/export_bench [--cases 4]     # from the folder the run was trained in (its data paths)
 
 `seg predict` runs once over the cases (one process: its time per case includes one start-up shared by all);
 each exported predictor runs in one process that imports `predict.py` and loops over the cases (the same
@@ -73,16 +73,17 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=0, help="first N images only (0: all)")
     args = parser.parse_args()
     images = sorted(args.images.glob("*.nii.gz"))[:args.cases or None]
+    args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     ckpt = args.ckpt_path.resolve()
     listed = "[" + ",".join(str(i.resolve()) for i in images) + "]"
     seconds = seg("predict", "--ckpt_path", str(ckpt), f"--data.predict_images={listed}",
-                  "--prediction_dir=seg_predict", cwd=args.work)
+                  f"--prediction_dir={args.work / 'seg_predict'}", cwd=Path.cwd())
     print(f"{len(images)} cases, shape {nib.load(images[0]).shape}")
     print(f"seg predict: {seconds:.1f} s in all, {seconds / len(images):.2f} s per case (start-up included)")
     for fmt in ("torchscript", "onnx"):
-        exported = seg("export", "--ckpt_path", str(ckpt), "--out", fmt, "--format", fmt, "--overwrite",
-                       cwd=args.work)
+        exported = seg("export", "--ckpt_path", str(ckpt), "--out", str(args.work / fmt), "--format", fmt,
+                       "--overwrite", cwd=Path.cwd())
         wall, figures = standalone(args.work / fmt, images, args.work / f"{fmt}_out")
         equal, dice = agreement(args.work / f"{fmt}_out", args.work / "seg_predict", images)
         per_case = figures["cases"]

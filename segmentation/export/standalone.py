@@ -173,7 +173,9 @@ def load_network(path: Path):
     network = torch.jit.load(str(path), map_location="cpu").eval()
 
     def forward(windows: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
+        # the profiling executor's optimisation runs cost seconds per fresh process (1.9 s, 1.6 s for the first two
+        # forwards of the demo's UNet on a CPU): a predictor of a few cases runs the graph as it is
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             return network(torch.from_numpy(np.ascontiguousarray(windows))).numpy()
     return forward
 
