@@ -88,8 +88,8 @@ def main() -> None:
         equal, dice = agreement(args.work / f"{fmt}_out", args.work / "seg_predict", images)
         per_case = figures["cases"]
         print(f"{fmt}: export {exported:.1f} s; predict.py {wall:.1f} s in all, {wall / len(images):.2f} s per case "
-              f"(start-up included), {np.mean(per_case):.2f} s per case in the loop (min {min(per_case):.2f}), "
-              f"import {figures['import']:.2f} s; voxels equal {equal:.4f}%, lowest Dice per label "
+              f"(start-up included); in the loop: first case {per_case[0]:.2f} s (loads torch or onnxruntime), then "
+              f"median {np.median(per_case[1:]):.3f} s per case; voxels equal {equal:.4f}%, lowest Dice per label "
               + ", ".join(f"{v}: {d:.5f}" for v, d in dice.items()))
 
 
