@@ -79,8 +79,11 @@ def main() -> None:
     listed = "[" + ",".join(str(i.resolve()) for i in images) + "]"
     seconds = seg("predict", "--ckpt_path", str(ckpt), f"--data.predict_images={listed}",
                   f"--prediction_dir={args.work / 'seg_predict'}", cwd=Path.cwd())
+    one = seg("predict", "--ckpt_path", str(ckpt), f"--data.predict_images=[{images[0].resolve()}]",
+              f"--prediction_dir={args.work / 'seg_predict_one'}", cwd=Path.cwd())
     print(f"{len(images)} cases, shape {nib.load(images[0]).shape}")
-    print(f"seg predict: {seconds:.1f} s in all, {seconds / len(images):.2f} s per case (start-up included)")
+    print(f"seg predict: {seconds:.1f} s in all, {seconds / len(images):.2f} s per case (start-up included); one case "
+          f"alone {one:.1f} s: {(seconds - one) / max(len(images) - 1, 1):.3f} s per further case")
     for fmt in ("torchscript", "onnx"):
         exported = seg("export", "--ckpt_path", str(ckpt), "--out", str(args.work / fmt), "--format", fmt,
                        "--overwrite", cwd=Path.cwd())
