@@ -1,8 +1,9 @@
 """`seg test|predict`'s ensemble and mirror-TTA options: `--ensemble B C`, `--tta flips`, `--tta_axes 0,1`.
 
-`--ckpt_path A --ensemble B C` averages the probabilities of A, B and C (A's stored config sets up the data, as
-for one model); `--tta flips` averages those of every flip combination of the `--tta_axes` (default all three:
-8 flips). The checks of the members live in `training.ensembles`, the averaging in `model.ensemble`.
+`--ckpt_path A --ensemble B C` (or `--ckpt_path A B C`) averages the probabilities of A, B and C (A's stored
+config sets up the data, as for one model); `--tta flips` averages those of every flip combination of the
+`--tta_axes` (default all three: 8 flips). The checks of the members live in `training.ensembles`, the
+averaging in `model.ensemble`.
 """
 
 from __future__ import annotations
@@ -46,8 +47,24 @@ def add_inference_arguments(parser: Any) -> None:
     parser.add_argument("--tta", type=str, default="none",
                         help="seg test|predict: 'flips' averages the probabilities of every flip of --tta_axes "
                              "(mirror test-time augmentation); 'none' (default): off")
-    parser.add_argument("--tta_axes", type=str, default="0,1,2",
-                        help="the spatial axes --tta flips mirrors, e.g. 0,1 (4 flips); default 0,1,2 (8 flips)")
+    parser.add_argument("--tta_axes", type=str, default=["0", "1", "2"], nargs="+",
+                        help="the spatial axes --tta flips mirrors, e.g. 0,1 or 0 1 (4 flips); default 0 1 2 (8)")
+
+
+def with_ensemble_from_ckpt_paths(argv: list[str]) -> list[str]:
+    """`seg test|predict --ckpt_path A B C ...` read as `--ckpt_path A --ensemble B C ...` (both forms work);
+    SegError when further checkpoints are given both ways."""
+    if not argv or argv[0] not in INFERENCE_STAGES or "--ckpt_path" not in argv:
+        return argv
+    start = argv.index("--ckpt_path") + 2
+    end = start
+    while end < len(argv) and not argv[end].startswith("-"):
+        end += 1
+    if end == start:
+        return argv
+    if any(arg == "--ensemble" or arg.startswith("--ensemble=") for arg in argv):
+        raise SegError("give the further checkpoints of an ensemble after --ckpt_path or after --ensemble, not both")
+    return [*argv[:start], "--ensemble", *argv[start:end], *argv[end:]]
 
 
 def inference_options(subcommand: Optional[str], config: Any) -> InferenceOptions:
@@ -60,7 +77,9 @@ def inference_options(subcommand: Optional[str], config: Any) -> InferenceOption
         if ensemble or tta != "none":
             raise SegError(f"--ensemble and --tta are options of seg test and seg predict, not of seg {subcommand}")
         return InferenceOptions()
-    flips = flip_sets(parse_axes(config.get("tta_axes") or "0,1,2")) if tta == "flips" else None
+    axes = config.get("tta_axes") or ["0", "1", "2"]
+    axes = ",".join(map(str, axes)) if isinstance(axes, (list, tuple)) else str(axes)
+    flips = flip_sets(parse_axes(axes)) if tta == "flips" else None
     if not ensemble:
         return InferenceOptions(flips=flips)
     value = config.get("ckpt_path")

@@ -42,7 +42,12 @@ from ..training.records import RunRecord
 from ..training.run_lock import RunDirectoryLock
 from .argv import check_config_files, integer_limits, with_integer_limits, with_stored_config
 from .continuing import continue_preempted, keep_the_runs_horizon, max_epochs_on_command_line
-from .inference_options import add_inference_arguments, attach_inference, inference_options
+from .inference_options import (
+    add_inference_arguments,
+    attach_inference,
+    inference_options,
+    with_ensemble_from_ckpt_paths,
+)
 from .preflight import (
     check_data_before_any_run_directory,
     refuse_impossible_options,
@@ -249,6 +254,7 @@ def run_lightning_cli(argv: list[str], own_process: bool = False) -> int:
     """`seg fit|validate|test|predict ...`: LightningCLI, after a checkpoint's stored config is put first
     (`own_process`: this process is the `seg` command itself)."""
     given = argv
+    argv = with_ensemble_from_ckpt_paths(argv)  # (--ckpt_path A B C: an ensemble)
     check_config_files(argv)
     argv = with_stored_config(argv)
     try:  # (pass args only when they differ from sys.argv: LightningCLI warns otherwise)

@@ -68,8 +68,8 @@ def test_fold_ensemble_probabilities_are_their_mean_and_differ_from_each(folds):
 def test_seg_test_scores_a_fold_ensemble_with_tta_on_the_test_split_only(folds, tmp_path, seg):
     splits = [split_of(ckpt) for ckpt in folds]
     assert splits[0]["test"] == splits[1]["test"] and splits[0]["val"] != splits[1]["val"]
-    result = seg("test", "--ckpt_path", str(folds[0]), "--ensemble", str(folds[1]), "--tta", "flips",
-                 "--tta_axes", "0,2", cwd=tmp_path)
+    result = seg("test", "--ckpt_path", str(folds[0]), str(folds[1]), "--tta", "flips", "--tta_axes", "0", "2",
+                 cwd=tmp_path)  # (--ckpt_path A B: --ckpt_path A --ensemble B)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "an ensemble of 2 models, mirror TTA over 4 flips" in result.log
     table = folds[0].parent.parent / "test" / "last.ensemble2.tta4.csv"
