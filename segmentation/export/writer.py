@@ -37,6 +37,7 @@ class ExportRequest:
     tta_axes: Sequence[int] = ()
     overwrite: bool = False
     data_root: Optional[Path] = None
+    bundle: bool = False  # also the MONAI bundle layout (one TorchScript network)
 
 
 def refuse_bad_request(request: ExportRequest) -> None:
@@ -51,6 +52,9 @@ def refuse_bad_request(request: ExportRequest) -> None:
     for path in request.checkpoints:
         if not path.is_file():
             raise SegError(f"seg export: checkpoint {path} does not exist (--ckpt_path)")
+    if request.bundle and (request.fmt != "torchscript" or len(request.checkpoints) != 1):
+        raise SegError("seg export --bundle takes one checkpoint and --format torchscript (a MONAI bundle holds one "
+                       "models/model.ts)")
     if request.data_root is not None and not request.data_root.is_dir():
         raise SegError(f"seg export: --data_root {request.data_root} is not a folder")
 
@@ -116,6 +120,10 @@ def export_models(request: ExportRequest) -> Path:
                   "checkpoints": [p for c in contracts for p in c["checkpoints"]]}
         (partial / CONTRACT).write_text(json.dumps(merged, indent=2) + "\n")
         shutil.copyfile(standalone.__file__, partial / PREDICTOR)
+        if request.bundle:
+            from .bundle import write_bundle
+
+            write_bundle(partial, merged, partial / merged["networks"][0])
         if request.out.exists():
             shutil.rmtree(request.out)
         partial.rename(request.out)

@@ -108,3 +108,36 @@ def test_bad_input_is_one_line_and_writes_nothing(args, message, predicted, tmp_
     assert "Traceback" not in result.stderr and not (tmp_path / "x").exists()
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def test_the_monai_bundle_layout_is_read_and_run_by_monais_bundle_workflow(predicted, demo_root, tmp_path, seg):
+    import shutil
+
+    import torch
+    from monai.bundle import ConfigWorkflow
+
+    ckpt, expected = predicted
+    result = seg("export", "--ckpt_path", str(ckpt), "--out", "bundle", "--bundle", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "bundle"
+    images = sorted((demo_root / "imagesTr").glob("*.nii.gz"))[:2]
+    (root / "images").mkdir()
+    for image in images:
+        shutil.copy(image, root / "images")
+    workflow = ConfigWorkflow(config_file=str(root / "configs" / "inference.json"),
+                              meta_file=str(root / "configs" / "metadata.json"), workflow_type="infer",
+                              bundle_root=str(root))
+    workflow.initialize()
+    assert isinstance(workflow.network_def, torch.jit.ScriptModule)
+    assert workflow.parser.get("_meta_")["network_data_format"]["outputs"]["pred"]["num_channels"] == 3
+    workflow.run()
+    for image in images:
+        ours = np.asarray(nib.load(root / "eval" / image.name.replace(".nii.gz", "_seg.nii.gz")).dataobj).squeeze()
+        assert (ours == np.asarray(nib.load(expected / image.name).dataobj)).mean() >= 0.999
+
+
+def test_a_bundle_takes_one_torchscript_network(predicted, tmp_path, seg):
+    ckpt, _ = predicted
+    result = seg("export", "--ckpt_path", str(ckpt), "--out", "x", "--bundle", "--format", "onnx", cwd=tmp_path)
+    assert result.returncode == 2 and "--bundle takes one checkpoint and --format torchscript" in result.stderr
+    assert not (tmp_path / "x").exists()

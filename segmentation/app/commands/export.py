@@ -23,6 +23,8 @@ def parser() -> CommandParser:
                    help="spatial axes (0 1 2) mirrored at prediction, every combination averaged (default: none)")
     p.add_argument("--data_root", type=Path, default=None,
                    help="the dataset folder, where it is no longer where the checkpoint was trained")
+    p.add_argument("--bundle", action="store_true", help="also the MONAI bundle layout (configs/metadata.json, "
+                   "configs/inference.json, models/model.ts): one checkpoint, torchscript")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     return p
 
@@ -33,6 +35,6 @@ def main(argv: list[str]) -> int:
     from ...export.writer import ExportRequest, export_models
 
     out: Optional[Path] = export_models(ExportRequest(args.ckpt_path, args.out, args.format, args.tta_axes,
-                                                      args.overwrite, args.data_root))
+                                                      args.overwrite, args.data_root, args.bundle))
     print(f"exported {len(args.ckpt_path)} model(s) to {out}: python {out}/predict.py IMAGE --out LABELS.nii.gz")
     return 0
