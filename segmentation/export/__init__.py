@@ -2,5 +2,5 @@
 
 `contract` states the preprocessing, windows and label values; `network` writes TorchScript or ONNX;
 `writer` assembles the folder; `standalone` is the predictor copied beside them (numpy, nibabel and torch
-or onnxruntime: no seg, no MONAI).
+or onnxruntime: no seg, no MONAI); `bundle` writes the MONAI bundle layout (`--bundle`).
 """
