@@ -180,34 +180,49 @@ def load_network(path: Path):
     return forward
 
 
-def probabilities(logits: np.ndarray, output: dict) -> np.ndarray:
-    """Softmax over the classes, or a sigmoid per region."""
+def probabilities(logits: np.ndarray, output: dict, axis: int = 0) -> np.ndarray:
+    """Softmax over the classes (`axis`), or a sigmoid per region."""
     if output["activation"] == "sigmoid":
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-    shifted = np.exp(logits - logits.max(axis=0, keepdims=True))
-    return (shifted / shifted.sum(axis=0, keepdims=True)).astype(np.float32)
+    shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return (shifted / shifted.sum(axis=axis, keepdims=True)).astype(np.float32)
 
 
 def mirrored_sets(axes: list[int]) -> list[tuple[int, ...]]:
     """Every combination of the TTA axes, the unflipped one first."""
-    return [combo for k in range(len(axes) + 1) for combo in itertools.combinations(axes, k)]
+    return [combo for k in range(len(axes) + 1) for combo in itertools.combinations(sorted(axes), k)]
+
+
+def mirrored(forward, flips: list[tuple[int, ...]], output: dict):
+    """A window predictor for mirror TTA, as seg's: the mean over `flips` of the probabilities of the flipped
+    windows, flipped back (the windows are then blended as probabilities, not logits)."""
+
+    def predict(windows: np.ndarray) -> np.ndarray:
+        total = None
+        for flip in flips:
+            dims = tuple(a + 2 for a in flip)
+            out = forward(np.ascontiguousarray(np.flip(windows, dims))) if flip else forward(windows)
+            probs = probabilities(out, output, axis=1)
+            probs = np.flip(probs, dims) if flip else probs
+            total = probs if total is None else total + probs
+        assert total is not None
+        return total / len(flips)
+    return predict
 
 
 def predict_probabilities(image: np.ndarray, contract: dict, folder: Path) -> np.ndarray:
-    """The mean probabilities of every network and mirror combination on the preprocessed image."""
+    """The mean probabilities of every network (each under mirror TTA, if any) on the preprocessed image."""
     mean = None
-    flips = mirrored_sets([int(a) for a in contract["tta_axes"]])
+    flips = mirrored_sets([int(a) for a in contract["tta_axes"]]) if contract["tta_axes"] else []
     for name in contract["networks"]:
         forward = load_network(folder / name)
-        for flip in flips:
-            spatial = tuple(a + 1 for a in flip)
-            flipped = np.flip(image, spatial) if flip else image
-            probs = probabilities(sliding_window(np.ascontiguousarray(flipped), forward, contract["window"]),
-                                  contract["output"])
-            probs = np.flip(probs, spatial) if flip else probs
-            mean = probs if mean is None else mean + probs
+        if flips:
+            probs = sliding_window(image, mirrored(forward, flips, contract["output"]), contract["window"])
+        else:
+            probs = probabilities(sliding_window(image, forward, contract["window"]), contract["output"])
+        mean = probs if mean is None else mean + probs
     assert mean is not None
-    return mean / (len(contract["networks"]) * len(flips))
+    return mean / len(contract["networks"])
 
 
 def to_labels(probs: np.ndarray, output: dict) -> np.ndarray:

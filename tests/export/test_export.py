@@ -76,7 +76,7 @@ def test_the_standalone_predictor_writes_seg_predicts_label_maps(fmt, predicted,
             assert dice_by_numpy(a, b, value) >= 0.999, (image.name, value)
 
 
-def test_an_ensemble_with_tta_exports_one_network_per_model(predicted, tmp_path, seg):
+def test_an_ensemble_with_mirror_tta_predicts_as_seg_predict_does(predicted, demo_root, tmp_path, seg):
     ckpt, _ = predicted
     result = seg("export", "--ckpt_path", str(ckpt), str(ckpt), "--out", "ens", "--tta_axes", "0", "2",
                  cwd=tmp_path)
@@ -85,6 +85,15 @@ def test_an_ensemble_with_tta_exports_one_network_per_model(predicted, tmp_path,
     assert contract["networks"] == ["model_0.ts", "model_1.ts"] and contract["tta_axes"] == [0, 2]
     assert sorted(p.name for p in (tmp_path / "ens").iterdir()) == ["contract.json", "model_0.ts", "model_1.ts",
                                                                     "predict.py"]
+    images = sorted((demo_root / "imagesTr").glob("*.nii.gz"))[:2]
+    listed = "[" + ",".join(str(i) for i in images) + "]"
+    result = seg("predict", "--ckpt_path", str(ckpt), str(ckpt), f"--data.predict_images={listed}", "--tta", "flips",
+                 "--tta_axes", "0,2", "--prediction_dir=seg_tta", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_standalone(tmp_path / "ens", images, tmp_path / "standalone", cwd=tmp_path)
+    for image in images:
+        ours = np.asarray(nib.load(tmp_path / "standalone" / image.name).dataobj)
+        assert (ours == np.asarray(nib.load(tmp_path / "seg_tta" / image.name).dataobj)).mean() >= 0.999
 
 
 @pytest.mark.parametrize("args,message", [
