@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from segmentation.data.synthetic import write
 from segmentation.model.ensemble import VolumeInference
 from segmentation.training.ensembles import member_module
 
-from ..helpers import seg_in_process, tiny_fit_args
+from ..helpers import REPO, seg_in_process, tiny_fit_args
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +87,23 @@ def test_seg_test_scores_a_fold_ensemble_with_tta_on_the_test_split_only(folds, 
     assert str(folds[0]) in refused.stderr
     single = seg("test", "--ckpt_path", str(folds[0]), "--data.test_on=val", cwd=tmp_path)
     assert single.returncode == 0, single.stderr[-2000:]  # one model on its own validation cases: still allowed
+
+
+def test_seg_test_averages_brats_regions_of_an_ensemble_under_tta(tmp_path, seg):
+    """Sigmoid regions (TC/WT/ET): the probabilities of 2 checkpoints x 8 flips averaged, thresholded, scored."""
+    root = write("brats", tmp_path / "brats", cases=6, shape=(32, 32, 32), seed=0)
+    fit = ["fit", "--config", str(REPO / "configs/brats.yaml"), "--config", str(REPO / "configs/fragments/smoke.yaml"),
+           f"--data.init_args.root={root}", "--data.test_fraction=0.34", "--trainer.max_epochs=1"]
+    assert seg(*fit, cwd=tmp_path).returncode == 0
+    checkpoints = next(tmp_path.glob("lightning_logs/*/version_0/checkpoints"))
+    result = seg("test", "--ckpt_path", str(checkpoints / "last.ckpt"), str(checkpoints / "best.ckpt"), "--tta",
+                 "flips", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "an ensemble of 2 models, mirror TTA over 8 flips" in result.log
+    rows = list(csv.DictReader((checkpoints.parent / "test" / "last.ensemble2.tta8.csv").open()))
+    assert [row["case"] for row in rows] == [*split_of_brats(checkpoints / "last.ckpt"), "mean"]
+    assert {"dice/tc", "dice/wt", "dice/et"} <= set(rows[0])
+
+
+def split_of_brats(ckpt: Path) -> list[str]:
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["BraTSDataModule"]["test"]
