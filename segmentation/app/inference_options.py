@@ -44,10 +44,11 @@ def add_inference_arguments(parser: Any) -> None:
     parser.add_argument("--ensemble", type=str, default=None, nargs="+",
                         help="seg test|predict: further checkpoints (files or run directories) whose probabilities "
                              "are averaged with --ckpt_path's (same classes and preprocessing)")
-    parser.add_argument("--tta", type=str, default="none",
+    parser.add_argument("--tta", type=Optional[str], default=None,
                         help="seg test|predict: 'flips' averages the probabilities of every flip of --tta_axes "
-                             "(mirror test-time augmentation); 'none' (default): off")
-    parser.add_argument("--tta_axes", type=str, default=["0", "1", "2"], nargs="+",
+                             "(mirror test-time augmentation); none (the default): off")
+    # (defaults None: a resumed run's stored config from before these options reads as unchanged)
+    parser.add_argument("--tta_axes", type=str, default=None, nargs="+",
                         help="the spatial axes --tta flips mirrors, e.g. 0,1 or 0 1 (4 flips); default 0 1 2 (8)")
 
 
@@ -77,6 +78,8 @@ def inference_options(subcommand: Optional[str], config: Any) -> InferenceOption
         if ensemble or tta != "none":
             raise SegError(f"--ensemble and --tta are options of seg test and seg predict, not of seg {subcommand}")
         return InferenceOptions()
+    if config.get("tta_axes") and tta != "flips":
+        raise SegError("--tta_axes chooses the flips of --tta flips: give --tta flips too")
     axes = config.get("tta_axes") or ["0", "1", "2"]
     axes = ",".join(map(str, axes)) if isinstance(axes, (list, tuple)) else str(axes)
     flips = flip_sets(parse_axes(axes)) if tta == "flips" else None

@@ -119,6 +119,8 @@ CHECKPOINTS: dict[str, Case] = {
         "scores no case a model has seen (val split)"),
     "mirror TTA along an axis that is not spatial": Case(
         lambda s: ["predict", s.last(), "--tta", "flips", "--tta_axes", "0,3"], "--tta_axes 0,3: give spatial axes"),
+    "TTA axes without --tta flips": Case(lambda s: ["predict", s.last(), "--tta_axes", "0", "1"],
+                                         "--tta_axes chooses the flips of --tta flips"),
     "a TTA of an unknown kind": Case(lambda s: ["test", s.last(), "--tta", "rotations"], "--tta rotations: give flips"),
     # a promise kept rather than a refusal: the newest epoch file stands in for a deleted last.ckpt
     "resume after last.ckpt was deleted": Case(
