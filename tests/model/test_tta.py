@@ -48,10 +48,11 @@ def test_flip_sets_are_every_combination_of_the_axes_identity_first():
             flip_sets(parse_axes(bad))
 
 
+@pytest.mark.parametrize("axes", [[0, 1, 2], [0, 2]], ids=["8 flips", "4 flips"])
 @pytest.mark.parametrize("multilabel", [False, True], ids=["softmax", "sigmoid regions"])
-def test_tta_probabilities_are_the_mean_of_the_eight_explicit_flipped_predictions(multilabel):
+def test_tta_probabilities_are_the_mean_of_the_eight_explicit_flipped_predictions(multilabel, axes):
     model, image = small_model(multilabel), volume()
-    flips = flip_sets([0, 1, 2])
+    flips = flip_sets(axes)
     with torch.no_grad():
         tta = VolumeInference(flips=flips)(model, image)
         expected = explicit_flipped_mean(model, image, flips)
