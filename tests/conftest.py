@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning.pytorch  # (imported at collection: its log handlers must not bind to one test's capture)
 import pytest
+import torch
 
 from segmentation.data.synthetic import write
 
@@ -51,6 +52,15 @@ def seg(capsys, caplog):
     yield run
     for logger in loggers:
         logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture()
+def fresh_compile_caches():
+    """torch's compile caches emptied before and after the test: compiled code is cached per function, and other
+    tests' entries count against its recompile limit (past it, torch silently runs the function uncompiled)."""
+    torch.compiler.reset()
+    yield
+    torch.compiler.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -41,7 +41,7 @@ def unchanged(batch: dict, _: int) -> dict:
     return batch
 
 
-def test_the_ceiling_and_the_plain_loop_train_the_compiled_network_itself():
+def test_the_ceiling_and_the_plain_loop_train_the_compiled_network_itself(fresh_compile_caches):
     model, backend = tiny_module(), CountingBackend()
     model.net.compile(backend=backend)  # as --model.compile does (`nn.Module.compile`, in place)
     cpu = torch.device("cpu")

@@ -34,16 +34,12 @@ class CountingBackend:
 
 
 @pytest.fixture()
-def backend(monkeypatch) -> CountingBackend:
-    """`nn.Module.compile` (what --model.compile calls) with a counting backend; torch's compile caches emptied
-    before and after (compiled code is cached per function: other tests' entries would count against its
-    recompile limit)."""
+def backend(monkeypatch, fresh_compile_caches) -> CountingBackend:
+    """`nn.Module.compile` (what --model.compile calls) with a counting backend, on emptied compile caches."""
     counting, original = CountingBackend(), torch.nn.Module.compile
     monkeypatch.setattr(torch.nn.Module, "compile",
                         lambda self, **kwargs: original(self, **{**kwargs, "backend": counting}))
-    torch.compiler.reset()
-    yield counting
-    torch.compiler.reset()
+    return counting
 
 
 def tiny_module(**overrides) -> SegmentationModule:
