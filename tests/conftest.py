@@ -64,6 +64,16 @@ def fresh_compile_caches():
 
 
 @pytest.fixture(autouse=True)
+def gradients_stay_on():
+    """A test that leaves gradients off process-wide (a MONAI bundle's `initialize` does) fails itself, not a
+    later test that trains in the same worker."""
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("the test left gradients disabled process-wide (torch.set_grad_enabled(False))")
+
+
+@pytest.fixture(autouse=True)
 def unit_tier_guard(request, monkeypatch):
     """A test marked `unit` builds no Trainer and starts no process (those make the end-to-end tier): both raise."""
     if request.node.get_closest_marker("unit") is None:

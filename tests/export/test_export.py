@@ -136,10 +136,12 @@ def test_the_monai_bundle_layout_is_read_and_run_by_monais_bundle_workflow(predi
     workflow = ConfigWorkflow(config_file=str(root / "configs" / "inference.json"),
                               meta_file=str(root / "configs" / "metadata.json"), workflow_type="infer",
                               bundle_root=str(root))
-    workflow.initialize()
-    assert isinstance(workflow.network_def, torch.jit.ScriptModule)
-    assert workflow.parser.get("_meta_")["network_data_format"]["outputs"]["pred"]["num_channels"] == 3
-    workflow.run()
+    with torch.enable_grad():  # the bundle's `initialize` turns gradients off process-wide, as bundles do
+        workflow.initialize()
+        assert isinstance(workflow.network_def, torch.jit.ScriptModule)
+        assert workflow.parser.get("_meta_")["network_data_format"]["outputs"]["pred"]["num_channels"] == 3
+        workflow.run()
+    assert torch.is_grad_enabled()  # (later tests in this process train)
     for image in images:
         ours = np.asarray(nib.load(root / "eval" / image.name.replace(".nii.gz", "_seg.nii.gz")).dataobj).squeeze()
         assert (ours == np.asarray(nib.load(expected / image.name).dataobj)).mean() >= 0.999
