@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean, stdev
 
-from ..core.storage import write_atomically
+from ..core.storage import write_csv_atomically
 
 MEAN_OVER_FOLDS, SD_OVER_FOLDS, POOLED = "mean over folds", "sd over folds", "pooled over cases"
 
@@ -70,16 +70,7 @@ class CvTable:
     def write_csv(self, path: Path) -> Path:
         """The CSV of `csv_rows` at `path` (written atomically)."""
         rows = self.csv_rows()
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-        def write(partial: Path) -> None:
-            with open(partial, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-
-        write_atomically(path, write)
-        return path
+        return write_csv_atomically(path, rows)
 
     def markdown(self) -> str:
         """Per fold (cases, the mean per metric), mean ± sd over folds and the pooled mean, as a Markdown table."""

@@ -7,6 +7,7 @@ written before it intact.
 
 from __future__ import annotations
 
+import csv
 import errno
 import os
 import shutil
@@ -136,3 +137,17 @@ def write_atomically(path: Path, write: Callable[[Path], object], fault: str | N
 def write_text_atomically(path: Path, text: str) -> None:
     """`write_atomically` of a text file (UTF-8)."""
     write_atomically(path, lambda partial: partial.write_text(text, encoding="utf-8"))
+
+
+def write_csv_atomically(path: Path, rows: list[dict]) -> Path:
+    """`rows` as a CSV file at `path` (columns: the first row's keys), written atomically; its folder made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(partial: Path) -> None:
+        with open(partial, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomically(path, write)
+    return path

@@ -12,7 +12,6 @@ metric needs, so cases can be gathered across devices as a few integers each.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from monai.metrics import compute_hausdorff_distance
 
-from ..core.storage import write_atomically
+from ..core.storage import write_csv_atomically
 
 TP, PREDICTED, TRUE = 0, 1, 2
 
@@ -121,13 +120,4 @@ class CaseMetrics:
     def write_csv(self, path: Path, split: str = "test") -> Path:
         """The per-case rows and the mean row as CSV (first columns: split, case)."""
         rows = self.rows_with_mean(split)
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-        def write(partial: Path) -> None:
-            with open(partial, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-
-        write_atomically(path, write)
-        return path
+        return write_csv_atomically(path, rows)

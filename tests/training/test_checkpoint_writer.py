@@ -50,6 +50,18 @@ def deferred_writer(folder: Path, **counting) -> tuple[EpochCheckpointWriter, Co
     return writer, inner
 
 
+def epoch_and_last_with_links_refused(folder: Path, monkeypatch, code: int) -> EpochCheckpointWriter:
+    """A writer with epoch=0.ckpt and last.ckpt of one state pending, where every hard link fails with `code`."""
+    def refused(source, target):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(checkpoint_writer.os, "link", refused)
+    writer, _ = deferred_writer(folder)
+    for name in ("epoch=0.ckpt", "last.ckpt"):
+        writer.save_checkpoint(state(0, 5, torch.ones(4), 0.2), folder / name)
+    return writer
+
+
 @pytest.mark.unit
 def test_an_epochs_three_names_are_one_write_with_the_newest_callback_state(tmp_path):
     writer, inner = deferred_writer(tmp_path)
@@ -85,13 +97,7 @@ def test_removing_an_epoch_file_keeps_last_and_best_and_a_pending_name_is_droppe
 
 @pytest.mark.unit
 def test_a_file_system_without_hard_links_gets_whole_copies(tmp_path, monkeypatch):
-    def no_links(source, target):
-        raise OSError(errno.EPERM, "Operation not permitted")
-
-    monkeypatch.setattr(checkpoint_writer.os, "link", no_links)
-    writer, _ = deferred_writer(tmp_path)
-    for name in ("epoch=0.ckpt", "last.ckpt"):
-        writer.save_checkpoint(state(0, 5, torch.ones(4), 0.2), tmp_path / name)
+    writer = epoch_and_last_with_links_refused(tmp_path, monkeypatch, errno.EPERM)
     writer.settle()
     assert os.stat(tmp_path / "last.ckpt").st_ino != os.stat(tmp_path / "epoch=0.ckpt").st_ino
     assert (tmp_path / "last.ckpt").read_bytes() == (tmp_path / "epoch=0.ckpt").read_bytes()
@@ -99,13 +105,7 @@ def test_a_file_system_without_hard_links_gets_whole_copies(tmp_path, monkeypatc
 
 @pytest.mark.unit
 def test_a_link_the_disk_refuses_is_a_storage_error_naming_it_and_the_epoch_file_stays(tmp_path, monkeypatch):
-    def full(source, target):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(checkpoint_writer.os, "link", full)
-    writer, _ = deferred_writer(tmp_path)
-    for name in ("epoch=0.ckpt", "last.ckpt"):
-        writer.save_checkpoint(state(0, 5, torch.ones(4), 0.2), tmp_path / name)
+    writer = epoch_and_last_with_links_refused(tmp_path, monkeypatch, errno.ENOSPC)
     with pytest.raises(StorageError, match=r"could not write checkpoint \S+last\.ckpt .*newest good checkpoint is "
                                            r"epoch=0\.ckpt"):
         writer.settle()
