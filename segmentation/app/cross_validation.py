@@ -129,8 +129,11 @@ def split_of(checkpoint: dict, split_class):
 
 
 def cv_tables(target: str, checkpoint: str = "best", out: Path | None = None) -> list[tuple[str, CvTable, Path]]:
-    """Score every fold of `target` not scored yet and write `<group>_cv.csv` and `<group>_cv.md` per group of
-    folds (into `out`, else the batch folder or the folds' parent); (group, table, CSV path) of each."""
+    """Score every fold of `target` not scored yet and write `<group>_cv.csv`, `<group>_cv.md` and the
+    postprocessing decision `<group>_postprocessing.json` (`app.cv_postprocessing`) per group of folds (into
+    `out`, else the batch folder or the folds' parent); (group, table, CSV path) of each."""
+    from .cv_postprocessing import decide_for_group
+
     groups, folder = fold_runs(target)
     results = []
     for group, folds in sorted(groups.items()):
@@ -145,5 +148,11 @@ def cv_tables(target: str, checkpoint: str = "best", out: Path | None = None) ->
         title = (f"# {group}: {len(scored)}-fold cross-validation ({checkpoint}.ckpt of each fold on its validation "
                  f"cases, scored in native space as seg test)\n\n")
         write_text_atomically(destination.with_suffix(".md"), title + table.markdown())
+        decide_for_group(group, {fold: folds[fold] for fold in scored}, postprocessing_path(destination))
         results.append((group, table, destination))
     return results
+
+
+def postprocessing_path(table: Path) -> Path:
+    """`<group>_postprocessing.json` beside `<group>_cv.csv`."""
+    return table.with_name(table.name.removesuffix("_cv.csv") + "_postprocessing.json")

@@ -1,9 +1,11 @@
-"""`seg test|predict`'s ensemble and mirror-TTA options: `--ensemble B C`, `--tta flips`, `--tta_axes 0,1`.
+"""`seg test|predict`'s ensemble, mirror-TTA and postprocessing options: `--ensemble B C`, `--tta flips`,
+`--tta_axes 0,1`, `--postprocessing FILE`.
 
 `--ckpt_path A --ensemble B C` (or `--ckpt_path A B C`) averages the probabilities of A, B and C (A's stored
 config sets up the data, as for one model); `--tta flips` averages those of every flip combination of the
-`--tta_axes` (default all three: 8 flips). The checks of the members live in `training.ensembles`, the
-averaging in `model.ensemble`.
+`--tta_axes` (default all three: 8 flips); `--postprocessing FILE` applies a cross-validation's decision
+(`<group>_postprocessing.json`, `model.postprocessing`) to every label map written or scored. The checks of
+the members live in `training.ensembles`, the averaging in `model.ensemble`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from lightning.pytorch.callbacks import Callback
 from ..core.errors import SegError
 from ..core.log import log
 from ..model.ensemble import VolumeInference
+from ..model.postprocessing import Postprocessing
 from ..model.tta import flip_sets, parse_axes
 from ..training.checkpointing import load_checkpoint
 from ..training.ensembles import EnsembleSplitGuard, load_members, member_module, used_cases
@@ -32,11 +35,14 @@ class InferenceOptions:
     first: Optional[Path] = None
     members: list[tuple[Path, dict]] = field(default_factory=list)
     flips: Optional[list[tuple[int, ...]]] = None
+    postprocessing: Optional[Postprocessing] = None
+    postprocessing_file: Optional[Path] = None
 
     def suffix(self) -> str:
-        """What distinguishes this inference's results file from one model's: `""`, `.ensemble3`, `.tta8` ..."""
+        """What distinguishes this inference's results file from one model's: `""`, `.ensemble3`, `.tta8`,
+        `.postprocessed` ..."""
         return (f".ensemble{1 + len(self.members)}" if self.members else "") + (
-            f".tta{len(self.flips)}" if self.flips else "")
+            f".tta{len(self.flips)}" if self.flips else "") + (".postprocessed" if self.postprocessing else "")
 
 
 def add_inference_arguments(parser: Any) -> None:
@@ -50,6 +56,9 @@ def add_inference_arguments(parser: Any) -> None:
     # (defaults None: a resumed run's stored config from before these options reads as unchanged)
     parser.add_argument("--tta_axes", type=str, default=None, nargs="+",
                         help="the spatial axes --tta flips mirrors, e.g. 0,1 or 0 1 (4 flips); default 0 1 2 (8)")
+    parser.add_argument("--postprocessing", type=Optional[str], default=None,
+                        help="seg test|predict: a cross-validation's <group>_postprocessing.json (seg report --cv): "
+                             "keep the largest component of the classes it names in every label map")
 
 
 def with_ensemble_from_ckpt_paths(argv: list[str]) -> list[str]:
@@ -75,9 +84,41 @@ def inference_options(subcommand: Optional[str], config: Any) -> InferenceOption
     if tta not in ("none", "flips"):
         raise SegError(f"--tta {tta}: give flips (mirror test-time augmentation) or none")
     if subcommand not in INFERENCE_STAGES:
-        if ensemble or tta != "none":
-            raise SegError(f"--ensemble and --tta are options of seg test and seg predict, not of seg {subcommand}")
+        if ensemble or tta != "none" or config.get("postprocessing"):
+            raise SegError(f"--ensemble, --tta and --postprocessing are options of seg test and seg predict, not of "
+                           f"seg {subcommand}")
         return InferenceOptions()
+    options = inference_members(config, ensemble, tta)
+    if config.get("postprocessing"):
+        options.postprocessing_file = Path(str(config.get("postprocessing")))
+        options.postprocessing = read_postprocessing(options.postprocessing_file)
+    return options
+
+
+def read_postprocessing(path: Path) -> Postprocessing:
+    """The decision in `path`; SegError naming the file when it cannot be read or is not one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SegError(f"--postprocessing {path}: cannot be read ({getattr(err, 'strerror', None) or err}); give the "
+                       f"<group>_postprocessing.json seg report --cv wrote") from None
+    return Postprocessing.from_json(text, f"--postprocessing {path}")
+
+
+def check_postprocessing(options: InferenceOptions, subcommand: Optional[str], classes: dict) -> None:
+    """SegError when `--postprocessing`'s classes (names and label values) are not the model's `classes`; else the
+    decision said in the log."""
+    decision = options.postprocessing
+    if decision is None:
+        return
+    if decision.classes != classes:
+        raise SegError(f"--postprocessing {options.postprocessing_file}: its classes {decision.classes} are not the "
+                       f"model's {classes}; give the decision of this model's cross-validation")
+    log.info(f"seg {subcommand}: postprocessing from {options.postprocessing_file}: {decision.describe()}")
+
+
+def inference_members(config: Any, ensemble: list, tta: str) -> InferenceOptions:
+    """The ensemble members and flips of seg test|predict's `config` (checked)."""
     if config.get("tta_axes") and tta != "flips":
         raise SegError("--tta_axes chooses the flips of --tta flips: give --tta flips too")
     axes = config.get("tta_axes") or ["0", "1", "2"]

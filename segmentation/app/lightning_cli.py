@@ -45,6 +45,7 @@ from .continuing import continue_preempted, keep_the_runs_horizon, max_epochs_on
 from .inference_options import (
     add_inference_arguments,
     attach_inference,
+    check_postprocessing,
     inference_options,
     with_ensemble_from_ckpt_paths,
 )
@@ -212,13 +213,17 @@ class SegCLI(CommandLineWinsCLI):
         # which checkpoints into the working directory and skips seg's resume checks
         kwargs["plugins"] = with_seg_plugins(config.get("plugins"), SLURMEnvironment.detect())
         callbacks += attach_inference(self.subcommand, self.inference, self.model)
+        postprocessing = self.inference.postprocessing  # (seg test|predict --postprocessing FILE)
+        if postprocessing is not None:
+            check_postprocessing(self.inference, self.subcommand, self.datamodule.class_values())
         if self.subcommand == "predict":
-            callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions"))
+            callbacks.append(PredictionWriter(subcommand_config.get("prediction_dir") or "predictions", postprocessing))
         if self.subcommand in ("test", "validate"):
             results = results_path(subcommand_config.get("ckpt_path"), run, self.subcommand,
                                    "csv" if self.subcommand == "test" else "json", self.inference.suffix())
             refuse_unwritable_results(results.parent)
-            callbacks.append(NativeSpaceScorer(results) if self.subcommand == "test" else ValidationResults(results))
+            callbacks.append(NativeSpaceScorer(results, postprocessing) if self.subcommand == "test"
+                             else ValidationResults(results))
         if self.subcommand == "fit":
             callbacks.append(KillBetweenEpochs())  # a no-op unless SEG_KILL_AT names it (core.faults)
             # SIGTERM / SIGUSR1 / SIGINT: checkpoint this step, exit 75; a further signal: at once, exit 75

@@ -65,3 +65,14 @@ class DatasetFacts(ABC):
     def num_classes(self) -> int:
         """Output channels of the network: regions, or classes plus background."""
         return len(self.class_names) + (0 if self.multilabel else 1)
+
+    def class_values(self) -> dict[str, tuple[int, ...]]:
+        """Each class (or region) with the label values it covers, as `labels_to_targets` scores them: one value
+        per class, several per BraTS region (postprocessing works on label maps with these)."""
+        covered: dict[str, list[int]] = {name: [] for name in self.class_names}
+        for value in sorted(self.label_values() - {0}):
+            targets = self.labels_to_targets(torch.full((1, 1, 1, 1), value, dtype=torch.long))
+            for index, name in enumerate(self.class_names):
+                inside = bool(targets[index].any()) if self.multilabel else int(targets.flatten()[0]) == index + 1
+                covered[name] += [value] if inside else []
+        return {name: tuple(values) for name, values in covered.items()}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from ..core.storage import write_text_atomically
 from ..data.geometry import discrete_in_input_grid
 from ..data.nifti import load_nifti
 from ..model.metrics import CaseMetrics
+from ..model.postprocessing import Postprocessing, apply_to_tensor
 from .gathering import gather_objects
 
 
@@ -33,10 +35,12 @@ class NativeSpaceScorer(Callback):
 
     Args:
         table_path: where the CSV goes (`<run>/test/<checkpoint name>.csv` beside the tested checkpoint's run).
+        postprocessing: a decision applied to every predicted label map before it is scored (`model.postprocessing`).
     """
 
-    def __init__(self, table_path: Path):
+    def __init__(self, table_path: Path, postprocessing: Optional[Postprocessing] = None):
         self.table_path = Path(table_path)
+        self.postprocessing = postprocessing
 
     @override
     def on_test_epoch_start(self, trainer, pl_module) -> None:
@@ -51,7 +55,10 @@ class NativeSpaceScorer(Callback):
         items = decollate_batch({"image": batch["image"], "pred": outputs})
         for item, case, label_file in zip(items, batch["case"], batch["label_file"]):
             discrete = discrete_in_input_grid(item, self.plan.pipeline, pl_module.hparams.multilabel)
-            predicted = datamodule.labels_to_targets(datamodule.prediction_to_labels(discrete.cpu()))
+            labels = datamodule.prediction_to_labels(discrete.cpu())
+            if self.postprocessing is not None:
+                labels = apply_to_tensor(labels, self.postprocessing)
+            predicted = datamodule.labels_to_targets(labels)
             truth_image = load_nifti(label_file)
             truth = torch.as_tensor(np.rint(np.asanyarray(truth_image.dataobj)).astype(np.int64))[None]
             spacing = [float(z) for z in truth_image.header.get_zooms()[:3]]

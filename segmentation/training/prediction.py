@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from lightning.pytorch.callbacks import BasePredictionWriter
 from monai.data import decollate_batch
@@ -10,6 +11,7 @@ from typing_extensions import override
 
 from ..core.log import log
 from ..data.geometry import discrete_in_input_grid, save_in_input_geometry
+from ..model.postprocessing import Postprocessing, apply_to_tensor
 from .gathering import gather_objects
 
 
@@ -18,12 +20,14 @@ class PredictionWriter(BasePredictionWriter):
 
     Each prediction's probabilities are resampled to the input's grid and discretised there
     (`data.geometry.discrete_in_input_grid`), turned into the dataset's own label values
-    (`datamodule.prediction_to_labels`), and saved with the input file's header.
+    (`datamodule.prediction_to_labels`), postprocessed where a decision is given (`model.postprocessing`), and
+    saved with the input file's header.
     """
 
-    def __init__(self, output_dir: str | Path):
+    def __init__(self, output_dir: str | Path, postprocessing: Optional[Postprocessing] = None):
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
+        self.postprocessing = postprocessing
         self.written: list[Path] = []
         self.replaced: list[Path] = []  # files of the same name that were there before
 
@@ -36,6 +40,8 @@ class PredictionWriter(BasePredictionWriter):
             pipeline = datamodule.inference_plan("predict").pipeline
             discrete = discrete_in_input_grid(item, pipeline, pl_module.hparams.multilabel)
             labels = datamodule.prediction_to_labels(discrete)
+            if self.postprocessing is not None:
+                labels = apply_to_tensor(labels, self.postprocessing)
             target = self.output_dir / f"{case}.nii.gz"
             if target.exists():
                 self.replaced.append(target)
