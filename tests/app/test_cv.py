@@ -4,6 +4,7 @@ whose per-case numbers are `seg test`'s native-space scores; the table's arithme
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 
@@ -68,11 +69,19 @@ def test_a_3_fold_batch_trains_each_fold_apart_from_the_test_cases_and_its_cv_ta
     pooled = next(row for row in rows if row["case"] == POOLED)
     assert float(pooled["dice/organ"]) == pytest.approx(np.mean([float(r["dice/organ"]) for r in per_case]))
     assert "| mean ± sd | 3 folds |" in (tmp_path / "lightning_logs/batches/cv/demo_unet_none_cv.md").read_text()
+    # the postprocessing decision (part 5) on the same pooled cases: before any step, the table's pooled Dice
+    decision = json.loads((tmp_path / "lightning_logs/batches/cv/demo_unet_none_postprocessing.json").read_text())
+    assert [step["name"] for step in decision["steps"]] == ["foreground", "organ", "lesion"]
+    assert decision["cases"] == 5 and decision["classes"] == {"organ": [1], "lesion": [2]}
+    assert decision["steps"][0]["dice_before"] == pytest.approx(
+        np.mean([float(pooled["dice/organ"]), float(pooled["dice/lesion"])]), abs=1e-6)
 
     # on demand, by run name: the scores are reused (no fold re-scored), the same table printed
     again = seg("report", "--cv", "demo_unet_none", "--out", str(tmp_path / "again"), cwd=tmp_path)
     assert again.returncode == 0 and "| pooled | 5 |" in again.stdout, again.stdout[-2000:] + again.stderr[-2000:]
     assert "scoring" not in again.log
+    assert "postprocessing (keep the largest component, pooled over 5 validation cases):" in again.stdout
+    assert "  organ (1): " in again.stdout and (tmp_path / "again/demo_unet_none_postprocessing.json").is_file()
     assert (tmp_path / "again/demo_unet_none_cv.csv").read_text() == (
         tmp_path / "lightning_logs/batches/cv/demo_unet_none_cv.csv").read_text()
 
