@@ -107,6 +107,15 @@ CHECKPOINTS: dict[str, Case] = {
         "disagree on model.out_channels 5 (not 3)"),
     "an ensemble member of another preprocessing": Case(
         lambda s: ["test", s.last(), "--ensemble", str(edited(other_spacing)(s))], "data.spacing [2.0, 2.0, 2.0]"),
+    "a postprocessing file that is not a decision": Case(
+        lambda s: ["predict", s.last(), "--postprocessing", str(write(s.tmp / "decision.json", "{}"))],
+        "not a postprocessing decision of seg report --cv"),
+    "an export of a checkpoint that does not exist": Case(
+        lambda s: ["export", "--ckpt_path", str(s.tmp / "gone.ckpt"), "--out", str(s.tmp / "exported")],
+        "seg export: checkpoint"),
+    "an export in an unknown format": Case(
+        lambda s: ["export", s.last(), "--out", str(s.tmp / "exported"), "--format", "tflite"],
+        "--format: invalid choice: 'tflite'"),
     "an ensemble member that does not exist": Case(
         lambda s: ["predict", s.last(), "--ensemble", str(s.tmp / "gone.ckpt")],
         "gone.ckpt does not exist (--ensemble)"),

@@ -36,6 +36,10 @@ OPTIONS: dict[str, Case] = {
     "patch too small for the network's depth": Case(fit(TOO_DEEP), "--data.patch_size [16, 16, 16] is too small"),
     # the data
     "zero batch size": Case(fit("--data.batch_size=0"), "--data.batch_size 0"),
+    "zero steps per epoch": Case(fit("--data.steps_per_epoch=0"), "--data.steps_per_epoch 0: must be 1 or more"),
+    "deep supervision on a network without heads": Case(
+        fit("--model.deep_supervision=true"),
+        "--model.deep_supervision: unet has no deep-supervision heads; architectures with them: dynunet"),
     "zero patches per volume": Case(fit("--data.samples_per_volume=0"), "--data.samples_per_volume 0"),
     "batch not a multiple of the patches per volume": Case(
         fit("--data.batch_size=3", "--data.samples_per_volume=2"),
