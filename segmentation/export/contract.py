@@ -3,7 +3,8 @@
 The contract is read from the model's and the datamodule's own settings (the same objects `seg predict`
 builds from a checkpoint), so it states exactly what `seg predict` does: reorient to RAS, resample to the
 target spacing, normalise (a CT window, or a z-score per channel over nonzero voxels whose statistics are
-each image's own), Gaussian-blended sliding windows, mirror TTA, the label values written back.
+each image's own), Gaussian-blended sliding windows, mirror TTA, the label values written back, and the
+largest-component steps of a cross-validation's postprocessing decision (`seg export --postprocessing`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from monai import transforms as mt
 
 from .. import __version__
 from ..core.errors import SegError
+from ..model.postprocessing import CONNECTIVITY, Postprocessing
 
 FORMAT = "seg-export"
 VERSION = 1
@@ -74,13 +76,24 @@ def region_output(datamodule, class_names: Sequence[str], out_channels: int) -> 
             "in this order (later regions overwrite earlier ones)", "regions": regions}
 
 
+def postprocessing_steps(decision: Optional[Postprocessing]) -> list[dict]:
+    """The contract's `postprocessing`: the decision's applied steps in order, each keeping the largest 6-connected
+    component of the voxels of its label values (the others of those values become 0); none without a decision."""
+    return [{"name": step.name, "values": [int(v) for v in step.values], "keep": "largest component",
+             "connectivity": CONNECTIVITY} for step in (decision.applied() if decision else [])]
+
+
 def build_contract(hparams: dict, datamodule, networks: list[str], backend: str, tta_axes: Sequence[int],
-                   checkpoints: Optional[list[str]] = None) -> dict:
-    """The contract of a model (`hparams`: SegmentationModule's) and its datamodule, with its network files."""
+                   checkpoints: Optional[list[str]] = None, postprocessing: Optional[Postprocessing] = None) -> dict:
+    """The contract of a model (`hparams`: SegmentationModule's) and its datamodule, with its network files and
+    the applied steps of a cross-validation's postprocessing decision (checked against the dataset's classes)."""
     h = datamodule.hparams
     class_names = list(hparams.get("class_names") or datamodule.class_names)
     out_channels = int(hparams["out_channels"])
     output = (region_output if hparams.get("multilabel") else softmax_output)(datamodule, class_names, out_channels)
+    if postprocessing is not None and postprocessing.classes != datamodule.class_values():
+        raise SegError(f"seg export: the postprocessing decision's classes {postprocessing.classes} are not the "
+                       f"model's {datamodule.class_values()}; give the decision of this model's cross-validation")
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -108,7 +121,7 @@ def build_contract(hparams: dict, datamodule, networks: list[str], backend: str,
         "output": output,
         "inversion": "probabilities resampled trilinearly (border padding) back to the RAS grid, reoriented to the "
                      "input's, averaged over networks and mirrors, then discretised",
-        "postprocessing": [],
+        "postprocessing": postprocessing_steps(postprocessing),
     }
 
 

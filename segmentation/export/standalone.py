@@ -4,8 +4,9 @@ It follows `contract.json` (written by `seg export`) step by step, as `seg predi
 channels, reorient to RAS, resample to the target spacing (trilinear, border padding, MONAI's
 `Spacing` grid), normalise the intensities, run the network over Gaussian-blended sliding windows
 (MONAI's window placement and importance map), average models and mirror TTA as probabilities,
-resample the probabilities back to the input's grid, discretise there and write the label values
-with the input file's header. It never imports `segmentation` or MONAI.
+resample the probabilities back to the input's grid, discretise there, keep the largest 6-connected
+component of each `postprocessing` step's label values (a cross-validation's decision, in order) and
+write the label values with the input file's header. It never imports `segmentation`, MONAI or SciPy.
 
     python predict.py IMAGE [IMAGE ...] --out LABELS.nii.gz   # several images: one per channel, in order
 """
@@ -235,6 +236,49 @@ def to_labels(probs: np.ndarray, output: dict) -> np.ndarray:
     return labels
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 6-connected (face neighbours) component of a boolean mask, as `scipy.ndimage.label` finds it;
+    of equal largest components the first in scan order. Each voxel starts with its own flat index; repeatedly
+    every mask voxel takes the least over itself and its face neighbours in the mask (and the label of the voxel
+    its label names: a jump along the chain), until nothing changes: a component's voxels then hold its first
+    voxel's index."""
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return mask.copy()
+    outside = mask.size  # larger than any index
+    ids = np.where(mask, np.arange(mask.size).reshape(mask.shape), outside)
+    while True:
+        new = ids.copy()
+        for axis in range(mask.ndim):
+            low = tuple(slice(0, -1) if a == axis else slice(None) for a in range(mask.ndim))
+            high = tuple(slice(1, None) if a == axis else slice(None) for a in range(mask.ndim))
+            np.minimum(new[low], ids[high], out=new[low])
+            np.minimum(new[high], ids[low], out=new[high])
+        new[~mask] = outside
+        inside = new[mask]
+        new[mask] = np.minimum(inside, new.reshape(-1)[inside])  # a voxel's label's own label is in its component
+        if np.array_equal(new, ids):
+            break
+        ids = new
+    components, sizes = np.unique(ids[mask], return_counts=True)
+    return ids == components[int(np.argmax(sizes))]  # (ascending first indices: the first of equal sizes)
+
+
+def keep_largest(labels: np.ndarray, values: list[int]) -> np.ndarray:
+    """A copy of `labels` whose voxels of `values` outside their largest component are background 0."""
+    mask = np.isin(labels, list(values))
+    result = labels.copy()
+    result[mask & ~largest_component(mask)] = 0
+    return result
+
+
+def postprocess(labels: np.ndarray, steps: list[dict]) -> np.ndarray:
+    """The contract's `postprocessing` steps in order (seg's `apply_postprocessing` of the decision exported)."""
+    for step in steps:
+        labels = keep_largest(labels, [int(v) for v in step["values"]])
+    return labels
+
+
 def predict(paths: list[str], contract: dict, folder: Path = HERE) -> tuple[np.ndarray, Any]:
     """The label map of the image (one file per channel) on the first file's grid, and that file."""
     pre = contract["preprocessing"]
@@ -248,7 +292,8 @@ def predict(paths: list[str], contract: dict, folder: Path = HERE) -> tuple[np.n
     image = normalise(resample(oriented, oriented_affine, grid_affine, grid_shape), pre["intensity"])
     probs = predict_probabilities(image, contract, folder)
     back = from_orientation(resample(probs, grid_affine, oriented_affine, oriented.shape[1:]), transform)
-    return to_labels(back, contract["output"]), nib.load(paths[0])
+    labels = postprocess(to_labels(back, contract["output"]), contract.get("postprocessing") or [])
+    return labels, nib.load(paths[0])
 
 
 def save(labels: np.ndarray, reference: Any, target: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 from ..core.errors import SegError
 from ..core.log import log
 from ..model.module import SegmentationModule
+from ..model.postprocessing import Postprocessing
 from ..training.checkpointing import load_checkpoint
 from . import standalone
 from .contract import build_contract, comparable
@@ -38,6 +39,7 @@ class ExportRequest:
     overwrite: bool = False
     data_root: Optional[Path] = None
     bundle: bool = False  # also the MONAI bundle layout (one TorchScript network)
+    postprocessing: Optional[Postprocessing] = None  # a cross-validation's decision: its applied steps are exported
 
 
 def refuse_bad_request(request: ExportRequest) -> None:
@@ -99,7 +101,8 @@ def export_one(path: Path, index: int, request: ExportRequest, folder: Path) -> 
     name = f"model_{index}{SUFFIX[request.fmt]}"
     windows = example_windows(int(h.in_channels), [int(r) for r in h.roi_size], int(h.sw_batch_size))
     export_network(model.net, windows, request.fmt, folder / name)
-    return build_contract(dict(h), datamodule, [name], request.fmt, request.tta_axes, [str(path)])
+    return build_contract(dict(h), datamodule, [name], request.fmt, request.tta_axes, [str(path)],
+                          request.postprocessing)
 
 
 def export_models(request: ExportRequest) -> Path:

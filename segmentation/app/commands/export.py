@@ -25,6 +25,9 @@ def parser() -> CommandParser:
                    help="the dataset folder, where it is no longer where the checkpoint was trained")
     p.add_argument("--bundle", action="store_true", help="also the MONAI bundle layout (configs/metadata.json, "
                    "configs/inference.json, models/model.ts): one checkpoint, torchscript")
+    p.add_argument("--postprocessing", type=Path, default=None, metavar="FILE",
+                   help="a cross-validation's <group>_postprocessing.json (seg report --cv): predict.py keeps the "
+                        "largest component of each applied step, as seg predict --postprocessing does")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     return p
 
@@ -33,8 +36,10 @@ def main(argv: list[str]) -> int:
     """Export the checkpoints; print where the folder went and how to predict with it."""
     args = parser().parse_args(argv)
     from ...export.writer import ExportRequest, export_models
+    from ..inference_options import read_postprocessing
 
+    decision = read_postprocessing(args.postprocessing) if args.postprocessing is not None else None
     out: Optional[Path] = export_models(ExportRequest(args.ckpt_path, args.out, args.format, args.tta_axes,
-                                                      args.overwrite, args.data_root, args.bundle))
+                                                      args.overwrite, args.data_root, args.bundle, decision))
     print(f"exported {len(args.ckpt_path)} model(s) to {out}: python {out}/predict.py IMAGE --out LABELS.nii.gz")
     return 0
