@@ -6,7 +6,8 @@ channels, reorient to RAS, resample to the target spacing (trilinear, border pad
 (MONAI's window placement and importance map), average models and mirror TTA as probabilities,
 resample the probabilities back to the input's grid, discretise there, keep the largest 6-connected
 component of each `postprocessing` step's label values (a cross-validation's decision, in order) and
-write the label values with the input file's header. It never imports `segmentation`, MONAI or SciPy.
+write the label values with the input file's header. It never imports `segmentation`, MONAI or SciPy;
+`standalone_components.py` (copied beside it) keeps the largest components.
 
     python predict.py IMAGE [IMAGE ...] --out LABELS.nii.gz   # several images: one per channel, in order
 """
@@ -16,7 +17,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,11 @@ import nibabel as nib
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+try:  # inside seg's package (its tests); beside predict.py in an exported folder, copied with it
+    from .standalone_components import largest_component, postprocess  # noqa: F401 (largest_component: tests)
+except ImportError:
+    sys.path.insert(0, str(HERE))
+    from standalone_components import largest_component, postprocess  # type: ignore[no-redef]  # noqa: F401
 AFFINE_TOL = 1e-3  # MONAI's tolerance for "the affine is unchanged: no resampling"
 
 
@@ -236,49 +244,6 @@ def to_labels(probs: np.ndarray, output: dict) -> np.ndarray:
     return labels
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 6-connected (face neighbours) component of a boolean mask, as `scipy.ndimage.label` finds it;
-    of equal largest components the first in scan order. Each voxel starts with its own flat index; repeatedly
-    every mask voxel takes the least over itself and its face neighbours in the mask (and the label of the voxel
-    its label names: a jump along the chain), until nothing changes: a component's voxels then hold its first
-    voxel's index."""
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        return mask.copy()
-    outside = mask.size  # larger than any index
-    ids = np.where(mask, np.arange(mask.size).reshape(mask.shape), outside)
-    while True:
-        new = ids.copy()
-        for axis in range(mask.ndim):
-            low = tuple(slice(0, -1) if a == axis else slice(None) for a in range(mask.ndim))
-            high = tuple(slice(1, None) if a == axis else slice(None) for a in range(mask.ndim))
-            np.minimum(new[low], ids[high], out=new[low])
-            np.minimum(new[high], ids[low], out=new[high])
-        new[~mask] = outside
-        inside = new[mask]
-        new[mask] = np.minimum(inside, new.reshape(-1)[inside])  # a voxel's label's own label is in its component
-        if np.array_equal(new, ids):
-            break
-        ids = new
-    components, sizes = np.unique(ids[mask], return_counts=True)
-    return ids == components[int(np.argmax(sizes))]  # (ascending first indices: the first of equal sizes)
-
-
-def keep_largest(labels: np.ndarray, values: list[int]) -> np.ndarray:
-    """A copy of `labels` whose voxels of `values` outside their largest component are background 0."""
-    mask = np.isin(labels, list(values))
-    result = labels.copy()
-    result[mask & ~largest_component(mask)] = 0
-    return result
-
-
-def postprocess(labels: np.ndarray, steps: list[dict]) -> np.ndarray:
-    """The contract's `postprocessing` steps in order (seg's `apply_postprocessing` of the decision exported)."""
-    for step in steps:
-        labels = keep_largest(labels, [int(v) for v in step["values"]])
-    return labels
-
-
 def predict(paths: list[str], contract: dict, folder: Path = HERE) -> tuple[np.ndarray, Any]:
     """The label map of the image (one file per channel) on the first file's grid, and that file."""
     pre = contract["preprocessing"]
@@ -318,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     contract = json.loads(contract_path.read_text())
     labels, reference = predict(args.images, contract, contract_path.parent)
     save(labels, reference, Path(args.out))
-    print(f"wrote {args.out}")
+    logging.basicConfig(format="%(message)s", level=logging.INFO)
+    logging.getLogger("predict").info(f"wrote {args.out}")
     return 0
 
 

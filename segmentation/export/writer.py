@@ -20,7 +20,7 @@ from ..core.log import log
 from ..model.module import SegmentationModule
 from ..model.postprocessing import Postprocessing
 from ..training.checkpointing import load_checkpoint
-from . import standalone
+from . import standalone, standalone_components
 from .contract import build_contract, comparable
 from .network import SUFFIX, Format, example_windows, export_network
 
@@ -123,6 +123,7 @@ def export_models(request: ExportRequest) -> Path:
                   "checkpoints": [p for c in contracts for p in c["checkpoints"]]}
         (partial / CONTRACT).write_text(json.dumps(merged, indent=2) + "\n")
         shutil.copyfile(standalone.__file__, partial / PREDICTOR)
+        shutil.copyfile(standalone_components.__file__, partial / Path(standalone_components.__file__).name)
         if request.bundle:
             from .bundle import write_bundle
 

@@ -84,7 +84,7 @@ def test_an_ensemble_with_mirror_tta_predicts_as_seg_predict_does(predicted, dem
     contract = json.loads((tmp_path / "ens" / "contract.json").read_text())
     assert contract["networks"] == ["model_0.ts", "model_1.ts"] and contract["tta_axes"] == [0, 2]
     assert sorted(p.name for p in (tmp_path / "ens").iterdir()) == ["contract.json", "model_0.ts", "model_1.ts",
-                                                                    "predict.py"]
+                                                                    "predict.py", "standalone_components.py"]
     images = sorted((demo_root / "imagesTr").glob("*.nii.gz"))[:2]
     listed = "[" + ",".join(str(i) for i in images) + "]"
     result = seg("predict", "--ckpt_path", str(ckpt), str(ckpt), f"--data.predict_images={listed}", "--tta", "flips",
