@@ -120,7 +120,8 @@ def gpu_cache_budget(store: Store, case_ids: list[str], device: torch.device, tr
     model = getattr(trainer, "lightning_module", None) if trainer is not None else None
     hparams = getattr(model, "hparams", None) or {}
     peak = 0
-    if model is not None and device.type == "cuda" and batch_shape is not None and parameter_bytes(model) > 0:
+    fitting = getattr(getattr(trainer, "state", None), "fn", None) == "fit"  # validate/test train no step
+    if fitting and model is not None and device.type == "cuda" and batch_shape is not None and parameter_bytes(model):
         peak = measure_step_peak(model, batch_shape, device, step_autocast(getattr(trainer, "precision", None)))
     ranks = int(getattr(trainer, "num_devices", 1) or 1) if device.type == "cpu" and trainer is not None else 1
     return GpuCacheBudget(str(device), free, volumes, len(case_ids), ranks, parameter_bytes(model),
