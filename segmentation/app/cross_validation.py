@@ -107,10 +107,10 @@ def score_fold(run_dir: Path, checkpoint: str = "best") -> Path | None:
 def refuse_overlapping_folds(folds: dict[int, Path], checkpoint: str) -> None:
     """SegError when the folds do not share one test split, or a fold's validation case is another fold's test
     case or validated twice: such folds were not made from one split (other seeds, fractions or data)."""
-    from ..data.split import DataSplit
+    from ..data.split import stored_split
     from ..training.checkpointing import load_checkpoint
 
-    splits = {fold: split_of(load_checkpoint(run / "checkpoints" / f"{checkpoint}.ckpt"), DataSplit)
+    splits = {fold: stored_split(load_checkpoint(run / "checkpoints" / f"{checkpoint}.ckpt"))
               for fold, run in folds.items() if (run / "checkpoints" / f"{checkpoint}.ckpt").is_file()}
     tests = {tuple(split.test) for split in splits.values()}
     validated = [case for split in splits.values() for case in split.val]
@@ -118,14 +118,6 @@ def refuse_overlapping_folds(folds: dict[int, Path], checkpoint: str) -> None:
         raise SegError(f"the fold runs {', '.join(str(r) for r in folds.values())} do not come from one split "
                        f"(their test cases differ, or validation cases repeat): run their folds with the same "
                        f"--data.seed, --data.test_fraction, --data.num_folds and data")
-
-
-def split_of(checkpoint: dict, split_class):
-    """The data split a checkpoint stored (its datamodule's state)."""
-    for value in checkpoint.values():
-        if isinstance(value, dict) and {"train", "val", "test"} <= set(value):
-            return split_class.from_state(value)
-    return split_class([], [], [])
 
 
 def cv_tables(target: str, checkpoint: str = "best", out: Path | None = None) -> list[tuple[str, CvTable, Path]]:

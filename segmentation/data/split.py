@@ -54,6 +54,14 @@ class DataSplit:
         return [*self.train, *self.val, *self.test]
 
 
+def stored_split(checkpoint: dict) -> DataSplit:
+    """The split a checkpoint's run used: its datamodule's state, which Lightning keeps under the datamodule's
+    class name (empty for a checkpoint without one)."""
+    class_path = str((checkpoint.get("datamodule_hyper_parameters") or {}).get("_class_path", ""))
+    state = checkpoint.get(class_path.rsplit(".", 1)[-1])
+    return DataSplit.from_state(state if isinstance(state, dict) else {})
+
+
 def carve_test(case_ids: Sequence[str], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """(the rest, the test cases): `test_fraction` of the ids, drawn with `seed` before any train/val split.
 

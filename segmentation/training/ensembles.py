@@ -18,6 +18,7 @@ from typing_extensions import override
 
 from ..core.errors import SegError
 from ..data.caching import TRAINING_ONLY
+from ..data.split import stored_split
 from ..model.module import SegmentationModule
 from .checkpointing import load_checkpoint
 from .config_diff import comparable
@@ -76,9 +77,8 @@ def member_module(checkpoint: dict) -> SegmentationModule:
 
 def used_cases(checkpoint: dict) -> set[str]:
     """The case ids a checkpoint's run trained or validated on (its stored split)."""
-    class_path = str((checkpoint.get("datamodule_hyper_parameters") or {}).get("_class_path", ""))
-    state = checkpoint.get(class_path.rsplit(".", 1)[-1]) or {}
-    return {str(case) for case in [*state.get("train", []), *state.get("val", [])]}
+    split = stored_split(checkpoint)
+    return {str(case) for case in [*split.train, *split.val]}
 
 
 class EnsembleSplitGuard(Callback):

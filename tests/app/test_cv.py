@@ -12,9 +12,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from segmentation.app.cross_validation import split_of
 from segmentation.app.cv_table import MEAN_OVER_FOLDS, POOLED, SD_OVER_FOLDS, CvTable
-from segmentation.data.split import DataSplit
+from segmentation.data.split import stored_split
 from segmentation.training.checkpointing import load_checkpoint
 
 from ..helpers import DEMO_CONFIG, TINY_CONFIG
@@ -38,7 +37,7 @@ def test_a_3_fold_batch_trains_each_fold_apart_from_the_test_cases_and_its_cv_ta
     runs = {k: tmp_path / f"lightning_logs/demo_unet_none_fold{k}/version_0" for k in range(3)}
     assert sorted(p.name for p in (tmp_path / "lightning_logs").iterdir()) == [
         "batches", "demo_unet_none_fold0", "demo_unet_none_fold1", "demo_unet_none_fold2"]
-    splits = {k: split_of(load_checkpoint(run / "checkpoints/best.ckpt"), DataSplit) for k, run in runs.items()}
+    splits = {k: stored_split(load_checkpoint(run / "checkpoints/best.ckpt")) for k, run in runs.items()}
     test = set(splits[0].test)
     assert len(test) == 1 and all(set(s.test) == test for s in splits.values())
     for split in splits.values():
