@@ -8,46 +8,33 @@ dataset's declared set, NaN or Inf voxels, images that are not 3D volumes or hol
 another number of channels than the dataset declares, symbolic-link loops. All
 problems are listed together.
 
-Results are cached per file (by path, size and modification time) in the
-dataset's cache folder, so a second run checks only what changed.
+The same single pass fingerprints every good case for `seg plan` (`fingerprint.py`):
+a case's image channels and label are read together, in one thread task, and
+measured from the arrays just read. Facts are cached per file (by path, size and
+modification time) and fingerprints per case in the dataset's cache folder
+(`check_cache.py`), so a second run reads only what changed.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 from nibabel.affines import voxel_sizes
 from nibabel.orientations import io_orientation
 from typing_extensions import override
 
-from ..core.fingerprint import file_stamp
-from ..core.log import log
-from ..core.storage import write_atomically
+from .check_cache import FactCache, FileFacts
+from .fingerprint import CaseFingerprint, measure_case
 from .nifti import load_nifti
 
-CACHE_NAME = "check_cache.json"
-FACTS_FORMAT = 2  # part of every cache key: facts remembered by an older check (other rules) are read again
 AFFINE_TOLERANCE = 1e-3  # mm; headers written by different tools round differently
-
-
-@dataclass
-class FileFacts:
-    """What the check learned from reading one NIfTI file (or why it could not)."""
-
-    shape: tuple[int, ...] = ()
-    affine: list[list[float]] = field(default_factory=list)
-    spacing: tuple[float, ...] = ()
-    finite: bool = True
-    values: list[float] = field(default_factory=list)  # distinct values, for label files only
-    error: str = ""
 
 
 def unopenable(path: Path) -> str:
@@ -63,20 +50,20 @@ def unopenable(path: Path) -> str:
     return "" if path.is_file() else "is not a file"
 
 
-def read_facts(path: Path, is_label: bool) -> FileFacts:
-    """Read `path` completely and describe it; an unreadable file gives `error`."""
+def read_file(path: Path, is_label: bool) -> tuple[FileFacts, Optional[np.ndarray]]:
+    """Read `path` completely: what it is, and its voxels (None when it cannot be read: then `error` says why)."""
     why = unopenable(path)
     if why:
-        return FileFacts(error=why)
+        return FileFacts(error=why), None
     try:
         image = load_nifti(path)
         data = np.asanyarray(image.dataobj)
     except Exception as err:  # nibabel raises many types for truncated or foreign files
-        return FileFacts(error=f"unreadable, truncated or not NIfTI ({type(err).__name__}: {str(err)[:80]})")
+        return FileFacts(error=f"unreadable, truncated or not NIfTI ({type(err).__name__}: {str(err)[:80]})"), None
     header_problem = affine_problem(image.affine) or ("holds complex voxels: seg reads real intensities (save the "
                                                       "magnitude)" if np.iscomplexobj(data) else "")
     if header_problem:
-        return FileFacts(error=header_problem)
+        return FileFacts(error=header_problem), None
     facts = FileFacts(
         shape=tuple(int(n) for n in data.shape),
         affine=np.round(image.affine, 4).tolist(),
@@ -85,8 +72,9 @@ def read_facts(path: Path, is_label: bool) -> FileFacts:
     if np.issubdtype(data.dtype, np.floating):
         facts.finite = bool(np.isfinite(data).all())
     if is_label and facts.finite:
-        facts.values = [float(v) for v in np.unique(data)]
-    return facts
+        values, counts = np.unique(data, return_counts=True)
+        facts.values, facts.counts = [float(v) for v in values], [int(n) for n in counts]
+    return facts, data
 
 
 def affine_problem(affine: np.ndarray) -> str:
@@ -123,6 +111,7 @@ class CheckReport:
     label_voxels_cases: Counter = field(default_factory=Counter)  # label value -> number of cases holding it
     extents: list[tuple[tuple[int, ...], tuple[float, ...]]] = field(default_factory=list)  # RAS shape, spacing
     extent_files: list[str] = field(default_factory=list)  # the first file of each case in `extents`
+    fingerprints: list[CaseFingerprint] = field(default_factory=list)  # good labelled cases, in case order
 
     def largest_extent(self, spacing: Optional[Sequence[float]] = None) -> list[int]:
         """Per RAS axis, the most voxels any good case has there (after resampling to `spacing`, if given)."""
@@ -140,52 +129,6 @@ class CheckReport:
         lines.append(f"problems: {len(self.problems)}")
         lines += [f"  {problem}" for problem in self.problems]
         return "\n".join(lines)
-
-
-class FactCache:
-    """Per-file facts remembered across runs, keyed by path, size and modification time."""
-
-    def __init__(self, folder: Optional[Path]):
-        self.path = folder / CACHE_NAME if folder else None
-        self.entries: dict[str, Any] = {}
-        if self.path and self.path.is_file():
-            try:
-                self.entries = dict(json.loads(self.path.read_text()))
-            except (OSError, ValueError, TypeError) as err:
-                log.warning(f"the dataset check cache {self.path} is unreadable ({type(err).__name__}); "
-                              f"every file is checked again and the cache rewritten")
-                self.entries = {}
-
-    @staticmethod
-    def key(path: Path, is_label: bool) -> Optional[str]:
-        """The cache key of a file (path, size, mtime, role); None when it cannot be stat'ed."""
-        try:
-            size, modified = file_stamp(path)
-        except OSError:
-            return None
-        return f"{FACTS_FORMAT}|{path.resolve()}|{size}|{modified}|{int(is_label)}"
-
-    def facts(self, path: Path, is_label: bool) -> FileFacts:
-        """Cached facts of `path`, or read it (and remember good reads)."""
-        key = self.key(path, is_label)
-        if key and key in self.entries:
-            entry = self.entries[key]
-            return FileFacts(**{**entry, "shape": tuple(entry["shape"]), "spacing": tuple(entry["spacing"])})
-        facts = read_facts(path, is_label)
-        if key and not facts.error:
-            self.entries[key] = asdict(facts)
-        return facts
-
-    def save(self) -> None:
-        """Write the cache atomically; a read-only dataset folder just goes without."""
-        if not self.path:
-            return
-        text = json.dumps(self.entries)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(self.path, lambda partial: partial.write_text(text))
-        except OSError:
-            pass
 
 
 def case_files(case: dict) -> Iterable[tuple[str, Path, bool]]:
@@ -255,17 +198,51 @@ def ras_extent(fact: FileFacts) -> tuple[tuple[int, ...], tuple[float, ...]]:
     return tuple(shape), tuple(spacing)
 
 
+def check_one(case: dict, cache: FactCache, label_values: set[int],
+              channels: int) -> tuple[dict[Path, FileFacts], list[Problem], Optional[CaseFingerprint]]:
+    """Check and fingerprint one case, reading only what the cache does not know: the facts of its files, its
+    problems, and its fingerprint (None when it has problems or no label). At most one case's arrays in memory."""
+    files = list(case_files(case))
+    digest = cache.case_digest(case["case"], [(path, is_label) for _, path, is_label in files])
+    known = {path: cache.cached(path, is_label) for _, path, is_label in files}
+    arrays: dict[Path, np.ndarray] = {}
+
+    def read(path: Path, is_label: bool, keep: bool) -> FileFacts:
+        facts, data = read_file(path, is_label)
+        cache.remember(path, is_label, facts)
+        if keep and data is not None:
+            arrays[path] = data
+        return facts
+
+    needed = [(path, is_label) for role, path, is_label in files if role in ("image", "label")]
+    facts = {path: known[path] or read(path, is_label, (path, is_label) in needed) for _, path, is_label in files}
+    problems = check_case(case, facts, label_values, channels)
+    if problems or not case.get("label"):
+        return facts, problems, None
+    fingerprint = cache.fingerprint(digest) if not arrays else None
+    if fingerprint is None:
+        for path, is_label in needed:
+            if path not in arrays:
+                read(path, is_label, keep=True)
+        label = Path(case["label"])
+        images = [arrays[path] for path, is_label in needed if not is_label]
+        class_voxels = {int(v): n for v, n in zip(facts[label].values, facts[label].counts)}
+        first = facts[needed[0][0]]
+        fingerprint = measure_case(case["case"], images, arrays[label], np.asarray(first.affine), first.spacing,
+                                   class_voxels)
+        cache.keep_fingerprint(digest, fingerprint)
+    return facts, problems, fingerprint
+
+
 def check_dataset(cases: list[dict], label_values: set[int], cache_folder: Optional[Path], channels: int,
                   workers: int = 4) -> CheckReport:
-    """Check every file of every case (in parallel threads, cached per file) and summarise."""
+    """Check and fingerprint every case (one case per thread task; cached per file and case) and summarise."""
     cache = FactCache(cache_folder)
-    unique = {path: is_label for case in cases for _, path, is_label in case_files(case)}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        facts = dict(zip(unique, pool.map(lambda item: cache.facts(*item), unique.items())))
+        results = list(pool.map(lambda case: check_one(case, cache, label_values, channels), cases))
     cache.save()
     report = CheckReport(cases=len(cases))
-    for case in cases:
-        found = check_case(case, facts, label_values, channels)
+    for case, (facts, found, fingerprint) in zip(cases, results):
         report.problems += found
         files = list(case_files(case))
         first = facts[files[0][1]]
@@ -275,6 +252,8 @@ def check_dataset(cases: list[dict], label_values: set[int], cache_folder: Optio
         if not found:
             report.extents.append(ras_extent(first))
             report.extent_files.append(str(files[0][1]))
+        if fingerprint is not None:
+            report.fingerprints.append(fingerprint)
         for role, path, _ in files:
             if role == "label":
                 report.label_voxels_cases.update(facts[path].values)
