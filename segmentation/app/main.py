@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "segmentation.app.commands.bench", "data pipeline, network ceiling, seg fit and a plain loop, side by side"
     ),
     "batch": ("segmentation.app.commands.batch", "several runs in a row: plan, runs, summary (make batch1..3)"),
+    "plan": ("segmentation.app.commands.plan", "configure a run from the data and the machine (nnU-Net's rules)"),
     "export": ("segmentation.app.commands.export", "network + preprocessing contract + standalone predict.py"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")

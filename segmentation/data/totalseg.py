@@ -138,10 +138,15 @@ class TotalSegmentatorDataModule(VolumeDataModule):
         return mt.ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
 
     @override
+    def prepare_sources(self) -> None:
+        """Merge the label maps that are missing or stale."""
+        self.merge_labels(self.list_cases())
+
+    @override
     def prepare_data(self) -> None:
         """Merge the label maps that are missing or stale, then the base's (the store) (Lightning runs this once,
         before `setup` on any rank)."""
-        self.merge_labels(self.list_cases())
+        self.prepare_sources()
         super().prepare_data()
 
     @override

@@ -7,14 +7,16 @@ smoke runs (`seg batch --smoke`). Adding an architecture means adding an entry h
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Sequence
 
 import torch
 from monai.networks.nets import UNETR, DynUNet, SegResNet, SwinUNETR, UNet
 from torch import nn
 
 from ..core.errors import SegError
+from .topology import unet_topology
 
 
 def _unet(in_channels: int, out_channels: int, roi_size: Sequence[int], **kwargs: Any) -> nn.Module:
@@ -27,18 +29,10 @@ def _segresnet(in_channels: int, out_channels: int, roi_size: Sequence[int], **k
     return SegResNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, **{**defaults, **kwargs})
 
 
-def dynunet_plan(roi_size: Sequence[int], min_size: int = 4, max_levels: int = 6) -> tuple[list, list]:
-    """nnU-Net-style kernels and strides: halve each axis while it stays >= 2 * min_size."""
-    sizes = list(roi_size)
-    kernels, strides = [[3, 3, 3]], [[1, 1, 1]]
-    while len(strides) < max_levels:
-        stride = [2 if size >= 2 * min_size else 1 for size in sizes]
-        if stride == [1, 1, 1]:
-            break
-        sizes = [size // s for size, s in zip(sizes, stride)]
-        strides.append(stride)
-        kernels.append([3, 3, 3])
-    return kernels, strides
+def dynunet_plan(roi_size: Sequence[int], spacing: Optional[Sequence[float]] = None) -> tuple[list, list]:
+    """nnU-Net's kernels and strides for `roi_size` (`model.topology.unet_topology`; `spacing` None: isotropic)."""
+    plan = unet_topology(spacing or [1.0] * len(roi_size), roi_size)
+    return plan.kernels, plan.strides
 
 
 def _dynunet(in_channels: int, out_channels: int, roi_size: Sequence[int], **kwargs: Any) -> nn.Module:
@@ -135,10 +129,12 @@ def build_network(
         overrides = {**overrides, **chosen.deep_supervision(roi_size, overrides)}
     elif "deep_supr_num" in overrides:
         raise SegError("--model.network_kwargs deep_supr_num needs --model.deep_supervision true")
-    if any(size % chosen.patch_multiple for size in roi_size):
+    multiples = axis_multiples(name, overrides, len(roi_size))
+    if any(size % multiple for size, multiple in zip(roi_size, multiples)):
+        wanted = multiples[0] if len(set(multiples)) == 1 else multiples
         raise SegError(
             f"patch size {list(roi_size)} does not suit {name}: every axis must be a multiple of "
-            f"{chosen.patch_multiple} (set --data.patch_size)"
+            f"{wanted} (set --data.patch_size)"
         )
     try:
         network = chosen.build(in_channels, out_channels, roi_size, **overrides)
@@ -146,6 +142,16 @@ def build_network(
         raise SegError(f"--model.network_kwargs {overrides} do not fit {name}: {err}") from None
     refuse_too_small_patch(name, in_channels, out_channels, roi_size, overrides)
     return network
+
+
+def axis_multiples(name: str, overrides: dict, dims: int = 3) -> list[int]:
+    """What each patch axis must be a multiple of: the product of the strides given per axis in `overrides` (a
+    planned UNet or DynUNet: `seg plan`), else the architecture's `patch_multiple`."""
+    strides = overrides.get("strides")
+    if name in ("unet", "dynunet") and strides:
+        per_axis = [[stride] * dims if isinstance(stride, int) else list(stride) for stride in strides]
+        return [int(math.prod(stride[axis] for stride in per_axis)) for axis in range(dims)]
+    return [ARCHITECTURES[name].patch_multiple] * dims
 
 
 def shape_problem(name: str, in_channels: int, out_channels: int, roi_size: Sequence[int], overrides: dict) -> str:
