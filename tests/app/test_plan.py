@@ -1,0 +1,76 @@
+"""`seg plan` end to end: a checked dataset is planned without reading a file again, the planned config trains,
+and the plan's normalisation statistics travel in the checkpoint to `seg predict`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from segmentation.data import checks
+
+from ..helpers import DEMO_CONFIG, run_seg
+
+
+@pytest.fixture()
+def demo_copy(demo_root, tmp_path):
+    return shutil.copytree(demo_root, tmp_path / "demo", ignore=shutil.ignore_patterns(".seg_cache"))
+
+
+def test_a_checked_dataset_is_planned_from_the_check_cache_alone(seg, demo_copy, tmp_path, monkeypatch):
+    assert seg("check-data", "--config", str(DEMO_CONFIG), "--data.root", str(demo_copy)).returncode == 0
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("seg plan read a file the check had read")
+
+    monkeypatch.setattr(checks, "read_file", refuse)
+    out = tmp_path / "plans" / "demo.yaml"
+    result = seg("plan", "--config", str(DEMO_CONFIG), "--data.root", str(demo_copy), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    for what in ("spacing", "patch", "strides", "batch", "normalisation", "lower resolution"):
+        assert f"\n{what} " in f"\n{result.stdout}"
+    assert "estimated on the meta device" in result.stdout  # no GPU: said to be an estimate
+    plan = json.loads((tmp_path / "plans" / "demo.plan.json").read_text())
+    fingerprint = json.loads((tmp_path / "plans" / "demo.fingerprint.json").read_text())
+    assert len(fingerprint["cases"]) == 6 and plan["spacing"] == [1.5, 1.5, 2.0] and plan["lowres"] is None
+    stats = fingerprint["foreground_intensity_properties_per_channel"]["CT"]
+    config = yaml.safe_load(out.read_text())
+    assert out.read_text().startswith("# Planned by `seg plan`")
+    assert config["data"]["init_args"]["normalization"] == {
+        "scheme": "ct", "clip": [round(stats["percentile_00_5"], 4), round(stats["percentile_99_5"], 4)],
+        "mean": round(stats["mean"], 4), "std": round(stats["std"], 4)}
+    assert config["data"]["init_args"]["patch_size"] == plan["patch_size"]
+    assert config["model"]["network_kwargs"]["strides"] == plan["strides"][1:]
+
+
+def test_a_file_seg_plan_did_not_write_is_never_replaced(seg, demo_copy, tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("trainer: {max_epochs: 3}\n")
+    result = seg("plan", "--config", str(DEMO_CONFIG), "--data.root", str(demo_copy), "--out", str(mine))
+    assert result.returncode == 2 and "was not written by seg plan" in result.stderr
+    assert mine.read_text() == "trainer: {max_epochs: 3}\n" and not (tmp_path / "mine.plan.json").exists()
+    result = seg("plan", "--config", str(DEMO_CONFIG), "--data.root", str(demo_copy), "--memory-gb", "-1")
+    assert result.returncode == 2 and "--memory-gb -1" in result.stderr
+
+
+def test_the_planned_config_trains_and_predict_takes_its_statistics_from_the_checkpoint(demo_copy, tmp_path):
+    out = tmp_path / "planned.yaml"
+    planned = run_seg("plan", "--config", str(DEMO_CONFIG), "--data.root", str(demo_copy), "--out", str(out),
+                      cwd=tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    fit = run_seg("fit", "--config", str(out), "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+                  cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    checkpoint = next((tmp_path / "lightning_logs").rglob("last.ckpt"))
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    normalization = yaml.safe_load(out.read_text())["data"]["init_args"]["normalization"]
+    assert stored["datamodule_hyper_parameters"]["normalization"] == normalization
+    predict = run_seg("predict", "--ckpt_path", str(checkpoint), "--prediction_dir", str(tmp_path / "predicted"),
+                      cwd=tmp_path)
+    assert predict.returncode == 0, predict.stderr[-2000:]
+    written = sorted((tmp_path / "predicted").glob("*.nii.gz"))
+    assert len(written) == 6 and np.isfinite(float(len(written)))
