@@ -30,6 +30,7 @@ from .checks import CheckReport, check_dataset
 from .facts import DatasetFacts
 from .inference import InferencePlan, make_plan
 from .loaders import consumed_before, pins_memory, training_loader, training_position, volume_loader, volumes_per_batch
+from .normalization import normalization_transform
 from .patches import finish_patches
 from .split import DataSplit, dataset_split, refuse_an_empty_split
 from .store import Store
@@ -62,6 +63,8 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
             (default: every case of the dataset).
         steps_per_epoch: training batches per epoch (nnU-Net's 250), their volumes drawn with replacement, seeded
             as the shuffle; None: one pass over the training volumes per epoch.
+        normalization: the planned intensity normalisation replacing the dataset's own, `{scheme: ct, clip: [lo, hi],
+            mean: m, std: s}` or `{scheme: zscore, nonzero: false}` (`data.normalization`; `seg plan` writes it).
     """
 
     patch_rule = PatchRule()  # what the network asks of a patch, for the check's advice (set by the app)
@@ -71,9 +74,11 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
                  val_fraction: float = 0.2, test_fraction: float = 0.0, test_on: Literal["test", "val"] = "test",
                  fold: Optional[int] = None, num_folds: int = 5, seed: int = 0, cache: CacheMode = "memory",
                  cache_dir: Optional[str] = None, num_workers: int = 2, predict_images: Optional[list[str]] = None,
-                 steps_per_epoch: Optional[int] = None):
+                 steps_per_epoch: Optional[int] = None, normalization: Optional[dict] = None):
         super().__init__()
         refuse_removed_mode(cache)
+        if normalization is not None:  # refused at once (the channel count, not known yet, is checked at first use)
+            normalization_transform(normalization, channels=None)
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.patch_size = list(patch_size)
@@ -95,13 +100,19 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         """The saved hyper-parameters, typed as what `save_hyperparameters` stores: fields read as attributes."""
         return cast(AttributeDict, super().hparams)
 
+    def intensity(self) -> mt.Transform:
+        """The intensity normalisation every pipeline applies: the planned `normalization`, else the dataset's own."""
+        settings = self.hparams.get("normalization")
+        return self.intensity_transform() if settings is None else normalization_transform(settings, self.num_channels)
+
     def preprocessing(self) -> list[mt.Transform]:
         """The deterministic MONAI steps of a labelled case (`pipelines.preprocessing`)."""
-        return pipelines.preprocessing(self.intensity_transform(), self.label_transform(), self.hparams.spacing)
+        return pipelines.preprocessing(self.intensity(), self.label_transform(), self.hparams.spacing)
 
     @override
     def prepare_data(self) -> None:
         """With `cache: store|gpu`, check every case, then build the store (Lightning: once per node, before setup)."""
+        self.intensity()  # (a normalisation the channels refuse is refused here: seg runs this before any run folder)
         if self.hparams.cache in STORE_MODES and (cases := self.list_cases()):
             self.check(cases)
             self.build_store(cases)
@@ -157,7 +168,7 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
 
     def build_store(self, cases: list[dict]) -> None:
         """Store every case of `cases` that is not stored yet (or changed since), saying size and progress."""
-        self.store().build(cases, pipelines.store_preprocessing(self.hparams.spacing), self.intensity_transform(),
+        self.store().build(cases, pipelines.store_preprocessing(self.hparams.spacing), self.intensity(),
                            workers=max(1, self.hparams.num_workers), say=log.info)
 
     def check_report(self, cases: list[dict]) -> CheckReport:

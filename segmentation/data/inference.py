@@ -54,7 +54,7 @@ def make_plan(stage: str, datamodule) -> InferencePlan:
     """The plan of `stage` for a `VolumeDataModule`: `test` scores the test split (or the validation cases with
     `--data.test_on val`), `predict` reads `predict_images` (else every case of the dataset)."""
     h = datamodule.hparams
-    pipeline = pipelines.inference_transform(datamodule.intensity_transform(), h.spacing)
+    pipeline = pipelines.inference_transform(datamodule.intensity(), h.spacing)
     if stage == "test":
         cases = datamodule.val_cases if h.test_on == "val" else test_cases_or_refusal(datamodule.test_cases,
                                                                                       datamodule.root)

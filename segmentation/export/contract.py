@@ -2,9 +2,10 @@
 
 The contract is read from the model's and the datamodule's own settings (the same objects `seg predict`
 builds from a checkpoint), so it states exactly what `seg predict` does: reorient to RAS, resample to the
-target spacing, normalise (a CT window, or a z-score per channel over nonzero voxels whose statistics are
-each image's own), Gaussian-blended sliding windows, mirror TTA, the label values written back, and the
-largest-component steps of a cross-validation's postprocessing decision (`seg export --postprocessing`).
+target spacing, normalise (a clipped window scaled to a range: a CT window, or a planned CT z-score with the
+training statistics; or a z-score per channel whose statistics are each image's own), Gaussian-blended sliding
+windows, mirror TTA, the label values written back, and the largest-component steps of a cross-validation's
+postprocessing decision (`seg export --postprocessing`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ MAX_REGIONS_CHECKED = 8  # region precedence is checked on every combination of 
 
 
 def intensity_of(transform: mt.Transform) -> dict:
-    """The normalisation of a dataset's intensity transform (`intensity_transform()`), as contract fields."""
+    """The normalisation of a datamodule's `intensity()` (a planned `normalization` or the dataset's own) as contract
+    fields: a planned CT z-score is a `window` whose range is [(lo - mean) / std, (hi - mean) / std]."""
     if isinstance(transform, mt.ScaleIntensityRanged):
         s = transform.scaler
         if not s.clip:
@@ -39,9 +41,10 @@ def intensity_of(transform: mt.Transform) -> dict:
         n = transform.normalizer
         if n.subtrahend is not None or n.divisor is not None or not n.channel_wise:
             raise SegError("seg export: only a per-channel z-score computed on each image can be exported")
+        over = "over its nonzero voxels" if n.nonzero else "over all its voxels"
         return {"kind": "zscore", "nonzero": bool(n.nonzero), "channel_wise": True,
-                "statistics": "each image's own, per channel, over its nonzero voxels: mean and population std "
-                              "(std 0 counts as 1); zero voxels stay 0"}
+                "statistics": f"each image's own, per channel, {over}: mean and population std (std 0 counts as 1)"
+                              + ("; zero voxels stay 0" if n.nonzero else "")}
     raise SegError(f"seg export: the intensity transform {type(transform).__name__} cannot be exported yet")
 
 
@@ -107,7 +110,7 @@ def build_contract(hparams: dict, datamodule, networks: list[str], backend: str,
             "orientation": ORIENTATION,
             "spacing": [float(s) for s in h.spacing] if h.spacing else None,
             "interpolation": {"image": "trilinear", "padding": "border", "grid": "MONAI Spacing (corner-aligned)"},
-            "intensity": intensity_of(datamodule.intensity_transform()),
+            "intensity": intensity_of(datamodule.intensity()),
         },
         "window": {
             "patch_size": [int(r) for r in hparams["roi_size"]],

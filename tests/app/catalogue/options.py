@@ -37,6 +37,13 @@ OPTIONS: dict[str, Case] = {
     # the data
     "zero batch size": Case(fit("--data.batch_size=0"), "--data.batch_size 0"),
     "zero steps per epoch": Case(fit("--data.steps_per_epoch=0"), "--data.steps_per_epoch 0: must be 1 or more"),
+    "a normalisation with std 0": Case(
+        fit('--data.normalization={"scheme": "ct", "clip": [-50, 300], "mean": 100, "std": 0}'),
+        "--data.normalization: std 0.0 is not positive; write {scheme: ct, clip: [lo, hi], mean: m, std: s}"),
+    "a CT normalisation of a dataset of several channels": Case(
+        lambda s: s.fit(s.roots("brats"), '--data.normalization={"scheme": "ct", "clip": [0, 1], "mean": 0, "std": 1}',
+                        kind="brats"),
+        "--data.normalization: scheme ct fixes the statistics of one channel and this dataset has 4"),
     "deep supervision on a network without heads": Case(
         fit("--model.deep_supervision=true"),
         "--model.deep_supervision: unet has no deep-supervision heads; architectures with them: dynunet"),
