@@ -44,6 +44,7 @@ class DatasetFacts(ABC):
     def prepare_sources(self) -> None:
         """Write what the dataset's files lack before its cases can be read (TotalSegmentator: the merged label
         maps); nothing by default. No cache or store is built here (`seg plan` and `seg check-data` read cases)."""
+        return None
 
     def label_transform(self) -> Optional[mt.Transform]:
         """Turns the label file's values into the training target (e.g. BraTS regions); None keeps them."""

@@ -34,7 +34,7 @@ def target_spacing(spacings: np.ndarray, cropped_shapes: np.ndarray) -> tuple[li
     if not (coarse and thin):
         why = "median spacing per axis"
         if coarse:
-            why += f" (axis {'xyz'[worst]} is > 3x coarser but not < 1/3 of the voxels: no anisotropy rule)"
+            why += f" ({'xyz'[worst]} > 3x coarser, but not < 1/3 of the voxels: no anisotropy rule)"
         return median, why
     tenth = float(np.percentile(spacings[:, worst], 10))
     if tenth < max(target[others]):
@@ -89,7 +89,7 @@ def normalization(modality: str, intensity: dict, median_relative_size: float, c
         low, high = float(intensity["percentile_00_5"]), float(intensity["percentile_99_5"])
         settings = {"scheme": "ct", "clip": [round(low, 4), round(high, 4)],
                     "mean": round(float(intensity["mean"]), 4), "std": round(max(float(intensity["std"]), 1e-8), 4)}
-        return settings, "CT: clip to the foreground's 0.5-99.5 percentiles, z-score with its mean and sd"
+        return settings, "CT: clip to the foreground's 0.5-99.5 percentiles, z-score by its mean and sd"
     nonzero = median_relative_size < RELATIVE_SIZE_FOR_MASK
     why = (f"z-score per channel; cropping to nonzero keeps {median_relative_size:.0%} of the median volume: "
            + ("over the nonzero region" if nonzero else "over the whole volume (the nonzero mask would be noise)"))

@@ -55,7 +55,7 @@ class NetworkSpec:
     def kernels(self, topology: Topology) -> tuple[str, str]:
         """The kernels row of the table: per stage (DynUNet), or the MONAI UNet's one size."""
         if self.architecture == "dynunet":
-            return str(topology.kernels), "3 on an axis once its spacing is within 2x of the finest"
+            return per_stage(topology.kernels), "3 on an axis once its spacing is within 2x of the finest"
         return "3", "the MONAI unet has one kernel size for every level (dynunet plans them per stage)"
 
     def candidate(self, topology: Topology) -> Candidate:
@@ -115,6 +115,25 @@ class Plan:
                 "table": [vars(row) for row in self.rows]}
 
 
+def per_stage(values: Sequence[Sequence[int]]) -> str:
+    """Per-stage triples, runs of equal ones counted: `[3,3,1] + 5x[3,3,3]`."""
+    runs: list[tuple[list[int], int]] = []
+    for value in values:
+        if runs and runs[-1][0] == list(value):
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((list(value), 1))
+    return " + ".join(("" if n == 1 else f"{n}x") + "[" + ",".join(map(str, v)) + "]" for v, n in runs)
+
+
+def normalization_text(settings: dict) -> str:
+    """The normalisation settings in a few words."""
+    if settings["scheme"] == "ct":
+        low, high = settings["clip"]
+        return f"ct: clip [{low:g}, {high:g}], mean {settings['mean']:g}, sd {settings['std']:g}"
+    return f"zscore, {'nonzero voxels' if settings['nonzero'] else 'all voxels'}"
+
+
 def gib(value: float) -> str:
     """Bytes as GiB with two decimals."""
     return f"{value / 2**30:.2f} GiB"
@@ -150,17 +169,18 @@ def plan_stage(name: str, spacing: Sequence[float], median_shape: Sequence[float
     fitting = math.floor((budget - figures.fixed) / figures.per_sample)
     batch, batch_why = rules.batch_size(fitting, rules.batch_cap(n_voxels_dataset, topology.patch_size))
     start = rules.initial_patch(spacing, median_shape)
-    patch_why = (f"256^3 voxels isotropic in mm, capped at the median shape: {start}; a multiple of "
-                 f"{topology.divisor}" + (f"; shrunk {steps} step(s) to fit the memory target" if steps else ""))
+    patch_why = (f"256^3 voxels isotropic in mm, capped at the median: {start}; multiple of {topology.divisor}"
+                 + (f"; shrunk {steps} step(s) to fit the memory target" if steps else ""))
     prefix = "" if name == "fullres" else "lowres "
     rows = [
         Row(f"{prefix}patch", str(topology.patch_size), patch_why),
         Row(f"{prefix}network", f"{network.architecture}, {topology.stages} stages",
             "pool an axis while >= 8 voxels and < 2x the finest spacing"),
         Row(f"{prefix}kernels", *network.kernels(topology)),
-        Row(f"{prefix}strides", str(topology.strides), f"each axis pooled {topology.pools} times"),
+        Row(f"{prefix}strides", per_stage(topology.strides), f"each axis pooled {topology.pools} times"),
         Row(f"{prefix}batch", str(batch), batch_why),
-        Row(f"{prefix}memory", f"{gib(figures.bytes_for(batch))} at batch {batch}",
+        Row(f"{prefix}memory", f"{gib(figures.bytes_for(batch))} at batch {batch}"
+            + ("" if memory.measured else " (estimate)"),
             f"{gib(figures.per_sample)} per sample + {gib(figures.fixed)}"
             + (f"; {figures.samples_per_second:.1f} samples/s" if figures.samples_per_second else "")),
     ]
@@ -190,6 +210,13 @@ def plan_lowres(full: StagePlan, n_cases: int, network: NetworkSpec, memory: Ste
                     f"median image (< 25%): planned, not trained (the cascade is not part of seg yet)")
 
 
+def refuse_unplanned(architecture: str) -> None:
+    """SegError for an architecture the planner does not configure."""
+    if architecture not in PLANNED_ARCHITECTURES:
+        raise SegError(f"--model.architecture {architecture}: seg plan configures "
+                       f"{' and '.join(PLANNED_ARCHITECTURES)} (nnU-Net's U-Net); add --model.architecture dynunet")
+
+
 def samples_per_volume(batch: int, configured: int) -> tuple[int, str]:
     """The configured patches per loaded volume where they divide the batch, else 1."""
     if configured >= 1 and batch % configured == 0:
@@ -200,9 +227,7 @@ def samples_per_volume(batch: int, configured: int) -> tuple[int, str]:
 def plan_dataset(fingerprint, network: NetworkSpec, memory: StepMemory, budget: float,
                  configured_samples_per_volume: int = 1) -> Plan:
     """The plan of a `data.fingerprint.DatasetFingerprint` for `network` under `budget` bytes of step memory."""
-    if network.architecture not in PLANNED_ARCHITECTURES:
-        raise SegError(f"--model.architecture {network.architecture}: seg plan configures "
-                       f"{' and '.join(PLANNED_ARCHITECTURES)} (nnU-Net's U-Net); add --model.architecture dynunet")
+    refuse_unplanned(network.architecture)
     spacings, cropped = fingerprint.spacings(), fingerprint.cropped_shapes()
     if len(spacings) == 0:
         raise SegError("seg plan: no case passed the dataset check; seg check-data lists the problems")
@@ -217,11 +242,11 @@ def plan_dataset(fingerprint, network: NetworkSpec, memory: StepMemory, budget: 
     spv, spv_why = samples_per_volume(full.batch_size, configured_samples_per_volume)
     rows = [
         Row("spacing", f"{[round(s, 4) for s in spacing]} mm", spacing_why),
-        Row("median shape", f"{[round(v) for v in median]} voxels", f"{len(spacings)} cases, cropped to nonzero, "
-            "resampled to the spacing"),
+        Row("median shape", f"{[round(v) for v in median]} voxels", f"of {len(spacings)} cases cropped to nonzero, "
+            "at that spacing"),
         *full.rows,
         Row("samples per volume", str(spv), spv_why),
-        Row("normalisation", json.dumps(normalization), norm_why),
+        Row("normalisation", normalization_text(normalization), norm_why),
         Row("lower resolution", f"{[round(s, 3) for s in lowres.spacing]} mm, patch {lowres.patch_size}"
             if lowres else "none", lowres_why),
         *(lowres.rows if lowres else []),
@@ -232,5 +257,5 @@ def plan_dataset(fingerprint, network: NetworkSpec, memory: StepMemory, budget: 
 def table(rows: Sequence[Row]) -> str:
     """The plan as a text table: what, value, why."""
     width_what = max(len(row.what) for row in rows)
-    width_value = min(max(len(row.value) for row in rows), 48)
+    width_value = max(len(row.value) for row in rows)
     return "\n".join(f"{row.what:<{width_what}}  {row.value:<{width_value}}  {row.why}" for row in rows)

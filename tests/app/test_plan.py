@@ -4,7 +4,10 @@ and the plan's normalisation statistics travel in the checkpoint to `seg predict
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
+from contextlib import chdir
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ import yaml
 
 from segmentation.data import checks
 
-from ..helpers import DEMO_CONFIG, run_seg
+from ..helpers import DEMO_CONFIG, REPO, run_seg
 
 
 @pytest.fixture()
@@ -74,3 +77,19 @@ def test_the_planned_config_trains_and_predict_takes_its_statistics_from_the_che
     assert predict.returncode == 0, predict.stderr[-2000:]
     written = sorted((tmp_path / "predicted").glob("*.nii.gz"))
     assert len(written) == 6 and np.isfinite(float(len(written)))
+
+
+def test_the_readme_shows_what_seg_plan_prints_for_the_liver_stand_in(seg, tmp_path):
+    """The README's table is `seg plan`'s output for its own commands: the stand-in line, then the plan line."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Plan a run from your data"):]
+    command = re.search(r"^(seg plan .*)$", section, re.MULTILINE).group(1)
+    shown = section.split("```")[3].strip("\n")
+    stand_in = re.search(r"`(seg synth msd --out\s+data/Task03_Liver[^`]*)`", readme.replace("\n   ", " ")).group(1)
+    assert run_seg(*shlex.split(stand_in)[1:], cwd=tmp_path).returncode == 0
+    config_args = [str(REPO / word) if word.startswith("configs/") else word for word in shlex.split(command)[1:]]
+    with chdir(tmp_path):
+        result = seg(*config_args)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.splitlines()[: len(shown.splitlines())]
+    assert printed == shown.splitlines()

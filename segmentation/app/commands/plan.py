@@ -91,13 +91,14 @@ def main(argv: list[str]) -> int:
     out_path = Path(out or "planned.yaml")
 
     from ...data.fingerprint import dataset_fingerprint
-    from ...measure.planner import NetworkSpec, plan_dataset, table
+    from ...measure.planner import NetworkSpec, plan_dataset, refuse_unplanned, table
     from ..lightning_cli import build_cli
     from ..planned_config import refuse_foreign_file, sidecars, write_plan
 
     refuse_foreign_file(out_path)  # before the dataset is read: a wrong --out is said at once
     cli = build_cli(argv)
     datamodule, h = cli.datamodule, cli.model.hparams
+    refuse_unplanned(h.architecture)  # before the dataset is read
     datamodule.prepare_sources()
     cases = datamodule.list_cases()
     report = datamodule.check(cases) or datamodule.check_report(cases)

@@ -18,6 +18,11 @@ def config(name: str, text: str):
     return lambda s: ["fit", "--config", str(DEMO_CONFIG), "--config", str(write(s.tmp / name, text))]
 
 
+def plan(s, *words: str) -> list[str]:
+    """`seg plan` of the MSD demo data with `words`."""
+    return ["plan", "--config", str(DEMO_CONFIG), f"--data.root={s.root}", *words]
+
+
 def batch(*words: str):
     return lambda s: ["batch", "--config", str(DEMO_CONFIG), *words]
 
@@ -108,6 +113,16 @@ OPTIONS: dict[str, Case] = {
                                           "twice.yaml"),
     "an unknown section in a config": Case(config("typo.yaml", "trainr:\n  max_epochs: 2\n"), "trainr"),
     # the other commands
+    "seg plan onto a config it did not write": Case(
+        lambda s: plan(s, "--out", str(write(s.tmp / "mine.yaml", "trainer: {max_epochs: 3}\n"))),
+        "mine.yaml exists and was not written by seg plan"),
+    "seg plan with a memory target of 0": Case(lambda s: plan(s, "--memory-gb", "0"), "--memory-gb 0: give a positive"),
+    "seg plan with a memory target no patch fits": Case(
+        lambda s: plan(s, "--memory-gb", "0.0001", "--out", str(s.tmp / "p.yaml")),
+        "--memory-gb: 0.00 GiB does not hold"),
+    "seg plan of an architecture it does not plan": Case(
+        lambda s: plan(s, "--model.architecture=segresnet", "--model.network_kwargs={}", "--out", str(s.tmp / "p")),
+        "--model.architecture segresnet: seg plan configures dynunet and unet"),
     "an unknown command": Case(lambda s: ["train"], "train"),
     "seg batch with an unknown schedule": Case(batch("--schedulers", "sgdr", "--no-estimate"),
                                                "--schedulers sgdr: unknown; one of none, reduce_on_plateau"),
