@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 19, for an offline GPU machine, in at most 8 minutes (GPU_CHECK_BUDGET seconds):
+# The GPU check of issue 19, for an offline GPU machine, in at most 8.5 minutes (GPU_CHECK_BUDGET seconds):
 #   bash benchmarks/gpu.sh OUT [WHEELS] [--budget S] [--stage NAME=S ...]
 # seg runs from this working tree (PYTHONPATH); what does not import is installed from the wheel folder WHEELS
 # with `pip install --no-index` (how to fill it on a connected machine: docs/batches-and-measurement.md).

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-DEFAULT_BUDGET_S = 480.0
+DEFAULT_BUDGET_S = 510.0
 NO_CUDA = "no CUDA device: skipped"
 
 
@@ -57,6 +57,7 @@ STAGES = (
     Stage("bench_unet", 55, True, ("synth",), "seg bench, UNet, eager"),
     Stage("bench_unet_compiled", 80, True, ("synth",), "seg bench, UNet, --model.compile true"),
     Stage("bench_dynunet", 55, True, ("synth",), "seg bench, DynUNet, eager"),
+    Stage("plan", 30, True, ("synth",), "seg plan with the nnU-Net fragment: candidates measured by real steps"),
 )
 
 

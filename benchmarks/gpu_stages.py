@@ -160,9 +160,10 @@ def environment(context: Context, stage: Stage, timeout_s: float) -> Outcome:
 
 
 def pytest_gpu(context: Context, stage: Stage, timeout_s: float) -> Outcome:
-    """`pytest -m gpu` on tests/training/test_gpu.py; figures: passed / failed counts."""
+    """`pytest -m gpu` on the GPU tests of training and of `seg plan`'s memory; figures: passed / failed counts."""
     code, out = command(context, stage.name, [context.python, "-m", "pytest", "-m", "gpu", "-q", "-p",
-                                              "no:cacheprovider", "tests/training/test_gpu.py"], timeout_s)
+                                              "no:cacheprovider", "tests/training/test_gpu.py",
+                                              "tests/measure/test_plan_memory_gpu.py"], timeout_s)
     counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|error)", out)}
     return failed_or_ok(code, timeout_s, counts, stage.name)
 
@@ -242,8 +243,22 @@ def bench(context: Context, stage: Stage, timeout_s: float) -> Outcome:
     return failed_or_ok(code, timeout_s, figures, stage.name)
 
 
+def plan(context: Context, stage: Stage, timeout_s: float) -> Outcome:
+    """seg plan --json on the synthetic BraTS cases, DynUNet (the nnU-Net fragment), memory measured on the GPU;
+    figures: the plan's patch, batch, stages, step bytes and samples/s."""
+    out = context.out / "plan" / "brats.yaml"
+    args = seg(context, "plan", "--config", "configs/brats.yaml", "--config", "configs/fragments/nnunet.yaml",
+               "--data.root", str(context.data), "--out", str(out), "--json")
+    code, text = command(context, stage.name, args, timeout_s)
+    lines = [line for line in text.splitlines() if line.startswith("{")]
+    plan = json.loads(lines[-1]) if lines else {}
+    keys = ("patch_size", "batch_size", "n_stages", "step_bytes", "samples_per_second", "memory_target_bytes")
+    return failed_or_ok(code, timeout_s, {key: plan.get(key) for key in keys}, stage.name)
+
+
 RUNNERS = {"install": install, "environment": environment, "pytest_gpu": pytest_gpu, "synth": synth, "fit": fit,
-           "resume": fit, "bench_unet": bench, "bench_unet_compiled": bench, "bench_dynunet": bench}
+           "resume": fit, "bench_unet": bench, "bench_unet_compiled": bench, "bench_dynunet": bench,
+           "plan": plan}
 
 
 def run_stage(context: Context, stage: Stage, timeout_s: float, done: dict[str, Outcome]) -> Outcome:
