@@ -7,9 +7,12 @@ dataset: write it with seg's synthetic writers, convert it to nnU-Net's raw form
 both, copy `dataset_fingerprint.json` and `nnUNetPlans.json` to tests/measure/fixtures/nnunet/<dataset>/
 with a `source.json` (how the data was made), and print nnU-Net's plan in seg's RAS axis order
 (tests/measure/nnunet_fixtures.py reads the fixtures; `--seg-plans DIR` prints seg's <dataset>.plan.json beside).
+`--seg` also runs `seg plan` on the same data, twice, timed (benchmarks/nnunet_anchor_seg.py), prints its plan
+beside nnU-Net's and a markdown summary of both; `--seg-only` does that from the committed fixtures without
+running nnU-Net (data missing under --work is written again by the same makers).
 
 Run: python benchmarks/nnunet_anchor.py [--datasets demo liver ...] [--work /tmp/nnunet_anchor]
-     [--nnunet-bin /work/nnunet-venv/bin] [--print-only] [--seg-plans DIR]
+     [--nnunet-bin /work/nnunet-venv/bin] [--print-only] [--seg-plans DIR] [--seg | --seg-only]
 """
 
 from __future__ import annotations
@@ -216,9 +219,10 @@ def fmt(value) -> str:
     return str(value)
 
 
-def report(name: str, fixtures: Path, seg_plans: Path | None) -> None:
+def report(name: str, fixtures: Path, seg_plans: Path | None, seg_times: dict | None = None) -> None:
     f = load_fixture(name, fixtures)
-    seg = json.loads((seg_plans / f"{name}.plan.json").read_text()) if seg_plans else None
+    seg_file = seg_plans / f"{name}.plan.json" if seg_plans else None
+    seg = json.loads(seg_file.read_text()) if seg_file and seg_file.is_file() else None
     low = f["lowres"]
     rows = [
         ("spacing", f["spacing"], "spacing"), ("median shape", f["median_shape"], None),
@@ -238,6 +242,12 @@ def report(name: str, fixtures: Path, seg_plans: Path | None) -> None:
     seconds = f["source"]["seconds"]
     print(f"\n== {name} ({f['source']['dataset']}, transpose_forward {f['transpose_forward']}; all lists RAS x, y, z) "
           f"fingerprint {seconds['extract_fingerprint']} s, plan {seconds['plan_experiment']} s")
+    if seg_times:
+        if "error" in seg_times:
+            print(f"  seg plan REFUSED: {seg_times['error']}")
+        if "first" in seg_times:
+            print(f"  seg plan{' with ' + seg_times['workaround'] if 'workaround' in seg_times else ''}: first "
+                  f"{seg_times['first']} s (files read), second {seg_times['second']} s (check cache)")
     for label, value, seg_key in rows:
         line = f"  {label:<24} {fmt(value)}"
         if seg is not None and seg_key is not None:
@@ -255,12 +265,24 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="nnU-Net's -np (default 2)")
     parser.add_argument("--print-only", action="store_true", help="print the existing fixtures, run nothing")
     parser.add_argument("--seg-plans", type=Path, help="folder of seg's <dataset>.plan.json to print beside")
+    parser.add_argument("--seg", action="store_true", help="also run `seg plan` (timed) and print it beside")
+    parser.add_argument("--seg-only", action="store_true", help="--seg from the fixtures, nnU-Net not run")
     args = parser.parse_args()
     for anchor in DATASETS:
-        if anchor.name in args.datasets and not args.print_only:
+        if anchor.name in args.datasets and not (args.print_only or args.seg_only):
             build(anchor, args.work, args.nnunet_bin, args.fixtures, args.processes)
+    times: dict[str, dict] = {}
+    if args.seg or args.seg_only:
+        from nnunet_anchor_seg import run_seg, summary
+
+        args.seg_plans = args.work / "seg_plans"
+        for anchor in DATASETS:
+            if anchor.name in args.datasets:
+                times[anchor.name] = run_seg(anchor, args.work, TOTALSEG_CLASSES)
     for name in args.datasets:
-        report(name, args.fixtures, args.seg_plans)
+        report(name, args.fixtures, args.seg_plans, times.get(name))
+    if times:
+        print("\n" + summary(args.datasets, args.fixtures, args.seg_plans, times, load_fixture))
 
 
 if __name__ == "__main__":
