@@ -39,14 +39,17 @@ class CheckOnce:
             return None
         with exclusive(self.cache_folder / "check.lock", "dataset check"):
             report = self.check_report(cases)
-        if report.problems:
-            listed = "\n".join(f"  {problem}" for problem in report.problems)
-            raise SegError(
-                f"the dataset check found {len(report.problems)} problem(s) in {self.root}; training was not "
-                f"started. Fix or remove these cases (seg check-data re-runs the check alone):\n{listed}"
-            )
+        refuse_problems(report, self.root)
         problem = self.patch_problem(report) or foreground_problem(report, self.root)
         if problem:
             raise SegError(problem)
         self.passed = list(cases)
         return report
+
+
+def refuse_problems(report: CheckReport, root: Path, what: str = "training was not started") -> None:
+    """SegError listing every problem the check found in `root` (nothing when it found none)."""
+    if report.problems:
+        listed = "\n".join(f"  {problem}" for problem in report.problems)
+        raise SegError(f"the dataset check found {len(report.problems)} problem(s) in {root}; {what}. Fix or remove "
+                       f"these cases (seg check-data re-runs the check alone):\n{listed}")

@@ -90,7 +90,10 @@ def main(argv: list[str]) -> int:
     budget, budget_source = memory_target(memory_option)
     out_path = Path(out or "planned.yaml")
 
+    from ...core.locking import exclusive
+    from ...data.check_once import refuse_problems
     from ...data.fingerprint import dataset_fingerprint
+    from ...data.suitability import foreground_problem
     from ...measure.planner import NetworkSpec, plan_dataset, refuse_unplanned, table
     from ..lightning_cli import build_cli
     from ..planned_config import refuse_foreign_file, sidecars, write_plan
@@ -101,7 +104,11 @@ def main(argv: list[str]) -> int:
     refuse_unplanned(h.architecture)  # before the dataset is read
     datamodule.prepare_sources()
     cases = datamodule.list_cases()
-    report = datamodule.check(cases) or datamodule.check_report(cases)
+    with exclusive(datamodule.cache_folder() / "check.lock", "dataset check"):
+        report = datamodule.check_report(cases)  # the configured patch is not checked: the plan chooses one
+    refuse_problems(report, datamodule.root, "nothing was planned")
+    if problem := foreground_problem(report, datamodule.root):
+        raise SegError(problem)
     modality = ["CT" if name.upper() == "CT" else name for name in datamodule.channel_names]
     fingerprint = dataset_fingerprint(report, datamodule.channel_names, modality)
     network = NetworkSpec(h.architecture, h.in_channels, h.out_channels, bool(h.deep_supervision))
