@@ -25,7 +25,6 @@ NNUNET_FRAGMENT = "configs/fragments/nnunet.yaml"
 CONFIGS = {"demo": "configs/demo.yaml", "liver": "configs/msd_liver.yaml", "brats": "configs/brats.yaml",
            "totalseg": "configs/totalseg.yaml", "anisotropic": "configs/msd_liver.yaml",
            "large": "configs/msd_liver.yaml"}
-WORKAROUND = ["--data.patch_size", "[32, 32, 32]"]
 RAW_ONLY = ("anisotropic", "large")  # written only in nnU-Net's raw layout: seg reads an MSD copy
 
 
@@ -86,27 +85,18 @@ def timed(command: list[str]) -> float:
 
 
 def run_seg(anchor, work: Path, classes: list[str]) -> dict:
-    """`seg plan` on `anchor`'s data twice (cache cleared, then warm): {'first': s, 'second': s, 'command'}.
-
-    When the config as written is refused, {'error': text} too, and the times are those of a retry with
-    WORKAROUND (a config patch under every volume; the planner replaces it), the retry's flags in 'workaround'.
-    """
+    """`seg plan` on `anchor`'s data twice (cache cleared, then warm): {'first': s, 'second': s, 'command'}, or
+    {'error': text} when it fails (the other datasets still run)."""
     (work / "seg_plans").mkdir(parents=True, exist_ok=True)
     (work / "seg_plans" / f"{anchor.name}.plan.json").unlink(missing_ok=True)
-    out: dict = {}
-    for extra in ([], WORKAROUND):
-        shutil.rmtree(work / "seg_cache" / anchor.name, ignore_errors=True)
-        try:
-            command = plan_command(anchor.name, seg_root(anchor, work), work, classes) + extra
-            print("$", " ".join(command), flush=True)
-            out.update(first=timed(command), second=timed(command), command=command)
-            if extra:
-                out["workaround"] = " ".join(extra)
-            return out
-        except Exception as err:  # reported beside nnU-Net's plan, the other datasets still run
-            print(f"seg plan failed on {anchor.name}: {err}", flush=True)
-            out.setdefault("error", str(err).splitlines()[-1])
-    return out
+    shutil.rmtree(work / "seg_cache" / anchor.name, ignore_errors=True)
+    command = plan_command(anchor.name, seg_root(anchor, work), work, classes)
+    print("$", " ".join(command), flush=True)
+    try:
+        return {"first": timed(command), "second": timed(command), "command": command}
+    except Exception as err:  # reported beside nnU-Net's plan
+        print(f"seg plan failed on {anchor.name}: {err}", flush=True)
+        return {"error": str(err).splitlines()[-1]}
 
 
 def fmt_list(values) -> str:
@@ -173,7 +163,6 @@ def summary(names: list[str], fixtures: Path, plans: Path, times: dict, load_fix
         nn_s = f"{seconds['extract_fingerprint']:g} + {seconds['plan_experiment']:g}"
         t = times.get(name, {})
         seg_s = f"{t['first']:g} / {t['second']:g}" if "first" in t else ("error" if "error" in t else "-")
-        seg_s += " (after the refusal, with " + t["workaround"] + ")" if "workaround" in t else ""
         seg = json.loads(path.read_text()) if path.is_file() and "first" in t else None
         if seg is None:
             cells = [fmt_list(f["spacing"]), "-", fmt_list(f["patch_size"]), "-", f"{f['batch_size']} / -",
