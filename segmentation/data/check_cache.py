@@ -8,6 +8,7 @@ of files that changed are not pruned (the file stays small; so does each sidecar
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -100,10 +101,14 @@ class FactCache:
         def write(partial: Path) -> None:
             with partial.open("wb") as file:  # (np.save would append .npy to the temporary's name)
                 np.save(file, samples)
+        created = not sidecar.parent.exists()
         try:
             sidecar.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(sidecar, write)
-        except OSError:
+        except OSError:  # a full or read-only disk: the samples stay in memory, and no empty folder is left
+            if created:
+                with contextlib.suppress(OSError):
+                    sidecar.parent.rmdir()
             return
         self.entries[f"{FACTS_FORMAT}|case|{digest}"] = fingerprint.to_entry()
         fingerprint.samples_file, fingerprint.samples = str(sidecar), None
