@@ -266,7 +266,18 @@ def run_lightning_cli(argv: list[str], own_process: bool = False) -> int:
         SegCLI(args=None if argv == sys.argv[1:] and argv == given else argv, own_process=own_process)
     except MisconfigurationException as err:  # Lightning's refusal of trainer settings seg did not check itself
         raise SegError(f"Lightning refused the trainer settings: {' '.join(str(err).split())}") from None
+    finally:
+        leave_process_group()
     return 0
+
+
+def leave_process_group() -> None:
+    """End this process's part in a DDP run's process group (Lightning leaves it open): a gloo group torn down by
+    the interpreter's exit instead, while its threads still run, can abort the process ("terminate called without
+    an active exception", exit -6) after the run's work is done."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        with contextlib.suppress(Exception):
+            torch.distributed.destroy_process_group()
 
 
 def exit_at_once(status: int) -> None:
