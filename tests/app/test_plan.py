@@ -1,5 +1,5 @@
-"""`seg plan` end to end: a checked dataset is planned without reading a file again, the planned config trains,
-and the plan's normalisation statistics travel in the checkpoint to `seg predict`."""
+"""`seg plan` end to end: a checked dataset is planned without reading a file again, a foreign file is never
+replaced, the planned config trains and its checkpoint carries the plan, and the README shows what it prints."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import shlex
 import shutil
 from contextlib import chdir
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -60,23 +59,21 @@ def test_a_file_seg_plan_did_not_write_is_never_replaced(seg, demo_copy, tmp_pat
     assert result.returncode == 2 and "--memory-gb -1" in result.stderr
 
 
-def test_the_planned_config_trains_and_predict_takes_its_statistics_from_the_checkpoint(demo_copy, tmp_path):
+def test_the_planned_config_trains_and_its_checkpoint_carries_the_plan(seg, demo_copy, tmp_path):
+    """`seg fit --config planned.yaml` trains, and its checkpoint holds the planned normalisation and network (that
+    `seg predict` and `seg export` then use them from the checkpoint alone: tests/data/test_normalization.py)."""
     out = tmp_path / "planned.yaml"
-    planned = run_seg("plan", "--config", str(DEMO_CONFIG), "--data.root", str(demo_copy), "--out", str(out),
-                      cwd=tmp_path)
+    planned = seg("plan", "--config", str(DEMO_CONFIG), "--data.root", str(demo_copy), "--out", str(out))
     assert planned.returncode == 0, planned.stderr
     fit = run_seg("fit", "--config", str(out), "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
                   cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-2000:]
     checkpoint = next((tmp_path / "lightning_logs").rglob("last.ckpt"))
     stored = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    normalization = yaml.safe_load(out.read_text())["data"]["init_args"]["normalization"]
-    assert stored["datamodule_hyper_parameters"]["normalization"] == normalization
-    predict = run_seg("predict", "--ckpt_path", str(checkpoint), "--prediction_dir", str(tmp_path / "predicted"),
-                      cwd=tmp_path)
-    assert predict.returncode == 0, predict.stderr[-2000:]
-    written = sorted((tmp_path / "predicted").glob("*.nii.gz"))
-    assert len(written) == 6 and np.isfinite(float(len(written)))
+    config = yaml.safe_load(out.read_text())
+    assert stored["datamodule_hyper_parameters"]["normalization"] == config["data"]["init_args"]["normalization"]
+    assert stored["hyper_parameters"]["network_kwargs"] == config["model"]["network_kwargs"]
+    assert stored["datamodule_hyper_parameters"]["patch_size"] == config["data"]["init_args"]["patch_size"]
 
 
 def test_the_readme_shows_what_seg_plan_prints_for_the_liver_stand_in(seg, tmp_path):
