@@ -76,6 +76,26 @@ def memory_model(precision: object):
     return MeasuredStep(torch.device("cuda"), autocast)
 
 
+def checked_fingerprint(datamodule):
+    """The fingerprint of every case of `datamodule`, from the up-front check's pass (its cache where the files are
+    unchanged); a SegError listing the problems of a broken dataset. The configured patch is not checked: the plan
+    chooses one."""
+    from ...core.locking import exclusive
+    from ...data.check_once import refuse_problems
+    from ...data.fingerprint import dataset_fingerprint
+    from ...data.suitability import foreground_problem
+
+    datamodule.prepare_sources()
+    cases = datamodule.list_cases()
+    with exclusive(datamodule.cache_folder() / "check.lock", "dataset check"):
+        report = datamodule.check_report(cases)
+    refuse_problems(report, datamodule.root, "nothing was planned")
+    if problem := foreground_problem(report, datamodule.root):
+        raise SegError(problem)
+    modality = ["CT" if name.upper() == "CT" else name for name in datamodule.channel_names]
+    return dataset_fingerprint(report, datamodule.channel_names, modality)
+
+
 def main(argv: list[str]) -> int:
     """Fingerprint the configured dataset, plan, print the table and write the planned config."""
     if not argv or argv[0] in ("-h", "--help"):
@@ -90,10 +110,6 @@ def main(argv: list[str]) -> int:
     budget, budget_source = memory_target(memory_option)
     out_path = Path(out or "planned.yaml")
 
-    from ...core.locking import exclusive
-    from ...data.check_once import refuse_problems
-    from ...data.fingerprint import dataset_fingerprint
-    from ...data.suitability import foreground_problem
     from ...measure.planner import NetworkSpec, plan_dataset, refuse_unplanned, table
     from ..lightning_cli import build_cli
     from ..planned_config import refuse_foreign_file, sidecars, write_plan
@@ -102,21 +118,13 @@ def main(argv: list[str]) -> int:
     cli = build_cli(argv)
     datamodule, h = cli.datamodule, cli.model.hparams
     refuse_unplanned(h.architecture)  # before the dataset is read
-    datamodule.prepare_sources()
-    cases = datamodule.list_cases()
-    with exclusive(datamodule.cache_folder() / "check.lock", "dataset check"):
-        report = datamodule.check_report(cases)  # the configured patch is not checked: the plan chooses one
-    refuse_problems(report, datamodule.root, "nothing was planned")
-    if problem := foreground_problem(report, datamodule.root):
-        raise SegError(problem)
-    modality = ["CT" if name.upper() == "CT" else name for name in datamodule.channel_names]
-    fingerprint = dataset_fingerprint(report, datamodule.channel_names, modality)
+    fingerprint = checked_fingerprint(datamodule)
     network = NetworkSpec(h.architecture, h.in_channels, h.out_channels, bool(h.deep_supervision))
     trainer_config = dict(cli.config_init.get("trainer") or {})
     plan = plan_dataset(fingerprint, network, memory_model(trainer_config.get("precision")), budget,
                         int(datamodule.hparams.samples_per_volume))
     config = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
-    write_plan(out_path, config, plan, fingerprint.as_json(), command, len(report.fingerprints),
+    write_plan(out_path, config, plan, fingerprint.as_json(), command, len(fingerprint.cases),
                str(datamodule.root))
     if as_json:
         print(json.dumps(plan.as_json()))
