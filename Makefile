@@ -6,7 +6,7 @@ SEG := $(PYTHON) -m segmentation
 # the repository, so that `make -f path/to/Makefile ...` works from any folder (runs and data land there)
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
-.PHONY: install demo test test-unit test-fast test-floors lint tensorboard resume batch1 batch2 batch3 batch-smoke static-vs-dynamic clean
+.PHONY: install demo test test-unit test-fast test-floors lint tensorboard resume batch1 batch2 batch3 batch-smoke static-vs-dynamic dynamic-lr-claim clean
 
 GPUS ?= 1
 TEST_WORKERS ?= 2  # pytest-xdist processes (most tests wait on one core: imports, child processes)
@@ -71,9 +71,25 @@ batch-smoke: .installed  ## the three batches on synthetic data, tiny networks, 
 	$(SEG) batch --smoke --epochs 2 --name smoke2 --config $(ROOT)/configs/msd_liver.yaml --config $(SMOKE_FRAGMENT) --data $(SMOKE)/liver
 	$(SEG) batch --smoke --epochs 2 --name smoke3 --config $(ROOT)/configs/totalseg.yaml --config $(SMOKE_FRAGMENT) --data $(SMOKE)/totalseg -- "--data.classes=[liver, spleen]"
 
-static-vs-dynamic: .installed  ## CONFIG trained with none and reduce_on_plateau (same seed), then compared
+# --seeds 0 .. N-1 for N > 1 (seg batch --seeds: mean ± sd over seeds in the report); N = 1: one run each, no seed
+seed_option = $(if $(filter-out 1,$(1)),--seeds $(shell seq 0 $$(( $(1) - 1 ))))
+
+static-vs-dynamic: .installed  ## CONFIG (DATA) trained with none and reduce_on_plateau, SEEDS (1) seeds, then compared
 	$(SEG) batch --name static_vs_dynamic --config $(or $(CONFIG),$(ROOT)/configs/demo.yaml) --archs $(or $(ARCHS),unet) \
-		--schedulers none reduce_on_plateau $(EXTRA_SCHEDULERS) --epochs $(or $(EPOCHS),20) --report $(or $(OUT),reports/static_vs_dynamic)
+		--schedulers none reduce_on_plateau $(EXTRA_SCHEDULERS) --epochs $(or $(EPOCHS),20) $(if $(DATA),--data $(DATA)) \
+		$(call seed_option,$(or $(SEEDS),1)) --report $(or $(OUT),reports/static_vs_dynamic)
+
+# the seed document's claim: reduce_on_plateau for N epochs is as good as none for 2N (docs/batches-and-measurement.md)
+CLAIM_N = $(or $(EPOCHS),40)
+CLAIM_2N = $(shell echo $$(( 2 * $(CLAIM_N) )))
+CLAIM = --config $(or $(CONFIG),$(ROOT)/configs/demo.yaml) --archs $(or $(ARCHS),unet) --gpus $(GPUS) \
+	$(if $(DATA),--data $(DATA)) --seeds $(shell seq 0 $$(( $(or $(SEEDS),3) - 1 ))) $(if $(NO_ESTIMATE),--no-estimate)
+dynamic-lr-claim: .installed  ## none for 2N epochs vs reduce_on_plateau for N=EPOCHS (40), SEEDS (3): one sentence
+	$(SEG) batch --name dynamic_lr_claim_none_$(CLAIM_2N) --schedulers none --epochs $(CLAIM_2N) $(CLAIM)
+	$(SEG) batch --name dynamic_lr_claim_reduce_on_plateau_$(CLAIM_N) --schedulers reduce_on_plateau --epochs $(CLAIM_N) $(CLAIM)
+	$(SEG) report lightning_logs/batches/dynamic_lr_claim_none_$(CLAIM_2N) \
+		lightning_logs/batches/dynamic_lr_claim_reduce_on_plateau_$(CLAIM_N) --out $(or $(OUT),reports/dynamic_lr_claim) \
+		--title "reduce_on_plateau for $(CLAIM_N) epochs vs none for $(CLAIM_2N)" --claim reduce_on_plateau none
 
 .PHONY: compare
 compare: .installed  ## val Dice and LR curves (PNG) and a table of RUNS (run directories) into OUT

@@ -60,10 +60,12 @@ from .stop_before_training import stopping_on_signals
 
 
 def run_name(datamodule: Any, model: SegmentationModule) -> str:
-    """The run directory's name: `<dataset>_<architecture>_<scheduler>`, and `_fold<K>` for a cross-validation fold."""
+    """The run directory's name: `<dataset>_<architecture>_<scheduler>`, then `_seed<S>` for a run with its own
+    `data.sampling_seed` (`seg batch --seeds`) and `_fold<K>` for a cross-validation fold."""
     dataset = getattr(datamodule, "dataset_name", None) or "data"
-    fold = getattr(getattr(datamodule, "hparams", None), "get", lambda key: None)("fold")
-    suffix = f"_fold{fold}" if fold is not None else ""
+    setting = getattr(getattr(datamodule, "hparams", None), "get", lambda key: None)
+    fold, seed = setting("fold"), setting("sampling_seed")
+    suffix = (f"_seed{seed}" if seed is not None else "") + (f"_fold{fold}" if fold is not None else "")
     return f"{dataset}_{model.hparams.architecture}_{model.hparams.scheduler}{suffix}"
 
 

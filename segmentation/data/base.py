@@ -24,7 +24,7 @@ from ..core.errors import SegError
 from ..core.internals import epochs_completed
 from ..core.log import log
 from . import pipelines
-from .caching import STORE_MODES, CacheMode, preprocessing_key, refuse_removed_mode, training_datasets
+from .caching import STORE_MODES, CacheMode, preprocessing_key, refuse_removed_mode, sampling_seed, training_datasets
 from .check_once import CheckOnce
 from .checks import CheckReport, check_dataset
 from .facts import DatasetFacts
@@ -53,7 +53,9 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         test_on: what `seg test` scores: `test` (the test split) or `val` (the validation cases, labelled so).
         fold: with `num_folds`, the cross-validation fold held out (overrides `val_fraction`).
         num_folds: number of cross-validation folds.
-        seed: seed of the split and of each epoch's shuffle and augmentation (`EpochSeededSampler`).
+        seed: seed of the split and, unless `sampling_seed` is given, of each epoch's shuffle and augmentation.
+        sampling_seed: seed of each epoch's shuffle, patches and augmentation (`EpochSeededSampler`) apart from the
+            split's (`seg batch --seeds`: runs that differ in it share their validation cases); None: `seed`.
         cache: none; memory (MONAI CacheDataset); store (each case preprocessed once, cropped and stored compactly
             in `cache_dir`, patches read by memory map: `data.store`); gpu (the store, its training volumes held
             on the accelerator, or in RAM on a CPU-only machine).
@@ -74,7 +76,8 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
                  val_fraction: float = 0.2, test_fraction: float = 0.0, test_on: Literal["test", "val"] = "test",
                  fold: Optional[int] = None, num_folds: int = 5, seed: int = 0, cache: CacheMode = "memory",
                  cache_dir: Optional[str] = None, num_workers: int = 2, predict_images: Optional[list[str]] = None,
-                 steps_per_epoch: Optional[int] = None, normalization: Optional[dict] = None):
+                 steps_per_epoch: Optional[int] = None, normalization: Optional[dict] = None,
+                 sampling_seed: Optional[int] = None):
         super().__init__()
         refuse_removed_mode(cache)
         if normalization is not None:  # refused at once (the channel count, not known yet, is checked at first use)
@@ -214,9 +217,10 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
         start = epochs_completed(trainer) if trainer is not None else 0
         position, self.resume_position = self.resume_position, None  # used by the first loader of a resumed fit
         h = self.hparams
-        return training_loader(self.train_set, volumes_per_batch(h.batch_size, h.samples_per_volume), h.seed, start,
-                               h.cache in STORE_MODES, workers, trainer, consumed_before(position, start),
-                               pins_memory(self.training_device(), h.cache), h.get("steps_per_epoch"))
+        return training_loader(self.train_set, volumes_per_batch(h.batch_size, h.samples_per_volume),
+                               sampling_seed(h), start, h.cache in STORE_MODES, workers, trainer,
+                               consumed_before(position, start), pins_memory(self.training_device(), h.cache),
+                               h.get("steps_per_epoch"))
 
     @override
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:

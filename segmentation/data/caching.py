@@ -35,12 +35,18 @@ Budget = Callable[[torch.device], GpuCacheBudget]  # what `cache: gpu` would put
 # Settings that change what training sees but not what preprocessing produces (not part of the store's key).
 TRAINING_ONLY = {"predict_images", "batch_size", "samples_per_volume", "pos_fraction", "val_fraction", "fold",
                  "num_folds", "seed", "cache", "cache_dir", "num_workers", "patch_size", "name", "test_fraction",
-                 "test_on", "steps_per_epoch"}
+                 "test_on", "steps_per_epoch", "sampling_seed"}
 
 
 def preprocessing_key(dataset_type: str, settings: Mapping) -> str:
     """A short hash of `dataset_type` and every setting that shapes the preprocessed volumes (the store's key)."""
     return settings_key({"dataset": dataset_type, **{k: v for k, v in settings.items() if k not in TRAINING_ONLY}})
+
+
+def sampling_seed(settings: Mapping) -> int:
+    """The seed of the training epochs' shuffle, patches and augmentation: `sampling_seed`, else the split's `seed`."""
+    chosen = settings.get("sampling_seed")
+    return int(settings["seed"] if chosen is None else chosen)
 
 
 def refuse_removed_mode(mode: str) -> None:
@@ -139,7 +145,8 @@ def stored_datasets(store: Store, train_ids: list[str], val_ids: list[str], devi
         log.info(f"cache: gpu: {fits.parts()}: {fits.needed / 2**30:,.2f} GiB of {fits.free / 2**30:,.2f} GiB free "
                  f"on {device}")
     train = StoredPatches(open_volumes(store, train_ids, device), settings["patch_size"],
-                          settings["samples_per_volume"], settings["pos_fraction"], settings["seed"], label_transform)
+                          settings["samples_per_volume"], settings["pos_fraction"], sampling_seed(settings),
+                          label_transform)
     return train, StoredVolumes(open_volumes(store, val_ids), label_transform)
 
 
@@ -156,4 +163,4 @@ def training_datasets(datamodule) -> tuple[LoaderDataset, LoaderDataset]:
         return stored_datasets(store, train_ids, [c["case"] for c in val], device, h, datamodule.label_transform(),
                                lambda on: gpu_cache_budget(store, train_ids, on, trainer, batch_shape))
     augmentation = pipelines.augmentation(datamodule.patch_size, h.pos_fraction, h.samples_per_volume)
-    return pipeline_datasets(train, val, datamodule.preprocessing(), augmentation, h.cache, h.seed)
+    return pipeline_datasets(train, val, datamodule.preprocessing(), augmentation, h.cache, sampling_seed(h))

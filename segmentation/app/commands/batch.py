@@ -6,6 +6,9 @@ process (a failed run does not stop the others; its log is kept), and ends with 
 summary: run, status, best val/dice and its epoch, wall time, best checkpoint.
 `make batch1|batch2|batch3` call it for BraTS, MSD liver and TotalSegmentator.
 
+`--seeds 0 1 2` trains every run once per seed (`app.seed_groups`: the initial weights and the sampling vary, the
+split does not), each in `<dataset>_<arch>_<schedule>_seed<S>`; `seg report` then gives mean ± sd over the seeds.
+
 A batch resumes: `lightning_logs/batches/<name>/state.json` records each run's directory (from the moment it
 starts), status and epochs. The same command again skips finished runs, continues unfinished ones (failed,
 preempted, killed) from the newest good checkpoint of their own run directory and starts the missing ones; with
@@ -22,7 +25,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -33,33 +35,12 @@ from ...core.handoff import RUN_RECORD_VARIABLE, read_run_record
 from ...core.storage import write_text_atomically
 from ...measure.estimate import Estimate
 from ...schedules.plans import SCHEDULES
+from ..batch_plan import Run, plan_runs
 from ..command_parser import CommandParser
-from ..cross_validation import per_fold
 from ..run_history import read_run
+from ..seed_groups import refuse_bad_seeds
 from ..signal_relay import SignalRelay
 from .estimate import estimate_in_child, seg_command
-
-
-@dataclass
-class Run:
-    """One planned run of a batch and, once run, what came of it."""
-
-    architecture: str
-    scheduler: str
-    fit_args: list[str]
-    estimate: Optional[Estimate] = None  # of the whole `seg fit` process, as `seconds` times it
-    status: str = "planned"
-    seconds: float = 0.0
-    run_dir: Optional[Path] = None
-    best: Optional[tuple[float, int]] = None  # (val/dice, epoch)
-    notes: list[str] = field(default_factory=list)
-    action: str = "start"  # start | continue | skip
-    fold: Optional[int] = None  # of `--folds`: its run directory is `<dataset>_<arch>_<schedule>_fold<K>`
-
-    @property
-    def name(self) -> str:
-        """`<architecture>_<scheduler>[_fold<K>]`: the run's name in the plan, the logs and the batch's state."""
-        return f"{self.architecture}_{self.scheduler}" + (f"_fold{self.fold}" if self.fold is not None else "")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -80,6 +61,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         "compose with --config configs/fragments/smoke.yaml for tiny patches and 2 epochs")
     parser.add_argument("--folds", type=int, help="K-fold cross-validation: one run per fold (--data.fold K "
                         "--data.num_folds N, test cases carved first), then the CV table (seg report --cv)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="every run once per seed S (--seed_everything S "
+                        "--data.sampling_seed S: initial weights, shuffle, patches, augmentation; the split stays "
+                        "data.seed's), named <run>_seed<S>; seg report gives mean ± sd over the seeds")
     parser.add_argument("--report", help="afterwards, write `seg report` of the runs into this folder")
     parser.add_argument("--no-estimate", action="store_true", help="skip the measured estimate in the plan")
     parser.add_argument("--fresh", action="store_true",
@@ -99,6 +83,7 @@ def refuse_what_no_run_can_use(args: argparse.Namespace) -> None:
         raise SegError(f"--gpus {args.gpus}: every run needs 1 or more devices")
     if args.folds is not None and args.folds < 2:
         raise SegError(f"--folds {args.folds}: cross-validation needs 2 or more folds (or leave --folds out)")
+    refuse_bad_seeds(args.seeds)
     if unknown := [s for s in args.schedulers if s not in SCHEDULES]:
         raise SegError(f"--schedulers {' '.join(unknown)}: unknown; one of {', '.join(SCHEDULES)}")
     from ...model.networks import ARCHITECTURES
@@ -110,33 +95,6 @@ def refuse_what_no_run_can_use(args: argparse.Namespace) -> None:
     if Path(args.name).name != args.name or args.name in ("", ".", ".."):
         raise SegError(f"--name {args.name!r}: a batch name is one folder name under lightning_logs/batches/ "
                        f"(no '/' or '..')")
-
-
-def plan_runs(args: argparse.Namespace) -> list[Run]:
-    """The runs of the batch with their full `seg fit` arguments."""
-    runs = []
-    for scheduler in args.schedulers:
-        for architecture in args.archs:
-            fit = [f"--config={c}" for c in args.config]
-            if args.smoke:
-                fit.append(f"--model.network_kwargs={json.dumps(smoke_network(architecture))}")
-            fit += [f"--model.architecture={architecture}", f"--model.scheduler={scheduler}",
-                    f"--trainer.max_epochs={args.epochs}", f"--trainer.devices={args.gpus}"]
-            if args.gpus > 1:
-                fit.append("--trainer.strategy=ddp")
-            if args.data:
-                fit.append(f"--data.root={args.data}")
-            fit += [a for a in args.extra if a != "--"]
-            runs += per_fold(Run(architecture, scheduler, fit), args.folds)
-    return runs
-
-
-def smoke_network(architecture: str) -> dict:
-    """The tiny `--model.network_kwargs` of `architecture` (empty for a name seg does not know: the run says so)."""
-    from ...model.networks import ARCHITECTURES
-
-    known = ARCHITECTURES.get(architecture)
-    return dict(known.smoke_kwargs) if known else {}
 
 
 def print_plan(runs: list[Run], args: argparse.Namespace) -> None:
@@ -166,7 +124,7 @@ class BatchState:
         """Save what is known of `run` now."""
         self.runs[run.name] = {"run_dir": str(run.run_dir) if run.run_dir else None, "status": run.status,
                                "epochs": epochs, "architecture": run.architecture, "scheduler": run.scheduler,
-                               "fold": run.fold}
+                               "fold": run.fold, "seed": run.seed}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomically(self.path, json.dumps(self.runs, indent=1))
 
@@ -194,7 +152,8 @@ def switched_schedule(run: Run, state: BatchState, epochs: int) -> dict:
     than it trained (the seed's 50 epochs `none` -> 100 `reduce_on_plateau`): continued with the new schedule, as
     `seg fit --model.scheduler` would. At the same epochs another schedule is a comparison: a run of its own."""
     earlier = [saved for saved in state.runs.values() if saved.get("architecture") == run.architecture
-               and saved.get("fold") == run.fold and saved.get("scheduler") != run.scheduler
+               and saved.get("fold") == run.fold and saved.get("seed") == run.seed
+               and saved.get("scheduler") != run.scheduler
                and saved.get("status") == "ok"
                and int(saved.get("epochs", 0)) < epochs]
     if len(earlier) != 1:

@@ -2,12 +2,16 @@
 
 For each run directory it merges every `events.out.tfevents.*` file (a resumed run
 adds one), maps global steps to epochs with Lightning's `epoch` scalar, and writes
-`report.png` (val Dice and LR per epoch, runs overlaid) and `report.md` (a table).
+`report.png` (val Dice and LR per epoch, runs overlaid) and `report.md` (a table). Runs that differ only by
+seed (`seg batch --seeds`) are grouped: mean ± sd over the seeds, and two schedules compared seed by seed
+(`app.seed_groups`); `--claim A B` adds one sentence: did A match B within the seeds' spread (`app.seed_claim`).
+A batch folder (`lightning_logs/batches/NAME`) stands for the runs its `state.json` records.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 from pathlib import Path
 
@@ -15,6 +19,8 @@ from ...core.errors import SegError
 from ...core.storage import write_atomically, write_text_atomically
 from ..command_parser import CommandParser
 from ..run_history import EPOCH, EPOCH_SECONDS, LR, RunCurves, load_run
+from ..seed_claim import claim_sentences
+from ..seed_groups import group_by_seed, paired, paired_table, seed_table
 
 COLUMNS = ["run", "schedule", "epochs", "best val Dice", "best epoch", "final LR", "LR reductions",
            "mean epoch time (s)", "total time (s)"]
@@ -81,12 +87,45 @@ def plot_runs(runs: list[RunCurves], title: str, path: Path) -> None:
     write_atomically(path, lambda partial: figure.savefig(partial, dpi=FIGURE_DPI, format="png"))
 
 
-def write_markdown(runs: list[RunCurves], title: str, command: str, path: Path) -> str:
-    """Write `report.md` (title, figure, table, command line); returns the table."""
-    table = markdown_table(runs)
+def seed_sections(runs: list[RunCurves], claim: list[str] | None) -> str:
+    """Markdown of the runs that differ only by seed: mean ± sd per group, the paired comparisons, the claim's
+    sentences ("" without such runs)."""
+    groups = [group for group in group_by_seed(runs) if len(group.runs) > 1 or claim]
+    if not groups:
+        return ""
+    text = ("\n## Over seeds\n\nMean ± sample sd (n - 1) over the seeds of each run's best val/dice, of the first "
+            "epoch whose val/dice reached 95% of the run's best, and of its wall time (its epochs' times).\n\n"
+            + seed_table(groups))
+    if pairs := paired(groups):
+        text += ("\n## Paired over seeds\n\nTwo schedules on the same seeds: best val/dice of the first minus the "
+                 "second, per seed; mean ± sd of the differences and the seeds each won.\n\n" + paired_table(pairs))
+    if claim:
+        text += "\n## Claim\n\n" + "\n".join(claim_sentences(pairs, *claim)) + "\n"
+    return text
+
+
+def write_markdown(runs: list[RunCurves], title: str, command: str, path: Path, claim: list[str] | None = None
+                   ) -> str:
+    """Write `report.md` (title, figure, table, the seed sections, command line); returns the tables."""
+    table = markdown_table(runs) + seed_sections(runs, claim)
     write_text_atomically(path, f"# {title}\n\n![validation Dice and LR per epoch](report.png)\n\n{table}\n"
                     f"Produced by:\n\n```\n{command}\n```\n")
     return table
+
+
+def run_folders(given: list[str]) -> list[Path]:
+    """The run directories given, a batch folder (with `state.json`) standing for the runs it records."""
+    folders: list[Path] = []
+    for path in map(Path, given):
+        state = path / "state.json"
+        if not state.is_file():
+            folders.append(path)
+            continue
+        recorded = [Path(saved["run_dir"]) for saved in json.loads(state.read_text()).values() if saved.get("run_dir")]
+        if not recorded:
+            raise SegError(f"{path}: the batch has no run started yet (its state.json records none)")
+        folders += recorded
+    return folders
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -97,13 +136,18 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "and report.md (a table) in --out. Nothing is re-trained. With --cv: the cross-validation table.",
     )
     parser.add_argument("runs", nargs="*", metavar="RUN_DIR",
-                        help="lightning_logs/<name>/version_N, or lightning_logs/<name> for its newest version")
+                        help="lightning_logs/<name>/version_N, lightning_logs/<name> for its newest version, or a "
+                        "batch folder lightning_logs/batches/NAME for its runs")
     parser.add_argument("--out", help="folder for report.png and report.md (created); with --cv: for the CV tables")
     parser.add_argument("--title", default="seg report", help="title of the figure and the Markdown file")
     parser.add_argument("--cv", metavar="BATCH_OR_RUN",
                         help="the CV table of a batch run with --folds (its folder or name) or of the fold runs "
                         "<run name>_fold<K>: each fold's validation cases scored as seg test scores (once; reused "
                         "while newer than the checkpoint), per fold, mean ± sd and pooled; <group>_cv.csv and .md")
+    parser.add_argument("--claim", nargs=2, metavar=("SCHEDULE", "OTHER"),
+                        help="one sentence per pair of seed groups: did SCHEDULE (e.g. reduce_on_plateau for N "
+                        "epochs) match OTHER (e.g. none for 2N) within the seeds' spread (|mean paired difference of "
+                        "best val/dice| <= one pooled sd)")
     parser.add_argument("--cv-checkpoint", choices=("best", "last"), default="best",
                         help="with --cv: the checkpoint of each fold that is scored (default best)")
     args = parser.parse_args(argv)
@@ -142,10 +186,10 @@ def main(argv: list[str]) -> int:
     if not args.runs:
         return 0
     assert out is not None
-    runs = [load_run(Path(run)) for run in args.runs]
+    runs = [load_run(run) for run in run_folders(args.runs)]
     out.mkdir(parents=True, exist_ok=True)
     plot_runs(runs, args.title, out / "report.png")
-    table = write_markdown(runs, args.title, "seg report " + shlex.join(argv), out / "report.md")
+    table = write_markdown(runs, args.title, "seg report " + shlex.join(argv), out / "report.md", args.claim)
     print(table, end="")
     print(f"wrote {out / 'report.png'} and {out / 'report.md'}")
     return 0
