@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "batch": ("segmentation.app.commands.batch", "several runs in a row: plan, runs, summary (make batch1..3)"),
     "plan": ("segmentation.app.commands.plan", "configure a run from the data and the machine (nnU-Net's rules)"),
+    "lr-find": ("segmentation.app.commands.lr_find", "LR range test: plot + suggestion, nothing left behind"),
     "export": ("segmentation.app.commands.export", "network + preprocessing contract + standalone predict.py"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")

@@ -23,6 +23,11 @@ def plan(s, *words: str) -> list[str]:
     return ["plan", "--config", str(DEMO_CONFIG), f"--data.root={s.root}", *words]
 
 
+def lr_find(*words: str):
+    """`seg lr-find` of the MSD demo data with `words`."""
+    return lambda s: ["lr-find", "--config", str(DEMO_CONFIG), f"--data.root={s.root}", *words]
+
+
 def batch(*words: str):
     return lambda s: ["batch", "--config", str(DEMO_CONFIG), *words]
 
@@ -123,6 +128,12 @@ OPTIONS: dict[str, Case] = {
     "seg plan of an architecture it does not plan": Case(
         lambda s: plan(s, "--model.architecture=segresnet", "--model.network_kwargs={}", "--out", str(s.tmp / "p")),
         "--model.architecture segresnet: seg plan configures dynunet and unet"),
+    "seg lr-find with --min-lr above --max-lr": Case(lr_find("--min-lr", "0.1", "--max-lr", "0.01"),
+                                                     "--min-lr 0.1 --max-lr 0.01: --max-lr must be above --min-lr"),
+    "seg lr-find of 0 steps": Case(lr_find("--steps", "0"), "--steps 0: give at least"),
+    "seg lr-find applied onto a config it did not write": Case(
+        lambda s: lr_find("--apply", str(write(s.tmp / "mine.yaml", "model: {lr: 0.1}\n")))(s),
+        "mine.yaml exists and was not written by seg lr-find"),
     "an unknown command": Case(lambda s: ["train"], "train"),
     "seg batch with an unknown schedule": Case(batch("--schedulers", "sgdr", "--no-estimate"),
                                                "--schedulers sgdr: unknown; one of none, reduce_on_plateau"),
