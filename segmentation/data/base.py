@@ -29,7 +29,15 @@ from .check_once import CheckOnce
 from .checks import CheckReport, check_dataset
 from .facts import DatasetFacts
 from .inference import InferencePlan, make_plan
-from .loaders import consumed_before, pins_memory, training_loader, training_position, volume_loader, volumes_per_batch
+from .loaders import (
+    batches_per_epoch,
+    consumed_before,
+    pins_memory,
+    training_loader,
+    training_position,
+    volume_loader,
+    volumes_per_batch,
+)
 from .normalization import normalization_transform
 from .patches import finish_patches
 from .split import DataSplit, dataset_split, refuse_an_empty_split
@@ -221,6 +229,12 @@ class VolumeDataModule(pl.LightningDataModule, DatasetFacts):
                                sampling_seed(h), start, h.cache in STORE_MODES, workers, trainer,
                                consumed_before(position, start), pins_memory(self.training_device(), h.cache),
                                h.get("steps_per_epoch"))
+
+    def training_batches_per_epoch(self, world_size: int = 1) -> int:
+        """Training batches per epoch on each of `world_size` ranks (`loaders.batches_per_epoch`; after `setup`)."""
+        h = self.hparams
+        return batches_per_epoch(len(self.train_set), volumes_per_batch(h.batch_size, h.samples_per_volume),
+                                 world_size, h.get("steps_per_epoch"))
 
     @override
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:

@@ -3,6 +3,7 @@ and whole volumes one at a time (validation, test, prediction), each case on exa
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Union
 
 import torch
@@ -58,6 +59,15 @@ def training_loader(dataset: LoaderDataset, volumes_per_batch: int, seed: int, s
         pin_memory=pin,
         **({"worker_init_fn": reuse_freed_memory_in_worker} if stored else {}),  # (else MONAI's, which seeds)
     )
+
+
+def batches_per_epoch(volumes: int, volumes_per_batch: int, world_size: int = 1,
+                      steps_per_epoch: Optional[int] = None) -> int:
+    """Training batches one rank runs per epoch: what `training_loader` yields, known without building it (a
+    per-step schedule needs it before the loops are restored, when a loader built then would start wrong)."""
+    if steps_per_epoch is not None:
+        return steps_per_epoch
+    return math.ceil(math.ceil(volumes / max(1, world_size)) / max(1, volumes_per_batch))
 
 
 def volume_loader(dataset: LoaderDataset, workers: int, trainer: Any = None) -> DataLoader:

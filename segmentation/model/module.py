@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import asdict
 from typing import Callable, Literal, Optional, Sequence, Union, cast
@@ -22,7 +23,7 @@ from ..schedules.schedulers import (
     build_schedule,
     lightning_scheduler_config,
     step_after_validation,
-    step_at_epoch_end,
+    step_on_interval,
 )
 from .deep_supervision import DeepSupervisionLoss
 from .losses import label_map_dice_ce
@@ -236,9 +237,12 @@ class SegmentationModule(pl.LightningModule):
 
     @override
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """The optimizer and the schedule, planned over the trainer's `max_epochs`."""
+        """The optimizer and the schedule, planned over the trainer's `max_epochs` (in optimizer steps with
+        `interval: step`, or when a warm-up is given in epochs and stepped per step)."""
         optimizer = self._build_optimizer()
-        scheduler = build_schedule(self.hparams.scheduler, optimizer, self.trainer.max_epochs, self.schedule_options())
+        options = self.schedule_options()
+        per_epoch = optimizer_steps_per_epoch(self.trainer) if options.interval == "step" else 1
+        scheduler = build_schedule(self.hparams.scheduler, optimizer, self.trainer.max_epochs, options, per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": lightning_scheduler_config(scheduler)}
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
@@ -251,8 +255,26 @@ class SegmentationModule(pl.LightningModule):
 
     @override
     def lr_scheduler_step(self, scheduler, metric) -> None:
-        """Lightning's epoch-end step; the plateau schedule is stepped after validation instead."""
-        step_at_epoch_end(scheduler)
+        """Lightning's step at each epoch end (or optimizer step); the plateau schedule is stepped after
+        validation instead."""
+        step_on_interval(scheduler)
+
+
+def optimizer_steps_per_epoch(trainer: pl.Trainer) -> int:
+    """Optimizer steps in one training epoch: the datamodule's batches per epoch (known without building the
+    loader, which `configure_optimizers` must not: the loops are not restored yet on a resume), limited by
+    `limit_train_batches`, over `accumulate_grad_batches` (Lightning steps a last, partial accumulation too)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is None or not hasattr(datamodule, "training_batches_per_epoch"):
+        total, epochs = trainer.estimated_stepping_batches, trainer.max_epochs
+        return max(1, round(total / epochs)) if epochs and epochs > 0 and math.isfinite(total) else 1
+    batches = datamodule.training_batches_per_epoch(trainer.world_size)
+    limit = trainer.limit_train_batches
+    if isinstance(limit, int):
+        batches = min(batches, limit)
+    elif limit is not None and limit < 1.0:
+        batches = max(1, int(batches * limit))
+    return max(1, math.ceil(batches / max(1, trainer.accumulate_grad_batches)))
 
 
 def gather_rows(module: pl.LightningModule, rows: torch.Tensor) -> torch.Tensor:

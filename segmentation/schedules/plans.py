@@ -1,9 +1,12 @@
 """Each schedule's options and plan, stated once: adding a schedule means an entry here (and its fields).
 
 The horizon-based schedules (cosine, polynomial, onecycle) are plans of closed-form
-phases: the LR factor is a function of the epoch, from one factor to another between
-two epochs along a curve. Holding the plan as data (not as torch's recursive update)
-is what lets a resume re-plan the remaining epochs from the current LR.
+phases: the LR factor is a function of the position (the epoch, or the optimizer step with
+`interval: step`), from one factor to another between two positions along a curve. Holding the
+plan as data (not as torch's recursive update) is what lets a resume re-plan the remaining
+positions from the current LR. A warm-up is one more phase in front: linear from
+`warmup_start_factor` to the schedule's first factor, the schedule then planned over the rest
+of the horizon (torch's `SequentialLR([LinearLR, <schedule>], milestones=[warm-up])`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 from ..core.errors import SegError
+
+INTERVALS = ("epoch", "step")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,33 @@ class ScheduleOptions:
     onecycle_div_factor: float = 25.0
     onecycle_final_div_factor: float = 1e4
     polynomial_power: float = 0.9
+    warmup_epochs: int = 0
+    warmup_steps: int = 0
+    warmup_start_factor: float = 0.01
+    interval: str = "epoch"
+
+    def __post_init__(self) -> None:
+        """Refuse what no schedule can follow, naming the option."""
+        if self.interval not in INTERVALS:
+            raise SegError(f"--model.schedule.interval {self.interval}: give one of {', '.join(INTERVALS)}")
+        for name in ("warmup_epochs", "warmup_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise SegError(f"--model.schedule.{name} {value}: give a whole number, 0 or more")
+        if self.warmup_epochs and self.warmup_steps:
+            raise SegError("--model.schedule.warmup_epochs and warmup_steps: give one of them")
+        if self.warmup_steps and self.interval != "step":
+            raise SegError(f"--model.schedule.warmup_steps {self.warmup_steps} counts optimizer steps: add "
+                           f"--model.schedule.interval step, or give warmup_epochs")
+        if not (0 < self.warmup_start_factor <= 1) or math.isnan(self.warmup_start_factor):
+            raise SegError(f"--model.schedule.warmup_start_factor {self.warmup_start_factor}: give a factor of the "
+                           f"lr in (0, 1] (the warm-up's first LR is lr x this; never 0)")
+
+    def warmup(self, steps_per_epoch: int) -> int:
+        """The warm-up's length in this interval's units (epochs, or optimizer steps)."""
+        if self.interval == "step":
+            return self.warmup_steps or self.warmup_epochs * steps_per_epoch
+        return self.warmup_epochs
 
 
 @dataclass(frozen=True)
@@ -69,6 +101,21 @@ def factor_at(phases: list[Phase], epoch: float) -> float:
         if epoch <= phase.end:
             return phase.factor(epoch)
     return phases[-1].end_factor
+
+
+def with_warmup(phases: list[Phase], warmup: int, start_factor: float) -> list[Phase]:
+    """`phases` (planned over the horizon after the warm-up) moved behind a linear warm-up of `warmup` positions
+    from `start_factor` to their first factor (1 for a schedule without phases: `none` after its warm-up)."""
+    if warmup <= 0:
+        return phases
+    moved = [Phase(p.start + warmup, p.end + warmup, p.start_factor, p.end_factor, p.curve) for p in phases]
+    first = moved[0].start_factor if moved else 1.0
+    return [Phase(0, warmup, start_factor, first, "poly:1"), *moved]
+
+
+def warmup_factor(position: int, warmup: int, start_factor: float) -> float:
+    """The LR factor at `position` of a linear warm-up to 1 over `warmup` positions (1 after it)."""
+    return 1.0 if position >= warmup or warmup <= 0 else start_factor + (1.0 - start_factor) * position / warmup
 
 
 def onecycle_factors(options: ScheduleOptions) -> tuple[float, float, float]:

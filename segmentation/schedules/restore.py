@@ -9,6 +9,10 @@ run extended), so every added epoch trains at a non-zero, decaying LR;
 another `--model.lr X`: a fresh decay from X, starting at the first resumed epoch;
 another schedule: it starts from the current LR with fresh state (nothing of the old one leaks).
 Plateau keeps its counters (best, bad epochs, cooldown) whenever it continues as plateau.
+Positions are epochs, or optimizer steps with `interval: step`: every rule holds per step, and a resume that
+switches the interval converts the position (steps = epochs x steps per epoch). A re-plan never repeats a
+warm-up; a run whose horizon changes while it is still warming up keeps warming up (the new plan's warm-up is the
+same line).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ def restore_schedule(scheduler, saved: dict) -> str:
     saved_lrs = saved.get("configured_lrs", current)
     lr_changed = not _close(saved_lrs, scheduler.configured_lrs)
     start = scheduler.configured_lrs if lr_changed else current
-    epoch = int(saved.get("epochs_done", saved.get("last_epoch", 0)))
+    epoch = position_now(scheduler, saved)
     notes = []
     if lr_changed:
         notes.append(f"lr re-based from {saved_lrs[0]:.3g} to {start[0]:.3g} (--model.lr): a fresh decay from it")
@@ -63,27 +67,50 @@ def restore_schedule(scheduler, saved: dict) -> str:
     return "; ".join(notes + [_replan_from_last_trained_epoch(scheduler, saved, epoch, changes)])
 
 
+def position_now(scheduler, saved: dict) -> int:
+    """The saved position (epochs, or optimizer steps) in `scheduler`'s interval."""
+    position = int(saved.get("epochs_done", saved.get("last_epoch", 0)))
+    before, now = saved.get("interval", "epoch"), getattr(scheduler, "interval", "epoch")
+    if before == now:
+        return position
+    per_epoch = int(saved.get("steps_per_epoch", scheduler.steps_per_epoch)) or 1
+    return position * scheduler.steps_per_epoch if now == "step" else position // per_epoch
+
+
 def plan_changes(scheduler, saved: dict) -> list[str]:
-    """What makes the saved plan of the same schedule wrong now: another horizon, other options."""
-    if scheduler.name not in HORIZON_SCHEDULES:  # `none` has no horizon or options to change
-        return []
+    """What makes the saved plan of the same schedule wrong now: another interval, horizon, other options."""
     changes = []
-    if saved.get("horizon", scheduler.horizon) != scheduler.horizon:
+    if saved.get("interval", "epoch") != scheduler.interval:
+        changes.append(f"interval {saved.get('interval', 'epoch')} -> {scheduler.interval}")
+    if scheduler.name not in HORIZON_SCHEDULES:  # `none` has no horizon or options to change
+        return changes
+    if not changes and saved.get("horizon", scheduler.horizon) != scheduler.horizon:
         changes.append(f"horizon {saved.get('horizon')} -> {scheduler.horizon} epochs")
     saved_fresh = [tuple(phase) for phase in saved.get("fresh_phases", scheduler.fresh_phases)]
-    if saved.get("horizon", scheduler.horizon) == scheduler.horizon and saved_fresh != scheduler.fresh_phases:
+    if not changes and saved.get("horizon", scheduler.horizon) == scheduler.horizon and \
+            saved_fresh != scheduler.fresh_phases:
         changes.append(f"{scheduler.name} options changed (--model.schedule.*)")
     return changes
 
 
 def _replan_from_last_trained_epoch(scheduler, saved: dict, epoch: int, changes: list[str]) -> str:
-    """Re-plan from the LR the last trained epoch had under the saved plan; the note saying so."""
+    """Re-plan from the LR the last trained position had under the saved plan; the note saying so. Still inside the
+    same warm-up: the new plan as planned (its warm-up is the same line), not a re-plan."""
+    if epoch < scheduler.warmup and saved.get("warmup") == scheduler.warmup and saved.get("interval") == \
+            scheduler.interval and [tuple(p) for p in saved.get("phases", [])][:1] == scheduler.fresh_phases[:1]:
+        apply_lrs(scheduler, scheduler.get_lr())
+        return f"{'; '.join(changes)}: still warming up ({epoch} of {scheduler.warmup}): the new plan continues it"
     trained = max(epoch - 1, 0)
-    factor = factor_at([Phase(*phase) for phase in saved.get("phases", scheduler.phases)], trained)
+    saved_interval = saved.get("interval", "epoch")
+    saved_trained = trained if saved_interval == scheduler.interval else max(
+        int(saved.get("epochs_done", saved.get("last_epoch", 0))) - 1, 0)
+    factor = factor_at([Phase(*phase) for phase in saved.get("phases", scheduler.phases)], saved_trained)
     scheduler.replan(factor, from_epoch=trained)
     base = scheduler.base_lrs[0]
-    return (f"{'; '.join(changes)}: {scheduler.name} re-planned from lr {base * factor:.3g} (epoch {trained}'s, the "
-            f"last trained) to {base * scheduler.plan()[-1].end_factor:.3g} at epoch {scheduler.plan()[-1].end:g}"
+    return (f"{'; '.join(changes)}: {scheduler.name} re-planned from lr {base * factor:.3g} ({scheduler.interval} "
+            f"{trained}'s, the "
+            f"last trained) to {base * scheduler.plan()[-1].end_factor:.3g} at {scheduler.interval} "
+            f"{scheduler.plan()[-1].end:g}"
             f", now lr {scheduler.get_last_lr()[0]:.3g}; --model.lr X would start a fresh decay from X instead")
 
 

@@ -69,7 +69,8 @@ def with_default_checkpoints(callbacks: list[Callback], keep_last: Optional[int]
 
 
 def with_default_logging(callbacks: list[Callback], progress_bar: bool = True) -> list[Callback]:
-    """`callbacks` plus the epoch timer, the summary and an epoch-wise LearningRateMonitor (unless configured),
+    """`callbacks` plus the epoch timer, the summary and a LearningRateMonitor at the schedule's interval (unless
+    configured: `lr` at each epoch's start, or at each optimizer step with `interval: step`),
     and, where the trainer shows a progress bar (`progress_bar`) and the config names none, `EtaProgressBar`."""
     timer = next((c for c in callbacks if isinstance(c, EpochTimer)), None)
     added: list[Callback] = []
@@ -81,7 +82,7 @@ def with_default_logging(callbacks: list[Callback], progress_bar: bool = True) -
     callbacks = [*callbacks, *added, RunSummary()]
     if any(isinstance(callback, LearningRateMonitor) for callback in callbacks):
         return callbacks
-    return [*callbacks, LearningRateMonitor(logging_interval="epoch")]
+    return [*callbacks, LearningRateMonitor(logging_interval=None)]  # None: each scheduler's own interval
 
 
 def optional_callbacks(early_stopping_patience: Optional[int], preview_every_n_epochs: int) -> list[Callback]:
