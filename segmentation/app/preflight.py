@@ -14,6 +14,7 @@ from ..core.errors import SegError
 from ..core.storage import writable_problem
 from ..data.base import VolumeDataModule
 from ..data.split import refuse_an_empty_split
+from ..schedules.plans import HORIZON_SCHEDULES
 
 
 def refuse_validation_inside_epochs(trainer_config) -> None:
@@ -51,9 +52,20 @@ def refuse_impossible_options(config) -> None:
     every = trainer.get("check_val_every_n_epoch")
     if every is not None and every < 1:
         raise SegError(f"--trainer.check_val_every_n_epoch {every}: must be 1 or more (validate every N epochs)")
+    refuse_a_warm_up_as_long_as_the_run(config.get("model") or {}, max_epochs)
     keep = config.get("keep_last_epochs")
     if keep is not None and keep < 1:
         raise SegError(f"--keep_last_epochs {keep}: keep 1 or more epoch files (leave it unset to keep all)")
+
+
+def refuse_a_warm_up_as_long_as_the_run(model, max_epochs) -> None:
+    """SegError for a horizon schedule whose warm-up (in epochs) leaves none of the run's epochs (a warm-up in steps
+    is checked once the steps per epoch are known, by `schedules.schedulers.build_schedule`)."""
+    schedule = model.get("schedule") or {}
+    warmup = schedule.get("warmup_epochs") if hasattr(schedule, "get") else getattr(schedule, "warmup_epochs", 0)
+    if model.get("scheduler") in HORIZON_SCHEDULES and warmup and max_epochs and 0 < max_epochs <= warmup:
+        raise SegError(f"--model.schedule.warmup_epochs {warmup} leaves nothing of the {max_epochs}-epoch run for the "
+                       f"{model.get('scheduler')} schedule; shorten it or raise --trainer.max_epochs")
 
 
 def refuse_unusable_devices(trainer: dict) -> None:

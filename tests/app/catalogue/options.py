@@ -43,6 +43,13 @@ OPTIONS: dict[str, Case] = {
     "an unknown schedule": Case(
         fit("--model.scheduler=sgdr"),
         "--model.scheduler sgdr: give one of none, reduce_on_plateau, cosine, onecycle, polynomial"),
+    "an unknown schedule interval": Case(
+        fit("--model.schedule.interval=steps"), "--model.schedule.interval steps: give one of epoch, step"),
+    "a warm-up as long as the run": Case(
+        fit("--model.scheduler=cosine", "--model.schedule.warmup_epochs=2"),
+        "--model.schedule.warmup_epochs 2 leaves nothing of the 2-epoch run"),
+    "a warm-up in steps of an epoch-stepped schedule": Case(
+        fit("--model.schedule.warmup_steps=5"), "--model.schedule.warmup_steps 5 counts optimizer steps"),
     "patch too small for the network's depth": Case(fit(TOO_DEEP), "--data.patch_size [16, 16, 16] is too small"),
     # the data
     "zero batch size": Case(fit("--data.batch_size=0"), "--data.batch_size 0"),
