@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, PolynomialLR, SequentialLR
 
 from segmentation.core.faults import SIGNAL_VARIABLE
 from segmentation.training.preemption import PREEMPTED_EXIT
@@ -71,3 +71,18 @@ def test_sigterm_mid_epoch_in_the_warm_up_resumes_bitwise(demo_root, tmp_path, u
     a, b = weights(uninterrupted / "checkpoints/last.ckpt"), weights(last)
     assert all(torch.equal(a[k], b[k]) for k in a), "weights differ from the uninterrupted run"
     assert [v for _, v in scalars(run, "lr")] == [v for _, v in scalars(uninterrupted, "lr")]
+
+
+def test_a_warm_up_per_epoch_logs_torchs_warm_up_and_polynomial_lr(demo_root, tmp_path):
+    run = fit_tiny(demo_root, tmp_path, "--model.scheduler=polynomial", "--model.schedule.warmup_epochs=2",
+                   "--trainer.max_epochs=5")
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+    scheduler = SequentialLR(opt, [LinearLR(opt, 0.01, 1.0, 2), PolynomialLR(opt, 3, 0.9)], milestones=[2])
+    expected = []
+    for _ in range(5):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    logged = scalars(run, "lr")
+    assert [step for step, _ in logged] == [epoch * STEPS_PER_EPOCH for epoch in range(5)]  # once per epoch
+    assert [value for _, value in logged] == pytest.approx(expected, rel=1e-6)
