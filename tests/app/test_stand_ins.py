@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..helpers import REPO, run_seg
+from ..helpers import REPO
 
 CONFIGS = ("brats", "msd_liver", "totalseg")
 STAND_IN = re.compile(r"^# Synthetic stand-in: (seg synth .+?)\s*$", re.MULTILINE)
@@ -57,12 +57,12 @@ def split_counts(config: str, root: Path) -> tuple[int, int, int]:
 
 @pytest.mark.parametrize("config", [pytest.param("brats", marks=pytest.mark.slow), "msd_liver",
                                     pytest.param("totalseg", marks=pytest.mark.slow)])
-def test_the_stand_in_line_writes_data_the_config_passes_check_data_on(config, tmp_path):
+def test_the_stand_in_line_writes_data_the_config_passes_check_data_on(config, tmp_path, seg):
     data = tmp_path / "data"
-    written = run_seg(*with_out(stand_in_line(config), data), cwd=tmp_path)
+    written = seg(*with_out(stand_in_line(config), data), cwd=tmp_path)
     assert written.returncode == 0, written.stderr[-2000:]
-    checked = run_seg("check-data", "--config", str(REPO / "configs" / f"{config}.yaml"), f"--data.root={data}",
-                      cwd=tmp_path)
+    checked = seg("check-data", "--config", str(REPO / "configs" / f"{config}.yaml"), f"--data.root={data}",
+                  cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout[-1500:] + checked.stderr[-1500:]
     assert "patch: fits" in checked.stdout and "problems: 0" in checked.stdout
     assert all(count > 0 for count in split_counts(config, data)), split_counts(config, data)

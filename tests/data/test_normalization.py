@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -189,17 +190,17 @@ def test_the_export_contract_carries_the_normalisation_and_its_readers_apply_it(
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
 
 
-def test_the_statistics_reach_predict_and_export_from_the_checkpoint_alone(tmp_path, seg):
-    """Real `seg` processes fit with a CT normalisation and predict from the checkpoint alone (no --config, no
-    --data.normalization): the labels equal a predict told the same statistics and differ from one told others;
+def test_the_statistics_reach_predict_and_export_from_the_checkpoint_alone(tmp_path, seg, demo_root):
+    """A fit with a CT normalisation, then a real `seg` process predicting from the checkpoint alone (no --config,
+    no --data.normalization): the labels equal a predict told the same statistics and differ from one told others;
     the export of the checkpoint states them."""
     def ran(done) -> None:
         assert done.returncode == 0, done.stderr[-3000:]
 
     planned = json.dumps(CT)
-    ran(run_seg("synth", "demo", "--out", "D", "--cases", "6", "--shape", "32", "32", "32", cwd=tmp_path))
-    ran(run_seg("fit", "--config", str(DEMO_CONFIG), "--config", str(TINY_CONFIG), "--data.root", "D",
-                "--trainer.max_epochs", "1", "--data.normalization", planned, cwd=tmp_path))
+    shutil.copytree(demo_root, tmp_path / "D", ignore=shutil.ignore_patterns(".seg_cache"))
+    ran(seg("fit", "--config", str(DEMO_CONFIG), "--config", str(TINY_CONFIG), "--data.root", "D",
+            "--trainer.max_epochs", "1", "--data.normalization", planned, cwd=tmp_path))
     ckpt = str(only_run_dir(tmp_path / "lightning_logs") / "checkpoints" / "last.ckpt")
     images = sorted((tmp_path / "D" / "imagesTr").glob("*.nii.gz"))[:2]
     listed = f"--data.predict_images=[{','.join(str(i) for i in images)}]"

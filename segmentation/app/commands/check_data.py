@@ -19,7 +19,7 @@ def main(argv: list[str]) -> int:
     from ..lightning_cli import build_cli
 
     datamodule = build_cli(argv).datamodule
-    datamodule.prepare_data()  # e.g. TotalSegmentator merges its per-class masks here
+    datamodule.prepare_sources()  # e.g. TotalSegmentator merges its per-class masks here (no cache is built)
     cases = datamodule.list_cases()
     started = time.perf_counter()
     report = datamodule.check_report(cases)
