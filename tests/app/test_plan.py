@@ -65,8 +65,8 @@ def test_the_planned_config_trains_and_its_checkpoint_carries_the_plan(seg, demo
     out = tmp_path / "planned.yaml"
     planned = seg("plan", "--config", str(DEMO_CONFIG), "--data.root", str(demo_copy), "--out", str(out))
     assert planned.returncode == 0, planned.stderr
-    fit = run_seg("fit", "--config", str(out), "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-                  cwd=tmp_path)
+    fit = seg("fit", "--config", str(out), "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+              cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-2000:]
     checkpoint = next((tmp_path / "lightning_logs").rglob("last.ckpt"))
     stored = torch.load(checkpoint, map_location="cpu", weights_only=False)
