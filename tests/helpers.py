@@ -205,3 +205,13 @@ def seconds(duration: str) -> float:
     """`9m 55s` -> 595, `3.2s` -> 3.2 (the inverse of core.formatting.format_duration)."""
     units = {"h": 3600, "m": 60, "s": 1}
     return sum(float(part[:-1]) * units[part[-1]] for part in duration.split())
+
+
+def stepped_lrs(scheduler, optimizer: torch.optim.Optimizer, count: int) -> list[float]:
+    """The LR of each of `count` positions as training sees it: read, one optimizer step, one scheduler step."""
+    seen = []
+    for _ in range(count):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return seen

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from ..core.errors import SegError
 from ..core.storage import write_text_atomically
 from ..measure.planner import Plan, table
+from . import own_files
 
 HEADER = "# Planned by `seg plan`"
 
@@ -23,11 +23,7 @@ def sidecars(out: Path) -> tuple[Path, Path]:
 
 def refuse_foreign_file(out: Path) -> None:
     """SegError when `out` exists and is not a config `seg plan` wrote (a hand-written config is never lost)."""
-    if out.is_dir():
-        raise SegError(f"--out {out} is a folder; give the path of the config to write (e.g. {out / 'planned.yaml'})")
-    if out.exists() and not out.read_text(errors="replace").startswith(HEADER):
-        raise SegError(f"--out {out} exists and was not written by seg plan; give another path (nothing was "
-                       f"written)")
+    own_files.refuse_foreign_file(out, HEADER, "--out", "seg plan", "planned.yaml")
 
 
 def planned_config(config: dict, plan: Plan) -> dict:

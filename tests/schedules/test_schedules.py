@@ -12,7 +12,7 @@ from segmentation.core.errors import SegError
 from segmentation.schedules.plans import SCHEDULES, ScheduleOptions
 from segmentation.schedules.schedulers import build_schedule
 
-from ..helpers import only_run_dir, scalars, seg_in_process, tiny_fit_args
+from ..helpers import only_run_dir, scalars, seg_in_process, stepped_lrs, tiny_fit_args
 
 LR = 0.01
 
@@ -34,13 +34,7 @@ def phased_lrs(name: str, epochs: int, **options) -> list[float]:
 
 def torch_lrs(make, epochs: int) -> list[float]:
     opt = optimizer()
-    scheduler = make(opt)
-    lrs = []
-    for _ in range(epochs):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        scheduler.step()
-    return lrs
+    return stepped_lrs(make(opt), opt, epochs)
 
 
 @pytest.mark.unit

@@ -12,6 +12,8 @@ from segmentation.core.errors import SegError
 from segmentation.schedules.plans import ScheduleOptions
 from segmentation.schedules.schedulers import build_schedule, step_after_validation, step_on_interval
 
+from ..helpers import stepped_lrs as lrs
+
 LR, HORIZON, WARMUP, START = 0.1, 24, 5, 0.01
 
 
@@ -28,15 +30,6 @@ def torch_lrs(name: str, horizon: int, count: int) -> list[float]:
         return line + lrs(OneCycleLR(opt, max_lr=LR * 10, total_steps=rest, cycle_momentum=False), opt, count - WARMUP)
     after = CosineAnnealingLR(opt, rest, eta_min=LR * 0.01) if name == "cosine" else PolynomialLR(opt, rest, 0.9)
     return lrs(SequentialLR(opt, [LinearLR(opt, START, 1.0, WARMUP), after], milestones=[WARMUP]), opt, count)
-
-
-def lrs(scheduler, opt, count: int) -> list[float]:
-    seen = []
-    for _ in range(count):
-        seen.append(opt.param_groups[0]["lr"])
-        opt.step()
-        scheduler.step()
-    return seen
 
 
 @pytest.mark.unit

@@ -20,6 +20,7 @@ from ..helpers import (
     resume_in_process,
     scalars,
     seg_in_process,
+    stepped_lrs,
     tiny_fit_args,
     weights,
 )
@@ -35,12 +36,7 @@ def torch_lrs(steps: int) -> list[float]:
     rest = steps - WARMUP
     scheduler = SequentialLR(opt, [LinearLR(opt, 0.01, 1.0, WARMUP), CosineAnnealingLR(opt, rest, eta_min=LR * 0.01)],
                              milestones=[WARMUP])
-    seen = []
-    for _ in range(steps):
-        seen.append(opt.param_groups[0]["lr"])
-        opt.step()
-        scheduler.step()
-    return seen
+    return stepped_lrs(scheduler, opt, steps)
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +74,7 @@ def test_a_warm_up_per_epoch_logs_torchs_warm_up_and_polynomial_lr(demo_root, tm
                    "--trainer.max_epochs=5")
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
     scheduler = SequentialLR(opt, [LinearLR(opt, 0.01, 1.0, 2), PolynomialLR(opt, 3, 0.9)], milestones=[2])
-    expected = []
-    for _ in range(5):
-        expected.append(opt.param_groups[0]["lr"])
-        opt.step()
-        scheduler.step()
+    expected = stepped_lrs(scheduler, opt, 5)
     logged = scalars(run, "lr")
     assert [step for step, _ in logged] == [epoch * STEPS_PER_EPOCH for epoch in range(5)]  # once per epoch
     assert [value for _, value in logged] == pytest.approx(expected, rel=1e-6)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ...core.errors import SegError
 from ...core.storage import write_atomically, write_text_atomically
+from .. import own_files
 from ..command_parser import CommandParser
 
 DESCRIPTION = """An LR range test: builds the configured model and data as `seg fit` does, trains --steps optimizer
@@ -65,11 +66,7 @@ def parse_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def refuse_foreign_file(path: Path) -> None:
     """SegError when `path` exists and is not a fragment seg lr-find wrote (a hand-written config is never lost)."""
-    if path.is_dir():
-        raise SegError(f"--apply {path} is a folder; give the path of the fragment to write (e.g. {path / 'lr.yaml'})")
-    if path.exists() and not path.read_text(errors="replace").startswith(APPLY_HEADER):
-        raise SegError(f"--apply {path} exists and was not written by seg lr-find; give another path (nothing was "
-                       f"written)")
+    own_files.refuse_foreign_file(path, APPLY_HEADER, "--apply", "seg lr-find", "lr.yaml")
 
 
 def plot(suggestion, path: Path, title: str) -> None:
