@@ -4,11 +4,14 @@ name, and a resume keeps every rule per step (`restore`)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, OneCycleLR, PolynomialLR, SequentialLR
 
 from segmentation.core.errors import SegError
+from segmentation.model.module import optimizer_steps_per_epoch
 from segmentation.schedules.plans import ScheduleOptions
 from segmentation.schedules.schedulers import build_schedule, step_after_validation, step_on_interval
 
@@ -115,3 +118,32 @@ def test_a_horizon_change_during_the_warm_up_keeps_warming_up():
     reference_opt = optimizer()
     reference = build_schedule("cosine", reference_opt, 8, options, steps_per_epoch=3)
     assert lrs(longer, opt2, 21) == pytest.approx(lrs(reference, reference_opt, 24)[3:])
+
+
+@pytest.mark.unit
+def test_optimizer_steps_per_epoch_counts_accumulated_batches_and_limits():
+    datamodule = SimpleNamespace(training_batches_per_epoch=lambda world_size: 10 // world_size)
+    trainer = SimpleNamespace(datamodule=datamodule, world_size=1, limit_train_batches=1.0, accumulate_grad_batches=1)
+    assert optimizer_steps_per_epoch(trainer) == 10
+    trainer.accumulate_grad_batches = 4
+    assert optimizer_steps_per_epoch(trainer) == 3  # 4 + 4 + a last, partial 2: Lightning steps it too
+    trainer.world_size, trainer.accumulate_grad_batches = 2, 1
+    assert optimizer_steps_per_epoch(trainer) == 5
+    trainer.limit_train_batches = 3
+    assert optimizer_steps_per_epoch(trainer) == 3
+
+
+@pytest.mark.unit
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_new_lr_applies_from_the_first_resumed_step():
+    options = ScheduleOptions(interval="step", warmup_steps=2)
+    opt = optimizer()
+    first = build_schedule("cosine", opt, 4, options, steps_per_epoch=3)
+    lrs(first, opt, 5)
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.05)  # --model.lr 0.05 on the resume
+    resumed = build_schedule("cosine", opt2, 4, options, steps_per_epoch=3)
+    opt2.param_groups[0]["lr"] = opt.param_groups[0]["lr"]  # the checkpoint's optimizer
+    resumed.load_state_dict(first.state_dict())
+    after = lrs(resumed, opt2, 8)  # steps 5 .. 12
+    assert after[0] == pytest.approx(0.05) and after[-1] == pytest.approx(0.05 * 0.01)
+    assert all(b <= a for a, b in zip(after, after[1:]))
