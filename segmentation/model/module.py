@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict
 from typing import Callable, Literal, Optional, Sequence, Union, cast
@@ -22,6 +21,7 @@ from ..schedules.plans import ScheduleName, ScheduleOptions
 from ..schedules.schedulers import (
     build_schedule,
     lightning_scheduler_config,
+    optimizer_steps_per_epoch,
     step_after_validation,
     step_on_interval,
 )
@@ -258,23 +258,6 @@ class SegmentationModule(pl.LightningModule):
         """Lightning's step at each epoch end (or optimizer step); the plateau schedule is stepped after
         validation instead."""
         step_on_interval(scheduler)
-
-
-def optimizer_steps_per_epoch(trainer: pl.Trainer) -> int:
-    """Optimizer steps in one training epoch: the datamodule's batches per epoch (known without building the
-    loader, which `configure_optimizers` must not: the loops are not restored yet on a resume), limited by
-    `limit_train_batches`, over `accumulate_grad_batches` (Lightning steps a last, partial accumulation too)."""
-    datamodule = getattr(trainer, "datamodule", None)
-    if datamodule is None or not hasattr(datamodule, "training_batches_per_epoch"):
-        total, epochs = trainer.estimated_stepping_batches, trainer.max_epochs
-        return max(1, round(total / epochs)) if epochs and epochs > 0 and math.isfinite(total) else 1
-    batches = datamodule.training_batches_per_epoch(trainer.world_size)
-    limit = trainer.limit_train_batches
-    if isinstance(limit, int):
-        batches = min(batches, limit)
-    elif limit is not None and limit < 1.0:
-        batches = max(1, int(batches * limit))
-    return max(1, math.ceil(batches / max(1, trainer.accumulate_grad_batches)))
 
 
 def gather_rows(module: pl.LightningModule, rows: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ checkpoint is written. Both restore themselves from a checkpoint by the rules of
 
 from __future__ import annotations
 
+import math
 from dataclasses import astuple
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -187,3 +188,20 @@ def step_after_validation(scheduler: Any, dice: float) -> None:
     warm-up: patience counts only after it)."""
     if steps_after_validation(scheduler) and not scheduler.in_warmup():
         scheduler.step(dice)
+
+
+def optimizer_steps_per_epoch(trainer: Any) -> int:
+    """Optimizer steps in one training epoch: the datamodule's batches per epoch (known without building the
+    loader, which `configure_optimizers` must not: the loops are not restored yet on a resume), limited by
+    `limit_train_batches`, over `accumulate_grad_batches` (Lightning steps a last, partial accumulation too)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is None or not hasattr(datamodule, "training_batches_per_epoch"):
+        total, epochs = trainer.estimated_stepping_batches, trainer.max_epochs
+        return max(1, round(total / epochs)) if epochs and epochs > 0 and math.isfinite(total) else 1
+    batches = datamodule.training_batches_per_epoch(trainer.world_size)
+    limit = trainer.limit_train_batches
+    if isinstance(limit, int):
+        batches = min(batches, limit)
+    elif limit is not None and limit < 1.0:
+        batches = max(1, int(batches * limit))
+    return max(1, math.ceil(batches / max(1, trainer.accumulate_grad_batches)))

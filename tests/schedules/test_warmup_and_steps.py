@@ -11,9 +11,13 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, OneCycleLR, PolynomialLR, SequentialLR
 
 from segmentation.core.errors import SegError
-from segmentation.model.module import optimizer_steps_per_epoch
 from segmentation.schedules.plans import ScheduleOptions
-from segmentation.schedules.schedulers import build_schedule, step_after_validation, step_on_interval
+from segmentation.schedules.schedulers import (
+    build_schedule,
+    optimizer_steps_per_epoch,
+    step_after_validation,
+    step_on_interval,
+)
 
 from ..helpers import stepped_lrs as lrs
 
