@@ -15,6 +15,7 @@ constant fitted to one GPU ("proportional, not exact", nnU-Net #173). seg instea
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -37,7 +38,12 @@ class Candidate:
     out_channels: int
     patch_size: tuple[int, ...]
     network_kwargs: dict = field(default_factory=dict, hash=False, compare=False)
-    key: str = ""  # what makes two candidates the same network (the kwargs, written out)
+
+    @property
+    def identity(self) -> tuple:
+        """What makes two candidates the same network on the same patch (the kwargs written out)."""
+        return (self.architecture, self.in_channels, self.out_channels, tuple(self.patch_size),
+                json.dumps(self.network_kwargs, sort_keys=True))
 
     def build(self) -> torch.nn.Module:
         """The candidate network (on the current default device) in training mode."""
@@ -62,13 +68,23 @@ class StepFigures:
 
 
 class StepMemory(ABC):
-    """What the planner asks of a memory model."""
+    """What the planner asks of a memory model: each candidate's figures, measured once (the planner asks for the
+    same candidate more than once)."""
 
     measured = False
 
-    @abstractmethod
+    def __init__(self) -> None:
+        self._known: dict[tuple, StepFigures] = {}
+
     def figures(self, candidate: Candidate) -> StepFigures:
-        """Bytes per sample and fixed bytes of a training step of `candidate`."""
+        """Bytes per sample and fixed bytes of a training step of `candidate` (remembered per candidate)."""
+        if candidate.identity not in self._known:
+            self._known[candidate.identity] = self.measure(candidate)
+        return self._known[candidate.identity]
+
+    @abstractmethod
+    def measure(self, candidate: Candidate) -> StepFigures:
+        """The figures of `candidate`, obtained anew."""
 
     @abstractmethod
     def describe(self) -> str:
@@ -80,20 +96,9 @@ class MetaEstimate(StepMemory):
 
     measured = False
 
-    def __init__(self) -> None:
-        self._known: dict[tuple, StepFigures] = {}
-
     @override
-    def figures(self, candidate: Candidate) -> StepFigures:
-        """The candidate's estimate (remembered: the planner asks for the same candidate more than once)."""
-        known_as = (candidate.architecture, candidate.in_channels, candidate.out_channels, candidate.patch_size,
-                    candidate.key)
-        if known_as not in self._known:
-            self._known[known_as] = self._estimate(candidate)
-        return self._known[known_as]
-
-    @staticmethod
-    def _estimate(candidate: Candidate) -> StepFigures:
+    def measure(self, candidate: Candidate) -> StepFigures:
+        """The candidate's saved-for-backward bytes per sample and its parameters' bytes."""
         saved: dict[int, int] = {}
 
         def count(tensor: torch.Tensor) -> torch.Tensor:
@@ -120,18 +125,14 @@ class MeasuredStep(StepMemory):
     measured = True
 
     def __init__(self, device: torch.device, autocast: Optional[torch.dtype] = torch.bfloat16):
+        super().__init__()
         self.device, self.autocast = device, autocast
-        self._known: dict[tuple, StepFigures] = {}
 
     @override
-    def figures(self, candidate: Candidate) -> StepFigures:
-        """Peaks at batch 1 and 2 and one timed step at batch 2 (remembered per candidate)."""
+    def measure(self, candidate: Candidate) -> StepFigures:
+        """Peaks at batch 1 and 2 and one timed step at batch 2."""
         from ..core.memory import measure_step_peak
 
-        known_as = (candidate.architecture, candidate.in_channels, candidate.out_channels, candidate.patch_size,
-                    candidate.key)
-        if known_as in self._known:
-            return self._known[known_as]
         network = candidate.build().to(self.device)
         shape = (candidate.in_channels, *candidate.patch_size)
         one = measure_step_peak(network, (1, *shape), self.device, self.autocast)
@@ -144,7 +145,6 @@ class MeasuredStep(StepMemory):
                               + parameters * (BYTES_PER_PARAMETER - 4)), samples_per_second=2 / seconds)
         del network
         torch.cuda.empty_cache()
-        self._known[known_as] = figures
         return figures
 
     @override

@@ -7,7 +7,6 @@ measured on a GPU or estimated on the meta device (`plan_memory`), not scaled fr
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -63,8 +62,7 @@ class NetworkSpec:
         kwargs = self.network_kwargs(topology)
         if self.deep_supervision:
             kwargs["deep_supervision"] = True
-        return Candidate(self.architecture, self.in_channels, self.out_channels, tuple(topology.patch_size), kwargs,
-                         json.dumps(kwargs, sort_keys=True))
+        return Candidate(self.architecture, self.in_channels, self.out_channels, tuple(topology.patch_size), kwargs)
 
 
 @dataclass

@@ -113,11 +113,6 @@ def with_warmup(phases: list[Phase], warmup: int, start_factor: float) -> list[P
     return [Phase(0, warmup, start_factor, first, "poly:1"), *moved]
 
 
-def warmup_factor(position: int, warmup: int, start_factor: float) -> float:
-    """The LR factor at `position` of a linear warm-up to 1 over `warmup` positions (1 after it)."""
-    return 1.0 if position >= warmup or warmup <= 0 else start_factor + (1.0 - start_factor) * position / warmup
-
-
 def onecycle_factors(options: ScheduleOptions) -> tuple[float, float, float]:
     """OneCycle's initial, peak and final LR as factors of the base LR (torch's div factors)."""
     peak = options.onecycle_max_lr_factor

@@ -67,9 +67,14 @@ def restore_schedule(scheduler, saved: dict) -> str:
     return "; ".join(notes + [_replan_from_last_trained_epoch(scheduler, saved, epoch, changes)])
 
 
+def saved_position(saved: dict) -> int:
+    """The position a saved schedule had reached, in its own interval."""
+    return int(saved.get("epochs_done", saved.get("last_epoch", 0)))
+
+
 def position_now(scheduler, saved: dict) -> int:
     """The saved position (epochs, or optimizer steps) in `scheduler`'s interval."""
-    position = int(saved.get("epochs_done", saved.get("last_epoch", 0)))
+    position = saved_position(saved)
     before, now = saved.get("interval", "epoch"), getattr(scheduler, "interval", "epoch")
     if before == now:
         return position
@@ -96,14 +101,14 @@ def plan_changes(scheduler, saved: dict) -> list[str]:
 def _replan_from_last_trained_epoch(scheduler, saved: dict, epoch: int, changes: list[str]) -> str:
     """Re-plan from the LR the last trained position had under the saved plan; the note saying so. Still inside the
     same warm-up: the new plan as planned (its warm-up is the same line), not a re-plan."""
-    if epoch < scheduler.warmup and saved.get("warmup") == scheduler.warmup and saved.get("interval") == \
-            scheduler.interval and [tuple(p) for p in saved.get("phases", [])][:1] == scheduler.fresh_phases[:1]:
+    same_warmup = saved.get("interval") == scheduler.interval and \
+        [tuple(p) for p in saved.get("phases", [])][:1] == scheduler.fresh_phases[:1]  # (the warm-up is phase 0)
+    if epoch < scheduler.warmup and same_warmup:
         apply_lrs(scheduler, scheduler.get_lr())
         return f"{'; '.join(changes)}: still warming up ({epoch} of {scheduler.warmup}): the new plan continues it"
     trained = max(epoch - 1, 0)
     saved_interval = saved.get("interval", "epoch")
-    saved_trained = trained if saved_interval == scheduler.interval else max(
-        int(saved.get("epochs_done", saved.get("last_epoch", 0))) - 1, 0)
+    saved_trained = trained if saved_interval == scheduler.interval else max(saved_position(saved) - 1, 0)
     factor = factor_at([Phase(*phase) for phase in saved.get("phases", scheduler.phases)], saved_trained)
     scheduler.replan(factor, from_epoch=trained)
     base = scheduler.base_lrs[0]

@@ -1,7 +1,7 @@
 """The torch schedulers behind the five schedules, and how Lightning steps them.
 
 Every schedule is stepped once per epoch, or once per optimizer step with `interval: step` (its positions
-are then optimizer steps: the horizon is the run's optimizer steps, Lightning's `estimated_stepping_batches`).
+are then optimizer steps: the horizon is the run's optimizer steps, `optimizer_steps_per_epoch` x max_epochs).
 The horizon-based ones are a `PhasedSchedule` over the plan of `plans.PLANS` (a warm-up in front where one is
 set). `reduce_on_plateau` is torch's ReduceLROnPlateau, stepped by the module right after an epoch's validation
 has produced `val/dice` — never on epochs that ran no validation, nor during its warm-up, and before that epoch's
@@ -22,7 +22,7 @@ from typing_extensions import override
 from ..core.constants import LR_TAG
 from ..core.errors import SegError
 from ..core.internals import ClosedFormScheduler
-from .plans import FLOOR_PASSED_DECAY, Phase, ScheduleOptions, factor_at, plan_of, warmup_factor, with_warmup
+from .plans import FLOOR_PASSED_DECAY, Phase, ScheduleOptions, factor_at, plan_of, with_warmup
 from .restore import apply_lrs, restore_schedule
 
 if TYPE_CHECKING:
@@ -93,8 +93,8 @@ class PlateauSchedule(ReduceLROnPlateau):
         self.configured_lrs = [group["lr"] for group in optimizer.param_groups]
         self.resume_note = ""
         self.epochs_done = 0  # positions (epochs, or steps with interval step): its own last_epoch counts validations
-        self.interval, self.warmup, self.warmup_start = options.interval, warmup, options.warmup_start_factor
-        self.steps_per_epoch = steps_per_epoch
+        self.interval, self.warmup, self.steps_per_epoch = options.interval, warmup, steps_per_epoch
+        self.warmup_phases = [astuple(p) for p in with_warmup([], warmup, options.warmup_start_factor)]
         super().__init__(
             optimizer,
             mode="max",
@@ -109,7 +109,7 @@ class PlateauSchedule(ReduceLROnPlateau):
     def warm(self, position: int) -> None:
         """During the warm-up (and at its end), set the LR of `position` on the warm-up's line."""
         if position <= self.warmup and self.warmup:
-            factor = warmup_factor(position, self.warmup, self.warmup_start)
+            factor = factor_at([Phase(*p) for p in self.warmup_phases], position)
             apply_lrs(self, [lr * factor for lr in self.configured_lrs])
 
     def in_warmup(self) -> bool:
@@ -194,11 +194,7 @@ def optimizer_steps_per_epoch(trainer: Any) -> int:
     """Optimizer steps in one training epoch: the datamodule's batches per epoch (known without building the
     loader, which `configure_optimizers` must not: the loops are not restored yet on a resume), limited by
     `limit_train_batches`, over `accumulate_grad_batches` (Lightning steps a last, partial accumulation too)."""
-    datamodule = getattr(trainer, "datamodule", None)
-    if datamodule is None or not hasattr(datamodule, "training_batches_per_epoch"):
-        total, epochs = trainer.estimated_stepping_batches, trainer.max_epochs
-        return max(1, round(total / epochs)) if epochs and epochs > 0 and math.isfinite(total) else 1
-    batches = datamodule.training_batches_per_epoch(trainer.world_size)
+    batches = trainer.datamodule.training_batches_per_epoch(trainer.world_size)
     limit = trainer.limit_train_batches
     if isinstance(limit, int):
         batches = min(batches, limit)

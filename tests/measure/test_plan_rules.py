@@ -28,9 +28,10 @@ class VoxelMemory(StepMemory):
     """A memory model of known figures: `bytes_per_voxel` per patch voxel per sample, nothing fixed."""
 
     def __init__(self, bytes_per_voxel: float):
+        super().__init__()
         self.bytes_per_voxel = bytes_per_voxel
 
-    def figures(self, candidate: Candidate) -> StepFigures:
+    def measure(self, candidate: Candidate) -> StepFigures:
         return StepFigures(per_sample=self.bytes_per_voxel * float(np.prod(candidate.patch_size)), fixed=0.0)
 
     def describe(self) -> str:

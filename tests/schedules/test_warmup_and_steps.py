@@ -90,6 +90,16 @@ def test_a_warm_up_as_long_as_the_horizon_is_refused():
         build_schedule("cosine", optimizer(), 5, ScheduleOptions(warmup_epochs=5))
 
 
+def resumed(first, trained_opt, epochs: int, options: ScheduleOptions, lr: float = LR):
+    """A schedule of `epochs` epochs (3 steps each) at `lr`, restored from `first` as Lightning restores: the
+    optimizer's state (its LR is `trained_opt`'s), then the schedule's."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = build_schedule("cosine", opt, epochs, options, steps_per_epoch=3)
+    opt.param_groups[0]["lr"] = trained_opt.param_groups[0]["lr"]
+    scheduler.load_state_dict(first.state_dict())
+    return scheduler, opt
+
+
 @pytest.mark.unit
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_extending_a_finished_per_step_run_decays_from_its_last_step_without_a_second_warm_up():
@@ -97,11 +107,7 @@ def test_extending_a_finished_per_step_run_decays_from_its_last_step_without_a_s
     opt = optimizer()
     first = build_schedule("cosine", opt, 4, options, steps_per_epoch=3)  # 12 steps
     trained = lrs(first, opt, 12)
-    state = first.state_dict()
-    opt2 = optimizer()
-    extended = build_schedule("cosine", opt2, 8, options, steps_per_epoch=3)  # 24 steps
-    opt2.param_groups[0]["lr"] = opt.param_groups[0]["lr"]  # as Lightning restores: the optimizer, then this
-    extended.load_state_dict(state)
+    extended, opt2 = resumed(first, opt, 8, options)  # 24 steps
     added = lrs(extended, opt2, 13)  # steps 12 .. 24
     assert added[0] <= trained[-1]
     assert all(b <= a for a, b in zip(added, added[1:]))  # no second warm-up: it only decays
@@ -115,10 +121,7 @@ def test_a_horizon_change_during_the_warm_up_keeps_warming_up():
     opt = optimizer()
     first = build_schedule("cosine", opt, 4, options, steps_per_epoch=3)
     lrs(first, opt, 3)  # stopped after 3 of 6 warm-up steps
-    opt2 = optimizer()
-    longer = build_schedule("cosine", opt2, 8, options, steps_per_epoch=3)
-    opt2.param_groups[0]["lr"] = opt.param_groups[0]["lr"]
-    longer.load_state_dict(first.state_dict())
+    longer, opt2 = resumed(first, opt, 8, options)
     reference_opt = optimizer()
     reference = build_schedule("cosine", reference_opt, 8, options, steps_per_epoch=3)
     assert lrs(longer, opt2, 21) == pytest.approx(lrs(reference, reference_opt, 24)[3:])
@@ -144,10 +147,7 @@ def test_a_new_lr_applies_from_the_first_resumed_step():
     opt = optimizer()
     first = build_schedule("cosine", opt, 4, options, steps_per_epoch=3)
     lrs(first, opt, 5)
-    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.05)  # --model.lr 0.05 on the resume
-    resumed = build_schedule("cosine", opt2, 4, options, steps_per_epoch=3)
-    opt2.param_groups[0]["lr"] = opt.param_groups[0]["lr"]  # the checkpoint's optimizer
-    resumed.load_state_dict(first.state_dict())
-    after = lrs(resumed, opt2, 8)  # steps 5 .. 12
+    again, opt2 = resumed(first, opt, 4, options, lr=0.05)  # --model.lr 0.05 on the resume
+    after = lrs(again, opt2, 8)  # steps 5 .. 12
     assert after[0] == pytest.approx(0.05) and after[-1] == pytest.approx(0.05 * 0.01)
     assert all(b <= a for a, b in zip(after, after[1:]))
