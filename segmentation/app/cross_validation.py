@@ -55,13 +55,17 @@ def fold_runs(target: str) -> tuple[dict[str, dict[int, Path]], Path]:
     return {named.name: found}, named.parent
 
 
+def recorded_run_dirs(batch: Path) -> list[Path]:
+    """The run directories a batch folder's `state.json` records (runs not started yet have none)."""
+    return [Path(saved["run_dir"]) for saved in json.loads((batch / "state.json").read_text()).values()
+            if saved.get("run_dir")]
+
+
 def runs_of_batch(batch: Path) -> dict[str, dict[int, Path]]:
     """The fold runs a batch's `state.json` records, grouped by their run names without `_fold<K>`."""
     groups: dict[str, dict[int, Path]] = {}
-    for saved in json.loads((batch / "state.json").read_text()).values():
-        run_dir = Path(saved["run_dir"]) if saved.get("run_dir") else None
-        match = FOLD_NAME.match(run_dir.parent.name) if run_dir is not None else None
-        if run_dir is not None and match:
+    for run_dir in recorded_run_dirs(batch):
+        if match := FOLD_NAME.match(run_dir.parent.name):
             groups.setdefault(match["group"], {})[int(match["fold"])] = run_dir
     if not groups:
         raise SegError(f"--cv {batch}: the batch has no fold runs yet; run it with `seg batch ... --folds K`")

@@ -11,13 +11,13 @@ A batch folder (`lightning_logs/batches/NAME`) stands for the runs its `state.js
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
 
 from ...core.errors import SegError
 from ...core.storage import write_atomically, write_text_atomically
 from ..command_parser import CommandParser
+from ..cross_validation import recorded_run_dirs
 from ..run_history import EPOCH, EPOCH_SECONDS, LR, RunCurves, load_run
 from ..seed_claim import claim_sentences
 from ..seed_groups import group_by_seed, paired, paired_table, seed_table
@@ -117,11 +117,10 @@ def run_folders(given: list[str]) -> list[Path]:
     """The run directories given, a batch folder (with `state.json`) standing for the runs it records."""
     folders: list[Path] = []
     for path in map(Path, given):
-        state = path / "state.json"
-        if not state.is_file():
+        if not (path / "state.json").is_file():
             folders.append(path)
             continue
-        recorded = [Path(saved["run_dir"]) for saved in json.loads(state.read_text()).values() if saved.get("run_dir")]
+        recorded = recorded_run_dirs(path)
         if not recorded:
             raise SegError(f"{path}: the batch has no run started yet (its state.json records none)")
         folders += recorded
