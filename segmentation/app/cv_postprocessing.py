@@ -14,17 +14,16 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..core.constants import FOLD_MANIFEST as MANIFEST
 from ..core.log import log
 from ..core.storage import write_text_atomically
 
-MANIFEST = "manifest.json"  # (training.fold_predictions.MANIFEST: not imported, it pulls in Lightning)
-
 
 def label_map(path: Path) -> np.ndarray:
-    """The voxels of a label file as integers (rounded: a float-stored label map reads as its values)."""
-    from ..data.nifti import load_nifti
+    """The voxels of a label file as integers (`data.nifti.label_voxels`)."""
+    from ..data.nifti import label_voxels, load_nifti
 
-    return np.rint(np.asanyarray(load_nifti(path).dataobj)).astype(np.int64)
+    return label_voxels(load_nifti(path))
 
 
 def loader(prediction: Path, truth: Path) -> Callable[[], tuple[np.ndarray, np.ndarray]]:

@@ -111,9 +111,7 @@ def check_postprocessing(options: InferenceOptions, subcommand: Optional[str], c
     decision = options.postprocessing
     if decision is None:
         return
-    if decision.classes != classes:
-        raise SegError(f"--postprocessing {options.postprocessing_file}: its classes {decision.classes} are not the "
-                       f"model's {classes}; give the decision of this model's cross-validation")
+    decision.refuse_other_classes(classes, f"--postprocessing {options.postprocessing_file}")
     log.info(f"seg {subcommand}: postprocessing from {options.postprocessing_file}: {decision.describe()}")
 
 

@@ -8,3 +8,4 @@ CHECKPOINT_RECORD_KEY = "seg"  # the checkpoint entry holding the run's composed
 CACHE_FOLDER_NAME = ".seg_cache"  # default cache folder inside a dataset root
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: a preempted fit or batch ("try again": the same command continues it)
 VERSION = "0.1.0"  # seg's version (pyproject.toml's; tests/test_packaging.py keeps the two equal): in every checkpoint
+FOLD_MANIFEST = "manifest.json"  # the list of a fold run's kept label maps (training.fold_predictions, app.cv_*)

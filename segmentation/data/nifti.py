@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import cast
 
 import nibabel as nib
+import numpy as np
 
 from ..core.storage import write_atomically
 
@@ -29,3 +30,8 @@ def save_nifti(image: nib.Nifti1Image, path: str | Path) -> None:
     if str(path).endswith(".gz"):
         data = gzip.compress(data, compresslevel=1, mtime=0)
     write_atomically(Path(path), lambda partial: partial.write_bytes(data))
+
+
+def label_voxels(image: nib.Nifti1Image) -> np.ndarray:
+    """The voxels of a label image as integers (rounded: a float-stored label map reads as its values)."""
+    return np.rint(np.asanyarray(image.dataobj)).astype(np.int64)

@@ -94,9 +94,8 @@ def build_contract(hparams: dict, datamodule, networks: list[str], backend: str,
     class_names = list(hparams.get("class_names") or datamodule.class_names)
     out_channels = int(hparams["out_channels"])
     output = (region_output if hparams.get("multilabel") else softmax_output)(datamodule, class_names, out_channels)
-    if postprocessing is not None and postprocessing.classes != datamodule.class_values():
-        raise SegError(f"seg export: the postprocessing decision's classes {postprocessing.classes} are not the "
-                       f"model's {datamodule.class_values()}; give the decision of this model's cross-validation")
+    if postprocessing is not None:
+        postprocessing.refuse_other_classes(datamodule.class_values(), "seg export: the postprocessing decision")
     return {
         "format": FORMAT,
         "version": VERSION,

@@ -28,10 +28,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 try:  # inside seg's package (its tests); beside predict.py in an exported folder, copied with it
-    from .standalone_components import largest_component, postprocess  # noqa: F401 (largest_component: tests)
+    from .standalone_components import postprocess
 except ImportError:
     sys.path.insert(0, str(HERE))
-    from standalone_components import largest_component, postprocess  # type: ignore[no-redef]  # noqa: F401
+    from standalone_components import postprocess  # type: ignore[no-redef]
 AFFINE_TOL = 1e-3  # MONAI's tolerance for "the affine is unchanged: no resampling"
 
 

@@ -36,7 +36,8 @@ Pair = tuple[np.ndarray, np.ndarray]  # (predicted label map, ground-truth label
 
 @dataclass(frozen=True)
 class Step:
-    """One candidate step: keep the largest component of the voxels holding `values`, judged on `judged`."""
+    """One candidate step: keep the largest component of the voxels holding `values`, judged by the Dice of its class
+    (of every class for the foreground step)."""
 
     name: str  # a class (region) name, or `foreground`
     values: tuple[int, ...]  # the label values whose voxels form the mask
@@ -52,6 +53,13 @@ class Postprocessing:
     classes: dict[str, tuple[int, ...]]  # class (region) name -> its label values, in the model's order
     steps: list[Step] = field(default_factory=list)
     cases: int = 0
+
+    def refuse_other_classes(self, classes: dict, source: str) -> None:
+        """SegError (naming `source`) when this decision's classes (names and label values) are not `classes`, the
+        model's: a decision fits the cross-validation it came from."""
+        if self.classes != classes:
+            raise SegError(f"{source}: its classes {self.classes} are not the model's {classes}; give the decision "
+                           f"of this model's cross-validation")
 
     def applied(self) -> list[Step]:
         """The steps kept, in the order they are applied."""

@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from monai.data import decollate_batch
@@ -24,7 +23,7 @@ from typing_extensions import override
 from ..core.log import log
 from ..core.storage import write_text_atomically
 from ..data.geometry import discrete_in_input_grid
-from ..data.nifti import load_nifti
+from ..data.nifti import label_voxels, load_nifti
 from ..model.metrics import CaseMetrics
 from ..model.postprocessing import Postprocessing, apply_to_tensor
 from .gathering import gather_objects
@@ -60,7 +59,7 @@ class NativeSpaceScorer(Callback):
                 labels = apply_to_tensor(labels, self.postprocessing)
             predicted = datamodule.labels_to_targets(labels)
             truth_image = load_nifti(label_file)
-            truth = torch.as_tensor(np.rint(np.asanyarray(truth_image.dataobj)).astype(np.int64))[None]
+            truth = torch.as_tensor(label_voxels(truth_image))[None]
             spacing = [float(z) for z in truth_image.header.get_zooms()[:3]]
             self.metrics.add(case, predicted, datamodule.labels_to_targets(truth), spacing)
 

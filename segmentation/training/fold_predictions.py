@@ -14,12 +14,11 @@ from lightning.pytorch.callbacks import Callback
 from monai.data import decollate_batch
 from typing_extensions import override
 
+from ..core.constants import FOLD_MANIFEST as MANIFEST
 from ..core.log import log
 from ..core.storage import write_text_atomically
 from ..data.geometry import discrete_in_input_grid, save_in_input_geometry
 from .gathering import gather_objects
-
-MANIFEST = "manifest.json"
 
 
 class KeepLabelMaps(Callback):

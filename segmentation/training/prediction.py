@@ -41,7 +41,7 @@ class PredictionWriter(BasePredictionWriter):
             discrete = discrete_in_input_grid(item, pipeline, pl_module.hparams.multilabel)
             labels = datamodule.prediction_to_labels(discrete)
             if self.postprocessing is not None:
-                labels = apply_to_tensor(labels, self.postprocessing)
+                labels = apply_to_tensor(labels.cpu(), self.postprocessing)  # (scipy: on the CPU, saved from there)
             target = self.output_dir / f"{case}.nii.gz"
             if target.exists():
                 self.replaced.append(target)
