@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import yaml
 
@@ -23,6 +23,9 @@ from ..core.errors import SegError
 from ..core.log import log
 from ..core.storage import write_text_atomically
 from .cv_table import CvTable, read_case_rows
+
+if TYPE_CHECKING:
+    from ..model.postprocessing import Postprocessing
 
 FOLD_NAME = re.compile(r"^(?P<group>.+)_fold(?P<fold>\d+)$")
 BATCHES = Path("lightning_logs") / "batches"
@@ -124,7 +127,8 @@ def refuse_overlapping_folds(folds: dict[int, Path], checkpoint: str) -> None:
                        f"--data.seed, --data.test_fraction, --data.num_folds and data")
 
 
-def cv_tables(target: str, checkpoint: str = "best", out: Path | None = None) -> list[tuple[str, CvTable, Path]]:
+def cv_tables(target: str, checkpoint: str = "best", out: Path | None = None
+              ) -> list[tuple[str, CvTable, Path, Optional[Postprocessing]]]:
     """Score every fold of `target` not scored yet and write `<group>_cv.csv`, `<group>_cv.md` and the
     postprocessing decision `<group>_postprocessing.json` (`app.cv_postprocessing`) per group of folds (into
     `out`, else the batch folder or the folds' parent); (group, table, CSV path) of each."""
@@ -144,8 +148,8 @@ def cv_tables(target: str, checkpoint: str = "best", out: Path | None = None) ->
         title = (f"# {group}: {len(scored)}-fold cross-validation ({checkpoint}.ckpt of each fold on its validation "
                  f"cases, scored in native space as seg test)\n\n")
         write_text_atomically(destination.with_suffix(".md"), title + table.markdown())
-        decide_for_group(group, {fold: folds[fold] for fold in scored}, postprocessing_path(destination))
-        results.append((group, table, destination))
+        decision = decide_for_group(group, {fold: folds[fold] for fold in scored}, postprocessing_path(destination))
+        results.append((group, table, destination, decision))
     return results
 
 

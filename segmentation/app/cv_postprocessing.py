@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
 from ..core.constants import FOLD_MANIFEST as MANIFEST
 from ..core.log import log
 from ..core.storage import write_text_atomically
+
+if TYPE_CHECKING:  # (imported when deciding: the module stays light for seg report)
+    from ..model.postprocessing import Postprocessing
 
 
 def label_map(path: Path) -> np.ndarray:
@@ -31,7 +34,7 @@ def loader(prediction: Path, truth: Path) -> Callable[[], tuple[np.ndarray, np.n
     return lambda: (label_map(prediction), label_map(truth))
 
 
-def decide_for_group(group: str, folds: dict[int, Path], destination: Path) -> Optional[object]:
+def decide_for_group(group: str, folds: dict[int, Path], destination: Path) -> Optional[Postprocessing]:
     """`destination` (`<group>_postprocessing.json`) decided on the pooled kept label maps of `folds` (fold ->
     run directory); the decision, or None (said) where a fold kept no label maps or the folds' classes differ."""
     from ..model.postprocessing import decide_postprocessing

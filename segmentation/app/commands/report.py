@@ -159,18 +159,15 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 def show_cv(args: argparse.Namespace) -> None:
     """Score the folds of `--cv` not scored yet, write each group's CV table and print it."""
-    from ...model.postprocessing import Postprocessing
     from ..cross_validation import cv_tables, postprocessing_path
 
     out = Path(args.out) if args.out else None
-    for group, table, path in cv_tables(args.cv, args.cv_checkpoint, out):
+    for group, table, path, decision in cv_tables(args.cv, args.cv_checkpoint, out):
         print(f"\n{group}: cross-validation, {args.cv_checkpoint}.ckpt of each fold on its validation cases\n"
               f"{table.markdown()}wrote {path} and {path.with_suffix('.md')}")
-        decision = postprocessing_path(path)
-        if decision.is_file() and decision.stat().st_mtime >= path.stat().st_mtime:  # (written now, with the table)
-            steps = Postprocessing.from_json(decision.read_text(), str(decision))
-            print(f"postprocessing (keep the largest component, pooled over {steps.cases} validation cases):")
-            print("\n".join(f"  {line}" for line in steps.lines()) + f"\nwrote {decision}")
+        if decision is not None:
+            print(f"postprocessing (keep the largest component, pooled over {decision.cases} validation cases):")
+            print("\n".join(f"  {line}" for line in decision.lines()) + f"\nwrote {postprocessing_path(path)}")
 
 
 def main(argv: list[str]) -> int:
