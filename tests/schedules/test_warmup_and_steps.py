@@ -90,6 +90,13 @@ def test_a_warm_up_as_long_as_the_horizon_is_refused():
         build_schedule("cosine", optimizer(), 5, ScheduleOptions(warmup_epochs=5))
 
 
+def trained(options: ScheduleOptions, steps: int):
+    """A 4-epoch (12-step) per-step cosine stepped `steps` times: (its schedule, its optimizer, the LRs it used)."""
+    opt = optimizer()
+    first = build_schedule("cosine", opt, 4, options, steps_per_epoch=3)
+    return first, opt, lrs(first, opt, steps)
+
+
 def resumed(first, trained_opt, epochs: int, options: ScheduleOptions, lr: float = LR):
     """A schedule of `epochs` epochs (3 steps each) at `lr`, restored from `first` as Lightning restores: the
     optimizer's state (its LR is `trained_opt`'s), then the schedule's."""
@@ -104,12 +111,10 @@ def resumed(first, trained_opt, epochs: int, options: ScheduleOptions, lr: float
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_extending_a_finished_per_step_run_decays_from_its_last_step_without_a_second_warm_up():
     options = ScheduleOptions(interval="step", warmup_steps=4)
-    opt = optimizer()
-    first = build_schedule("cosine", opt, 4, options, steps_per_epoch=3)  # 12 steps
-    trained = lrs(first, opt, 12)
+    first, opt, used = trained(options, 12)  # all 12 steps
     extended, opt2 = resumed(first, opt, 8, options)  # 24 steps
     added = lrs(extended, opt2, 13)  # steps 12 .. 24
-    assert added[0] <= trained[-1]
+    assert added[0] <= used[-1]
     assert all(b <= a for a, b in zip(added, added[1:]))  # no second warm-up: it only decays
     assert added[-1] == pytest.approx(LR * 0.01)  # the floor, on the new horizon's end
 
@@ -118,9 +123,7 @@ def test_extending_a_finished_per_step_run_decays_from_its_last_step_without_a_s
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_a_horizon_change_during_the_warm_up_keeps_warming_up():
     options = ScheduleOptions(interval="step", warmup_steps=6)
-    opt = optimizer()
-    first = build_schedule("cosine", opt, 4, options, steps_per_epoch=3)
-    lrs(first, opt, 3)  # stopped after 3 of 6 warm-up steps
+    first, opt, _ = trained(options, 3)  # stopped after 3 of 6 warm-up steps
     longer, opt2 = resumed(first, opt, 8, options)
     reference_opt = optimizer()
     reference = build_schedule("cosine", reference_opt, 8, options, steps_per_epoch=3)
@@ -144,9 +147,7 @@ def test_optimizer_steps_per_epoch_counts_accumulated_batches_and_limits():
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_a_new_lr_applies_from_the_first_resumed_step():
     options = ScheduleOptions(interval="step", warmup_steps=2)
-    opt = optimizer()
-    first = build_schedule("cosine", opt, 4, options, steps_per_epoch=3)
-    lrs(first, opt, 5)
+    first, opt, _ = trained(options, 5)
     again, opt2 = resumed(first, opt, 4, options, lr=0.05)  # --model.lr 0.05 on the resume
     after = lrs(again, opt2, 8)  # steps 5 .. 12
     assert after[0] == pytest.approx(0.05) and after[-1] == pytest.approx(0.05 * 0.01)
