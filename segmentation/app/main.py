@@ -25,7 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": (
         "segmentation.app.commands.bench", "data pipeline, network ceiling, seg fit and a plain loop, side by side"
     ),
-    "batch": ("segmentation.app.commands.batch", "several runs in a row: plan, runs, summary (make batch1..3)"),
+    "batch": ("segmentation.app.commands.batch", "several runs: plan, runs (serial, --parallel, SLURM array), summary"),
+    "batch-task": ("segmentation.app.commands.batch_task", "one task of a batch's SLURM array (array.sbatch runs it)"),
     "plan": ("segmentation.app.commands.plan", "configure a run from the data and the machine (nnU-Net's rules)"),
     "lr-find": ("segmentation.app.commands.lr_find", "LR range test: plot + suggestion, nothing left behind"),
     "export": ("segmentation.app.commands.export", "network + preprocessing contract + standalone predict.py"),

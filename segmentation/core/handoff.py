@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -16,6 +17,11 @@ from typing import Optional
 from .storage import write_text_atomically
 
 RUN_RECORD_VARIABLE = "SEG_RUN_RECORD"
+
+
+def seg_command() -> list[str]:
+    """How to start `seg` as a child process with this same Python."""
+    return [sys.executable, "-m", "segmentation"]
 
 
 def requested_record() -> Optional[Path]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 import time
 from typing import Optional, Union
 
+from ...core.handoff import seg_command
 from ...measure.estimate import Estimate
 
 USAGE = """usage: seg estimate --config CONFIG [--trainer.max_epochs N ...] [--json]
@@ -38,11 +38,6 @@ def main(argv: list[str]) -> int:
     figures = {**result.as_dict(), COMMAND_SECONDS: time.perf_counter() - entered}
     print(json.dumps(figures) if as_json else result.text(), flush=True)
     return 0 if math.isfinite(result.seconds_per_epoch) else 1
-
-
-def seg_command() -> list[str]:
-    """How to start `seg` as a child process with this same Python."""
-    return [sys.executable, "-m", "segmentation"]
 
 
 def estimate_in_child(fit_args: list[str]) -> Union[Estimate, str]:
