@@ -29,14 +29,14 @@ SCRIPT = "array.sbatch"
 
 def refuse_what_slurm_cannot_run(args: argparse.Namespace) -> None:
     """SegError before anything is planned: no `sbatch` here, or a task whose processes would not match its devices."""
-    if shutil.which("sbatch") is None:
-        raise SegError("--launcher slurm: sbatch is not on PATH (no SLURM client here); run the batch on this "
-                       "machine instead: --launcher local --parallel N (or without --launcher, one run after another)")
     tasks = ntasks_per_node(sbatch_lines(args, []))
     if tasks != args.gpus:
         raise SegError(f"--launcher slurm: each task would start {tasks} processes per node (--ntasks-per-node="
                        f"{tasks}, from --sbatch or --template) for --gpus {args.gpus}: Lightning runs one process per "
                        f"device; set --ntasks-per-node={args.gpus} or leave the line out")
+    if shutil.which("sbatch") is None:
+        raise SegError("--launcher slurm: sbatch is not on PATH (no SLURM client here); run the batch on this "
+                       "machine instead: --launcher local --parallel N (or without --launcher, one run after another)")
 
 
 def ntasks_per_node(lines: list[str]) -> int:

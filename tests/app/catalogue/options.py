@@ -153,6 +153,26 @@ OPTIONS: dict[str, Case] = {
     "seg batch with a missing config": Case(lambda s: ["batch", "--config", str(s.tmp / "nowhere.yaml")],
                                             "nowhere.yaml: no such file"),
     "seg batch name that climbs out": Case(batch("--name", "../.."), "--name '../..': a batch name is one folder name"),
+    "seg batch --parallel without the local launcher": Case(batch("--parallel", "2"),
+                                                            "--parallel 2: runs at once on this machine need "
+                                                            "--launcher local"),
+    "seg batch --parallel 0": Case(batch("--launcher", "local", "--parallel", "0"), "--parallel 0: 1 or more"),
+    "seg batch with SLURM options but no SLURM launcher": Case(
+        batch("--partition", "gpu", "--max-parallel", "2"),
+        "--partition --max-parallel: options of a SLURM array; add --launcher slurm"),
+    "seg batch with a negative --max-requeues": Case(batch("--max-requeues", "-1"), "--max-requeues -1: 0 or more"),
+    "seg batch with a missing SLURM template": Case(
+        lambda s: batch("--launcher", "slurm", "--template", str(s.tmp / "array.sbatch"))(s),
+        "--template", ),
+    "seg batch DDP in a SLURM task with fewer processes than devices": Case(
+        batch("--launcher", "slurm", "--gpus", "2", "--sbatch=--ntasks-per-node=1", "--no-estimate"),
+        "(--ntasks-per-node=1, from --sbatch or --template) for --gpus 2: Lightning runs one process per device; "
+        "set --ntasks-per-node=2"),
+    "seg batch --launcher slurm without sbatch": Case(
+        batch("--launcher", "slurm", "--no-estimate"), "sbatch is not on PATH (no SLURM client here); run the batch "
+        "on this machine instead: --launcher local --parallel N", env={"PATH": "/nonexistent-seg-test-path"}),
+    "seg batch --status of a batch that does not exist": Case(lambda s: ["batch", "--status", "nowhere"],
+                                                              "--status nowhere: no batch there"),
     "seg report into a file": Case(lambda s: ["report", str(s.run), "--out", str(file_in_the_way(s.tmp / "out"))],
                                    "is a file; give a folder for report.png and report.md"),
     "seg report of a folder without runs": Case(
