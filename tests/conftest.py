@@ -1,10 +1,12 @@
-"""Shared fixtures: the synthetic demo task, one finished tiny run for the whole session, in-process `seg`."""
+"""Shared fixtures: the synthetic demo task, one finished tiny run for the whole session, in-process `seg`, the
+one-node SLURM cluster."""
 
 from __future__ import annotations
 
 import logging
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import lightning.pytorch  # (imported at collection: its log handlers must not bind to one test's capture)
 import pytest
@@ -13,6 +15,7 @@ import torch
 from segmentation.data.synthetic import write
 
 from .helpers import Mounts, Result, only_run_dir, seg_in_process, tiny_fit_args
+from .slurm.node import slurm_node
 
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 
@@ -29,6 +32,16 @@ def finished_run(demo_root, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("finished")
     assert seg_in_process(tiny_fit_args(demo_root, "--trainer.max_epochs=3"), cwd=work) == 0
     return only_run_dir(work / "lightning_logs")
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[None]:
+    """The tests' one-node SLURM cluster (tests/slurm/start_node.sh), stopped after its last user in any worker;
+    the test is skipped, with the reason, where SLURM cannot run."""
+    with slurm_node() as cannot:
+        if cannot:
+            pytest.skip(f"SLURM cannot run on this machine: {cannot}")
+        yield
 
 
 @pytest.fixture()

@@ -6,38 +6,14 @@ checkpoints, requeues the job and exits 75; the requeued job runs the same scrip
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 
-from ..helpers import REPO, only_run_dir, seg_command, tiny_fit_args, values
+from ..helpers import only_run_dir, seg_command, tiny_fit_args, values
+from ..slurm.node import job_state, node_state, wait_for
 
 pytestmark = pytest.mark.slow
 EPOCHS = 40  # far more than the epochs between the first checkpoint and the signal
-
-
-@pytest.fixture(scope="module")
-def slurm() -> None:
-    started = subprocess.run(["bash", str(REPO / "tests/slurm/start_node.sh")], capture_output=True, text=True,
-                             timeout=900)
-    if started.returncode != 0:
-        pytest.skip(f"SLURM cannot run on this machine: {(started.stdout + started.stderr)[-800:]}")
-
-
-def wait_for(condition, what: str, seconds: float = 240) -> None:
-    """Poll `condition` once a second until it holds; fail naming `what` after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(1)
-
-
-def node_state() -> str:
-    return subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip()
-
-
-def job_state(job: str) -> str:
-    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
 
 
 def test_sigusr1_requeues_the_job_and_the_requeued_job_finishes_the_same_run(slurm, demo_root, tmp_path):
