@@ -109,7 +109,7 @@ def test_a_changed_source_is_rebuilt_and_a_changed_setting_is_another_store(tmp_
     assert resampled.store().folder != datamodule.store().folder and resampled.store().missing(cases) == cases
 
 
-def test_a_kill_during_the_build_leaves_no_case_that_is_read_and_the_rerun_completes(demo_root, tmp_path):
+def test_a_kill_during_the_build_leaves_no_case_that_is_read_and_the_rerun_completes(demo_root, tmp_path, seg):
     data = tmp_path / "data"
     write("demo", data, cases=6, shape=(32, 32, 32), seed=0)
     args = tiny_fit_args(data, "--data.cache=store", "--trainer.max_epochs=1")
@@ -121,9 +121,9 @@ def test_a_kill_during_the_build_leaves_no_case_that_is_read_and_the_rerun_compl
     assert (store / "demo_002.image.npy").is_file()
     cases = MSDDataModule(str(data)).list_cases()
     assert [c["case"] for c in Store(store).missing(cases)] == [f"demo_00{i}" for i in range(2, 6)]
-    finished = run_seg(*args, cwd=tmp_path)
+    finished = seg(*args, cwd=tmp_path)  # (the rerun in-process: only the kill needs a process of its own)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    assert "store: building 4 of 6 cases" in finished.stdout + finished.stderr
+    assert "store: building 4 of 6 cases" in finished.stdout + finished.stderr + finished.log
     assert len(list(store.glob("*.json"))) == 6 and not list(store.glob(".*.tmp-*"))
 
 
