@@ -50,8 +50,8 @@ def execute(run: Run, state: BatchState, epochs: int, relay: SignalRelay, echo: 
             log.write(line)
             log.flush()
             echo(line)
-            if run.status != "running":
-                take_run_record(run, record_path, state, epochs)
+            if run.status != "running" and take_run_record(run, record_path, state, epochs):
+                relay.ready(process)
         code = process.wait()
         relay.remove(process)
         take_run_record(run, record_path, state, epochs)
@@ -85,12 +85,14 @@ def trained_epochs(run_dir: Optional[Path]) -> int:
     return max(numbers) + 1 if numbers else 0
 
 
-def take_run_record(run: Run, record_path: Path, state: BatchState, epochs: int) -> None:
-    """Once the fit has written its run record: take its run directory, mark the run running and save the state."""
+def take_run_record(run: Run, record_path: Path, state: BatchState, epochs: int) -> bool:
+    """Once the fit has written its run record: take its run directory, mark the run running and save the state;
+    whether it has."""
     record = read_run_record(record_path)
     if record is not None and run.status != "running":
         run.run_dir, run.status = Path(record["run_dir"]), "running"
         state.record(run, epochs)
+    return record is not None
 
 
 def summary(runs: list[Run]) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from segmentation.app.batch_run import PREEMPTED_STATUS
 from segmentation.app.batch_state import BatchState, gave_up
 from segmentation.app.batch_status import last_error, where_it_stands
 from segmentation.app.launchers import local, slurm
+from segmentation.app.signal_relay import SignalRelay
 
 from ..helpers import DEMO_CONFIG
 
@@ -27,7 +29,8 @@ def slurm_args(*words: str) -> argparse.Namespace:
 def test_the_array_script_requeues_signals_the_task_and_runs_its_batch_task(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     template = tmp_path / "site.sbatch"
-    template.write_text("#!/bin/bash\n# our cluster\n#SBATCH --qos=long\nmodule load cuda\nsource ~/venv/bin/activate\n")
+    template.write_text("#!/bin/bash\n# our cluster\n#SBATCH --qos=long\nmodule load cuda\n"
+                        "source ~/venv/bin/activate\n")
     script = slurm.array_script(slurm_args("--max-parallel", "2", "--partition", "gpu", "--time", "24:00:00",
                                            "--signal-seconds", "120", "--sbatch=--constraint=a100",
                                            "--template", str(template), "--max-requeues", "5"), [0, 2, 3])
@@ -122,3 +125,37 @@ def test_the_last_error_line_of_a_log(tmp_path):
     assert last_error(log) == "RuntimeError: CUDA out of memory"
     log.write_text("ok\nkilled\n")
     assert last_error(log) == "killed" and last_error(Path(tmp_path / "none.log")).startswith("no log")
+
+
+class FakeRun:
+    """A child process's stand-in: records the signals sent to it."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+
+    def poll(self):
+        return None
+
+    def send_signal(self, signum: int) -> None:
+        self.signals.append(signum)
+
+
+def test_the_relay_holds_sigusr1_back_from_a_run_still_starting_and_passes_sigterm_at_once():
+    relay = SignalRelay(translate=lambda s: signal.SIGTERM if s == signal.SIGUSR1 else s)
+    starting, training = FakeRun(), FakeRun()
+    relay.add(starting), relay.add(training), relay.ready(training)
+    relay.relay(signal.SIGUSR1, None)
+    assert starting.signals == [] and training.signals == [signal.SIGTERM]  # (translated)
+    relay.ready(starting)
+    relay.ready(training)  # (ready twice: no second signal)
+    assert starting.signals == [signal.SIGTERM] and training.signals == [signal.SIGTERM]
+    later = FakeRun()
+    relay.add(later)  # started after the signal: gets it once ready
+    assert later.signals == []
+    relay.ready(later)
+    assert later.signals == [signal.SIGTERM]
+    plain = SignalRelay()
+    stopping = FakeRun()
+    plain.add(stopping)
+    plain.relay(signal.SIGTERM, None)
+    assert stopping.signals == [signal.SIGTERM]
