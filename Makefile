@@ -11,9 +11,11 @@ ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 GPUS ?= 1
 TEST_WORKERS ?= 2  # pytest-xdist processes (most tests wait on one core: imports, child processes)
 # batches: ARCHS, EPOCHS (50), SCHEDULER (reduce_on_plateau), DATA (the dataset's folder), GPUS (> 1: DDP),
-# FRESH=1 (start every run anew; default: the same command again continues the batch's unfinished runs)
+# FRESH=1 (start every run anew; default: the same command again continues the batch's unfinished runs),
+# PARALLEL=N (N runs at once on this machine, each its own GPUs), SLURM="--time 24:00:00 ..." (one SLURM job array)
 BATCH = $(SEG) batch --archs $(or $(ARCHS),unet segresnet) --epochs $(or $(EPOCHS),50) \
-	--schedulers $(or $(SCHEDULER),reduce_on_plateau) --gpus $(GPUS) $(if $(FRESH),--fresh)
+	--schedulers $(or $(SCHEDULER),reduce_on_plateau) --gpus $(GPUS) $(if $(FRESH),--fresh) \
+	$(if $(PARALLEL),--launcher local --parallel $(PARALLEL)) $(if $(SLURM),--launcher slurm $(SLURM))
 SMOKE = data/smoke
 SMOKE_FRAGMENT = $(ROOT)/configs/fragments/smoke.yaml
 

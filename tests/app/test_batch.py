@@ -89,6 +89,18 @@ def test_make_batch_smoke_composes_the_smoke_fragment(tmp_path):
         assert "--smoke" in line and f"configs/{config} --config {SMOKE_FRAGMENT}" in line
 
 
+def test_make_batch_targets_pass_the_launcher_on(tmp_path):
+    def dry_run(*variables: str) -> str:
+        dry = subprocess.run(["make", "-s", "-n", "-f", str(REPO / "Makefile"), "-o", ".installed", "batch1",
+                              *variables], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert dry.returncode == 0, dry.stderr
+        return dry.stdout
+
+    assert "--launcher" not in dry_run()
+    assert "--launcher local --parallel 4 " in dry_run("PARALLEL=4")
+    assert "--launcher slurm --time 24:00:00 --max-parallel 8 " in dry_run("SLURM=--time 24:00:00 --max-parallel 8")
+
+
 def test_estimate_projects_the_measured_epoch_time(demo_root, tmp_path, seg):
     result = seg("estimate", "--config", str(DEMO_CONFIG), "--config", str(TINY_CONFIG),
                  f"--data.root={demo_root}", "--trainer.max_epochs=30", "--json", cwd=tmp_path)
