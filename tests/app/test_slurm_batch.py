@@ -16,7 +16,7 @@ from ..helpers import DEMO_CONFIG, TINY_CONFIG, seg_command, values
 from ..slurm.node import job_state, wait_for
 
 pytestmark = pytest.mark.slow
-EPOCHS = 20  # many more than the epochs between the first checkpoint and the signal's arrival
+EPOCHS = 12  # more than the epochs between the first checkpoint and the signal's arrival
 SCHEDULES = ("none", "cosine", "polynomial", "reduce_on_plateau")
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # each task's (sbatch passes the environment on), and the uninterrupted run's
 
