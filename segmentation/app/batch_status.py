@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from statistics import mean
+from statistics import median
 from typing import Optional
 
 from ..core.errors import SegError
@@ -83,13 +83,14 @@ def process_alive(record_path: Path) -> bool:
 
 
 def time_left(run_dir: Optional[Path], epochs: int) -> Optional[float]:
-    """Seconds to the run's last epoch at its mean epoch time so far (None before its first epoch)."""
+    """Seconds to the run's last epoch at its median epoch time so far (None before its first epoch; the median: an
+    epoch that spans a preemption is not a typical one)."""
     from .run_history import read_run
 
     curves = read_run(run_dir) if run_dir is not None else None
     if curves is None or not curves.epoch_seconds:
         return None
-    return mean(curves.epoch_seconds.values()) * max(0, epochs - trained_epochs(run_dir))
+    return median(curves.epoch_seconds.values()) * max(0, epochs - trained_epochs(run_dir))
 
 
 def last_error(log_path: Path) -> str:
