@@ -75,11 +75,13 @@ def where_it_stands(name: str, saved: dict, queue: dict[str, str], folder: Path,
 def process_alive(record_path: Path) -> bool:
     """Whether the `seg fit` that wrote this run record still runs (on this machine)."""
     record = read_run_record(record_path)
+    if record is None:
+        return False
     try:
-        os.kill(int(record["pid"]), 0) if record else None
+        os.kill(int(record["pid"]), 0)  # signal 0: only asks whether the process exists
     except (OSError, ValueError, KeyError):
         return False
-    return record is not None
+    return True
 
 
 def time_left(run_dir: Optional[Path], epochs: int) -> Optional[float]:

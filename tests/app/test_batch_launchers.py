@@ -36,7 +36,7 @@ def test_the_array_script_requeues_signals_the_task_and_runs_its_batch_task(tmp_
                                            "--template", str(template), "--max-requeues", "5"), [0, 2, 3])
     lines = script.splitlines()
     directives = [line for line in lines if line.startswith("#SBATCH")]
-    for wanted in ("--array=0,2,3%2", "--requeue", "--signal=B:USR1@120", "--partition=gpu", "--time=24:00:00",
+    for wanted in ("--array=0,2-3%2", "--requeue", "--signal=B:USR1@120", "--partition=gpu", "--time=24:00:00",
                    "--gres=gpu:1", "--ntasks-per-node=1", "--open-mode=append", "--job-name=seg-b1"):
         assert f"#SBATCH {wanted}" in directives, (wanted, script)
     # --sbatch and the template's #SBATCH lines come after seg's (sbatch: the later line wins)
@@ -56,6 +56,10 @@ def test_a_cpu_partition_asks_for_no_gpu_and_ddp_starts_one_process_per_device(t
     assert "--gres" not in cpu and "--srun" not in cpu
     ddp = slurm.array_script(slurm_args("--gpus", "2"), [0])
     assert "#SBATCH --ntasks-per-node=2" in ddp and "#SBATCH --gres=gpu:2" in ddp and ddp.rstrip().endswith("--srun")
+
+
+def test_task_indices_are_written_as_ranges():
+    assert slurm.index_ranges([3, 0, 1, 2, 5, 7, 8]) == "0-3,5,7-8" and slurm.index_ranges([4]) == "4"
 
 
 def test_the_processes_per_node_are_the_last_line_that_sets_them():

@@ -9,7 +9,7 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     [ "$(id -u)" = 0 ] || { echo "slurm-wlm is not installed and this is not root: cannot install it"; exit 3; }
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
 fi
-if scontrol ping 2>/dev/null | grep -q "is UP" && sinfo -h -o %T 2>/dev/null | grep -qE "idle|mixed|alloc"; then
+if timeout 5 scontrol ping 2>/dev/null | grep -q "is UP" && timeout 5 sinfo -h -o %T 2>/dev/null | grep -qE "idle|mixed|alloc"; then
     exit 0  # already running
 fi
 [ "$(id -u)" = 0 ] || { echo "starting slurmctld/slurmd needs root"; exit 3; }
@@ -42,11 +42,21 @@ PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 [ -s /etc/munge/munge.key ] || mungekey --create --force
 chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null || true
-pgrep -x munged >/dev/null || su -s /bin/sh munge -c "/usr/sbin/munged" || /usr/sbin/munged --force
-pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
-pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
-for _ in $(seq 60); do
-    if sinfo -h -o %T 2>/dev/null | grep -qE "^(idle|mixed)"; then exit 0; fi
+# a daemon is running when a live process has its name: the forks a daemon leaves behind stay as zombies where the
+# caller's process tree has a subreaper, and `pgrep -x` alone counts them (a restart after a stop then never starts)
+running() {
+    for pid in $(pgrep -x "$1"); do
+        state=$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)
+        [ -n "$state" ] && [ "$state" != Z ] && return 0
+    done
+    return 1
+}
+running munged || su -s /bin/sh munge -c "/usr/sbin/munged" || /usr/sbin/munged --force
+running slurmctld || /usr/sbin/slurmctld
+running slurmd || /usr/sbin/slurmd
+deadline=$(( $(date +%s) + 60 ))  # (sinfo itself waits ~10 s for a controller that is not up)
+while [ "$(date +%s)" -lt "$deadline" ]; do
+    if timeout 5 sinfo -h -o %T 2>/dev/null | grep -qE "^(idle|mixed)"; then exit 0; fi
     sleep 1
 done
 echo "the node did not become idle within 60 s:"; sinfo 2>&1 || true; tail -20 /var/log/slurm/slurmctld.log 2>&1 || true

@@ -55,8 +55,7 @@ def sbatch_lines(args: argparse.Namespace, indices: list[int]) -> list[str]:
                "--open-mode=append", f"--output={folder}/slurm/%A_%a.out", "--nodes=1",
                f"--ntasks-per-node={args.gpus}"]
     if indices:
-        options.append(f"--array={','.join(map(str, indices))}" + (f"%{args.max_parallel}" if args.max_parallel
-                                                                   else ""))
+        options.append(f"--array={index_ranges(indices)}" + (f"%{args.max_parallel}" if args.max_parallel else ""))
     gres = args.gres or f"gpu:{args.gpus}"
     options += [f"--gres={gres}"] if gres != "none" else []
     named = {"partition": args.partition, "account": args.account, "time": args.time,
@@ -64,6 +63,17 @@ def sbatch_lines(args: argparse.Namespace, indices: list[int]) -> list[str]:
     options += [f"--{name}={value}" for name, value in named.items() if value is not None]
     options += args.sbatch
     return [f"#SBATCH {option}" for option in options] + template_parts(args)[0]
+
+
+def index_ranges(indices: list[int]) -> str:
+    """SLURM's array spec of task indices: runs of consecutive ones as ranges (`0-3,5,7-8`)."""
+    spans: list[list[int]] = []
+    for index in sorted(indices):
+        if spans and index == spans[-1][1] + 1:
+            spans[-1][1] = index
+        else:
+            spans.append([index, index])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def template_parts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
@@ -129,5 +139,6 @@ def submit(runs: list[Run], state: BatchState, args: argparse.Namespace) -> list
     array = submitted.stdout.strip().split(";")[0]
     for index, run in todo:
         run.status = "pending"
-        state.record(run, args.epochs, slurm_job=f"{array}_{index}", action=run.action)
+        estimate = round(run.estimate.projected_seconds, 1) if run.estimate is not None else None
+        state.record(run, args.epochs, slurm_job=f"{array}_{index}", action=run.action, estimate_seconds=estimate)
     return todo
