@@ -36,16 +36,16 @@ def weights(run_dir) -> dict[str, torch.Tensor]:
 def test_parallel_runs_equal_the_serial_ones_and_a_failed_run_stops_no_other(demo_root, tmp_path):
     serial, parallel = tmp_path / "serial", tmp_path / "parallel"
     serial.mkdir(), parallel.mkdir()
-    alone = run_batch(demo_root, serial, "--archs", "unet", "--schedulers", "none", "cosine", "--epochs", "1")
+    alone = run_batch(demo_root, serial, "--archs", "unet", "--schedulers", "cosine", "--epochs", "1")
     assert alone.returncode == 0, alone.stdout[-3000:]
-    # segresnet's runs fail (the network options fit unet only) while unet's go on beside them
-    together = run_batch(demo_root, parallel, "--archs", "segresnet", "unet", "--schedulers", "none", "cosine",
+    # segresnet's run fails (the network options fit unet only) while unet's goes on beside it
+    together = run_batch(demo_root, parallel, "--archs", "segresnet", "unet", "--schedulers", "cosine",
                          "--epochs", "1", "--launcher", "local", "--parallel", "2", "--", UNET_ONLY)
     assert together.returncode == 1, together.stdout[-3000:]
     assert "2 at once on this machine" in together.stdout and "[unet_cosine] " in together.stdout
     summary = (parallel / "lightning_logs/batches/batch/summary.md").read_text()
-    assert summary.count("| failed (exit 2") == 2 and summary.count("| ok |") == 2, summary
-    for schedule in ("none", "cosine"):
+    assert summary.count("| failed (exit 2") == 1 and summary.count("| ok |") == 1, summary
+    for schedule in ("cosine",):
         run = f"lightning_logs/demo_unet_{schedule}/version_0"
         one, other = weights(serial / run), weights(parallel / run)
         assert one.keys() == other.keys() and all(torch.equal(one[k], other[k]) for k in one), schedule
