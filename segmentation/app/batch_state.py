@@ -69,7 +69,7 @@ def decide(runs: list[Run], state: BatchState, epochs: int, fresh: bool, max_req
             run.action, run.status, run.run_dir = "skip", saved["status"], run_dir
             run.notes.append(f"{saved['status']}: not run again (--fresh starts it anew)")
             continue
-        if run_dir is None or not any((run_dir / "checkpoints").glob("*.ckpt")):
+        if run_dir is None or not has_checkpoint(run_dir):
             continue  # never started, or stopped before its first checkpoint: start it
         run.run_dir = run_dir
         if saved.get("status") == "ok" and int(saved.get("epochs", 0)) >= epochs:
@@ -79,6 +79,11 @@ def decide(runs: list[Run], state: BatchState, epochs: int, fresh: bool, max_req
         else:
             run.action = "continue"
             run.notes.append(f"continues {run_dir} ({saved.get('status', '?')}, to {epochs} epochs)")
+
+
+def has_checkpoint(run_dir: Optional[Path]) -> bool:
+    """Whether a run directory has a checkpoint to continue from (`last.ckpt` of a preemption included)."""
+    return run_dir is not None and any((run_dir / "checkpoints").glob("*.ckpt"))
 
 
 def gave_up(saved: dict, max_requeues: int) -> bool:

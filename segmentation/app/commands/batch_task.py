@@ -19,7 +19,7 @@ from ...core.constants import PREEMPTED_EXIT
 from ...core.errors import SegError
 from ..batch_plan import Run
 from ..batch_run import execute
-from ..batch_state import BatchState
+from ..batch_state import BatchState, has_checkpoint
 from ..command_parser import CommandParser
 from ..signal_relay import SignalRelay
 
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
     starts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     run = Run(saved["architecture"], saved["scheduler"], list(saved["fit_args"]), fold=saved.get("fold"),
               seed=saved.get("seed"), run_dir=Path(saved["run_dir"]) if saved.get("run_dir") else None)
-    run.action = "continue" if checkpoints(run.run_dir) else "start"
+    run.action = "continue" if has_checkpoint(run.run_dir) else "start"
     requeue = starts < args.max_requeues
     print(f"seg batch-task: {name} (task {job}, start {starts + 1}; {run.action})", flush=True)
     state.update(name, status="running", restarts=starts)
@@ -77,8 +77,3 @@ def main(argv: list[str]) -> int:
         state.update(name, status=f"preempted {preemptions} times: not requeued (--max-requeues "
                                   f"{args.max_requeues}); the batch command again continues it")
     return code
-
-
-def checkpoints(run_dir: Path | None) -> bool:
-    """Whether the run directory has a checkpoint to continue from (`last.ckpt` of a preemption included)."""
-    return run_dir is not None and any((run_dir / "checkpoints").glob("*.ckpt"))
