@@ -49,7 +49,9 @@ def status_report(name: str, max_requeues: int) -> str:
 
 def where_it_stands(name: str, saved: dict, queue: dict[str, str], folder: Path, max_requeues: int
                     ) -> tuple[str, str]:
-    """(pending / running / preempted / finished / failed / gave up / stopped, a note) of one run."""
+    """(pending / running / preempted / finished / failed / gave up / stopped, a note) of one run (`max_requeues`: the
+    cap the run was submitted with, where state.json has it, else the one given)."""
+    max_requeues = int(saved.get("max_requeues", max_requeues))
     status, job = str(saved.get("status", "")), str(saved.get("slurm_job", ""))
     in_queue = queue.get(job, "")
     where = f"SLURM {job} {in_queue.lower()}".strip() if job else ""

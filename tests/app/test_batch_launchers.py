@@ -116,6 +116,7 @@ def test_a_run_failing_again_and_again_at_the_same_epoch_is_given_up():
     ({"status": "running", "slurm_job": "7_1"}, {}, "stopped", "no process or task runs it now"),
     ({"status": "failed (exit 1, log x)"}, {}, "failed", "seg: error: --data.root x: no such folder"),
     ({"status": "failed (exit 1, log x)", "failed_at_epochs": [2, 2]}, {}, "gave up", "failed 2 times at epoch 2"),
+    ({"status": "failed (exit 1, log x)", "failed_at_epochs": [2, 2], "max_requeues": 3}, {}, "failed", "seg: error"),
 ])
 def test_status_says_where_each_run_stands(saved, queue, stands, note, tmp_path):
     (tmp_path / "r.log").write_text("Epoch 2\nseg: error: --data.root x: no such folder\nbye\n")

@@ -140,5 +140,6 @@ def submit(runs: list[Run], state: BatchState, args: argparse.Namespace) -> list
     for index, run in todo:
         run.status = "pending"
         estimate = round(run.estimate.projected_seconds, 1) if run.estimate is not None else None
-        state.record(run, args.epochs, slurm_job=f"{array}_{index}", action=run.action, estimate_seconds=estimate)
+        state.record(run, args.epochs, slurm_job=f"{array}_{index}", action=run.action, estimate_seconds=estimate,
+                     max_requeues=args.max_requeues)
     return todo
