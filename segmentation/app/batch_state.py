@@ -88,11 +88,9 @@ def has_checkpoint(run_dir: Optional[Path]) -> bool:
 
 def gave_up(saved: dict, max_requeues: int) -> bool:
     """Whether a run failed more than `max_requeues` times in a row at the same epoch (a fault that another try does
-    not fix), or was marked as given up by its launcher."""
-    failures = saved.get("failed_at_epochs") or []
-    same = failures[-(max_requeues + 1):]
-    return str(saved.get("status", "")).startswith("gave up") or (
-        len(same) == max_requeues + 1 and len(set(same)) == 1)
+    not fix)."""
+    same = (saved.get("failed_at_epochs") or [])[-(max_requeues + 1):]
+    return len(same) == max_requeues + 1 and len(set(same)) == 1
 
 
 def switched_schedule(run: Run, state: BatchState, epochs: int) -> dict:
@@ -108,6 +106,13 @@ def switched_schedule(run: Run, state: BatchState, epochs: int) -> dict:
         return {}
     run.notes.append(f"switches its schedule {earlier[0]['scheduler']} -> {run.scheduler}")
     return {**earlier[0], "status": f"finished {earlier[0]['epochs']} epochs with {earlier[0]['scheduler']}"}
+
+
+def run_from(saved: dict) -> Run:
+    """The `Run` that a state entry records (its arguments, directory, status and time)."""
+    return Run(str(saved.get("architecture")), str(saved.get("scheduler")), list(saved.get("fit_args") or []),
+               status=str(saved.get("status")), seconds=float(saved.get("seconds", 0.0)), fold=saved.get("fold"),
+               seed=saved.get("seed"), run_dir=Path(saved["run_dir"]) if saved.get("run_dir") else None)
 
 
 def best_dice(run_dir: Path) -> Optional[tuple[float, int]]:

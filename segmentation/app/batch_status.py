@@ -12,10 +12,10 @@ from ..core.errors import SegError
 from ..core.formatting import format_duration
 from ..core.handoff import read_run_record
 from ..core.storage import write_text_atomically
-from .batch_plan import Run
 from .batch_run import PREEMPTED_STATUS, summary, trained_epochs
-from .batch_state import BatchState, batch_folder, best_dice, gave_up
+from .batch_state import BatchState, batch_folder, gave_up, run_from
 from .launchers.slurm import queued_jobs
+from .run_history import RunCurves, read_run
 
 ENDED = ("finished", "failed", "gave up", "stopped")
 
@@ -30,18 +30,22 @@ def status_report(name: str, max_requeues: int) -> str:
     queue = queued_jobs([str(saved.get("slurm_job", "")) for saved in state.runs.values()])
     lines = ["| run | stands | epoch | ETA | preempted | best val/dice (epoch) | note |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    stands = {}
+    runs, stands = [], []
     for run_name, saved in state.runs.items():
-        stands[run_name], note = where_it_stands(run_name, saved, queue, folder, max_requeues)
-        run_dir = Path(saved["run_dir"]) if saved.get("run_dir") else None
-        best = best_dice(run_dir) if run_dir is not None else None
-        eta = time_left(run_dir, int(saved.get("epochs", 0))) if stands[run_name] == "running" else None
-        lines.append(f"| {run_name} | {stands[run_name]} | {trained_epochs(run_dir)} of {saved.get('epochs', '?')} "
+        run = run_from(saved)
+        stand, note = where_it_stands(run_name, saved, queue, folder, max_requeues)
+        curves = read_run(run.run_dir) if run.run_dir is not None else None  # (its events, read once)
+        run.best = curves.best_dice() if curves is not None else None
+        eta = time_left(curves, int(saved.get("epochs", 0)) - trained_epochs(run.run_dir)) if stand == "running" \
+            else None
+        lines.append(f"| {run_name} | {stand} | {trained_epochs(run.run_dir)} of {saved.get('epochs', '?')} "
                      f"| {format_duration(eta) if eta is not None else '—'} | {saved.get('preemptions', 0)} "
-                     f"| {f'{best[0]:.4f} ({best[1]})' if best else '—'} | {note} |")
+                     f"| {f'{run.best[0]:.4f} ({run.best[1]})' if run.best else '—'} | {note} |")
+        runs.append(run)
+        stands.append(stand)
     report = f"batch {name}: {len(state.runs)} runs ({state.path})\n" + "\n".join(lines)
-    if all(stand.startswith(ENDED) for stand in stands.values()):
-        table = summary([run_from(run_name, saved) for run_name, saved in state.runs.items()])
+    if all(stand.startswith(ENDED) for stand in stands):
+        table = summary(runs)
         write_text_atomically(folder / "summary.md", table + "\n")
         report += f"\n\nevery run has ended: summary ({folder / 'summary.md'})\n{table}"
     return report
@@ -86,15 +90,12 @@ def process_alive(record_path: Path) -> bool:
     return True
 
 
-def time_left(run_dir: Optional[Path], epochs: int) -> Optional[float]:
+def time_left(curves: Optional[RunCurves], epochs_left: int) -> Optional[float]:
     """Seconds to the run's last epoch at its median epoch time so far (None before its first epoch; the median: an
     epoch that spans a preemption is not a typical one)."""
-    from .run_history import read_run
-
-    curves = read_run(run_dir) if run_dir is not None else None
     if curves is None or not curves.epoch_seconds:
         return None
-    return median(curves.epoch_seconds.values()) * max(0, epochs - trained_epochs(run_dir))
+    return median(curves.epoch_seconds.values()) * max(0, epochs_left)
 
 
 def last_error(log_path: Path) -> str:
@@ -105,12 +106,3 @@ def last_error(log_path: Path) -> str:
         return f"no log ({log_path})"
     errors = [line for line in lines if "error" in line.lower()]
     return (errors or lines or ["(empty log)"])[-1][:200]
-
-
-def run_from(name: str, saved: dict) -> Run:
-    """A `Run` of the summary table from its state entry."""
-    run = Run(str(saved.get("architecture")), str(saved.get("scheduler")), [], status=str(saved.get("status")),
-              seconds=float(saved.get("seconds", 0.0)), fold=saved.get("fold"), seed=saved.get("seed"),
-              run_dir=Path(saved["run_dir"]) if saved.get("run_dir") else None)
-    run.best = best_dice(run.run_dir) if run.run_dir else None
-    return run

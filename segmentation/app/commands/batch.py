@@ -72,12 +72,11 @@ def measure_estimates(runs: list[Run]) -> None:
 
 def submit_to_slurm(runs: list[Run], state: BatchState, args: argparse.Namespace) -> int:
     """Submit the array and return: the plan and its job are in state.json; `--status` follows it."""
-    submitted = slurm.submit(runs, state, args)
+    job, submitted = slurm.submit(runs, state, args)
     if not submitted:
         print(f"batch {args.name}: nothing to submit (every run has finished or is queued); "
               f"seg batch --status {args.name}", flush=True)
         return 0
-    job = str(state.runs[submitted[0][1].name]["slurm_job"]).split("_")[0]
     print(f"batch {args.name}: SLURM array {job} submitted, {len(submitted)} tasks "
           f"({', '.join(f'{index}: {run.name}' for index, run in submitted)}); script {state.folder / slurm.SCRIPT}; "
           f"where each stands: seg batch --status {args.name}", flush=True)

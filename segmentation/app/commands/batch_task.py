@@ -17,9 +17,8 @@ from pathlib import Path
 
 from ...core.constants import PREEMPTED_EXIT
 from ...core.errors import SegError
-from ..batch_plan import Run
 from ..batch_run import execute
-from ..batch_state import BatchState, has_checkpoint
+from ..batch_state import BatchState, has_checkpoint, run_from
 from ..command_parser import CommandParser
 from ..signal_relay import SignalRelay
 
@@ -58,12 +57,11 @@ def main(argv: list[str]) -> int:
     job = this_task()
     name, saved = run_of(state, job)
     starts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
-    run = Run(saved["architecture"], saved["scheduler"], list(saved["fit_args"]), fold=saved.get("fold"),
-              seed=saved.get("seed"), run_dir=Path(saved["run_dir"]) if saved.get("run_dir") else None)
+    run = run_from(saved)
     run.action = "continue" if has_checkpoint(run.run_dir) else "start"
     requeue = starts < args.max_requeues
     print(f"seg batch-task: {name} (task {job}, start {starts + 1}; {run.action})", flush=True)
-    state.update(name, status="running", restarts=starts)
+    state.update(name, status="running")  # (before the fit names its directory: not "pending" while it runs)
 
     def translate(signum: int) -> int:
         return signum if requeue or signum != signal.SIGUSR1 else signal.SIGTERM

@@ -114,9 +114,9 @@ def queued_jobs(jobs: list[str]) -> dict[str, str]:
     return dict(line.split()[:2] for line in listed.stdout.splitlines() if len(line.split()) >= 2)
 
 
-def submit(runs: list[Run], state: BatchState, args: argparse.Namespace) -> list[tuple[int, Run]]:
+def submit(runs: list[Run], state: BatchState, args: argparse.Namespace) -> tuple[str, list[tuple[int, Run]]]:
     """Submit one array of the runs that are neither finished nor already queued; record each task in state.json.
-    Returns the submitted (task index, run) pairs (none: nothing was submitted)."""
+    Returns the array's job id and the submitted (task index, run) pairs (none: nothing was submitted)."""
     queued = queued_jobs([str(saved.get("slurm_job", "")) for saved in state.runs.values()])
     todo = []
     for index, run in enumerate(runs):
@@ -128,7 +128,7 @@ def submit(runs: list[Run], state: BatchState, args: argparse.Namespace) -> list
             continue
         todo.append((index, run))
     if not todo:
-        return []
+        return "", []
     script = state.folder / SCRIPT
     state.folder.mkdir(parents=True, exist_ok=True)
     (state.folder / "slurm").mkdir(exist_ok=True)
@@ -142,4 +142,4 @@ def submit(runs: list[Run], state: BatchState, args: argparse.Namespace) -> list
         estimate = round(run.estimate.projected_seconds, 1) if run.estimate is not None else None
         state.record(run, args.epochs, slurm_job=f"{array}_{index}", action=run.action, estimate_seconds=estimate,
                      max_requeues=args.max_requeues)
-    return todo
+    return array, todo
